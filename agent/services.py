@@ -1,0 +1,43 @@
+"""Builds the per-session STT, LLM and TTS processors around the shared models."""
+
+from pipecat.services.llm_service import LLMService
+from pipecat.services.openai.llm import OpenAILLMService
+
+from voxline.config.settings import LLMSettings, STTSettings
+from voxline.models import ModelSet
+from voxline.pipeline.llm import LlamaCppLLMService
+from voxline.pipeline.stt import StreamingWhisperSTTService
+from voxline.pipeline.tts import LocalTTSService
+
+
+def build_stt(models: ModelSet, stt: STTSettings) -> StreamingWhisperSTTService:
+    """Streaming Whisper with interim results on the shared engine."""
+    return StreamingWhisperSTTService(
+        engine=models.stt, language=stt.language, interim_interval_secs=stt.interim_interval_secs
+    )
+
+
+def build_llm(models: ModelSet, llm: LLMSettings, *, system_prompt: str) -> LLMService:
+    """llama.cpp in-process, or pipecat's OpenAI service for any OpenAI-compatible server."""
+    if llm.provider == "openai":
+        service = OpenAILLMService(
+            api_key=llm.api_key.get_secret_value(),
+            base_url=llm.base_url,
+            settings=OpenAILLMService.Settings(
+                model=llm.remote_model, system_instruction=system_prompt,
+                max_completion_tokens=llm.max_tokens, temperature=llm.temperature,
+            ),
+        )
+        # llama-server and others reject the "developer" role with HTTP 500.
+        service.supports_developer_role = False
+        return service
+    assert models.llm is not None, "provider 'local' always loads a model"
+    return LlamaCppLLMService(
+        engine=models.llm, system_instruction=system_prompt, max_tokens=llm.max_tokens,
+        temperature=llm.temperature,
+    )
+
+
+def build_tts(models: ModelSet) -> LocalTTSService:
+    """Sentence-by-sentence synthesis on the shared engine."""
+    return LocalTTSService(engine=models.tts, executor=models.tts_executor)

@@ -1,0 +1,147 @@
+"""`run_session`: the whole pipeline of one conversation, read top to bottom."""
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+from loguru import logger
+from pipecat.audio.vad.silero import SileroVADAnalyzer
+from pipecat.audio.vad.vad_analyzer import VADParams
+from pipecat.frames.frames import TTSSpeakFrame
+from pipecat.pipeline.pipeline import Pipeline
+from pipecat.pipeline.worker import PipelineParams, PipelineWorker, ProcessorUnusablePolicy
+from pipecat.processors.aggregators.llm_context import LLMContext
+from pipecat.processors.aggregators.llm_response_universal import (
+    LLMContextAggregatorPair,
+    LLMUserAggregatorParams,
+)
+from pipecat.processors.audio.vad_processor import VADProcessor
+from pipecat.transports.base_transport import BaseTransport
+from pipecat.turns.user_start import TranscriptionUserTurnStartStrategy, VADUserTurnStartStrategy
+from pipecat.turns.user_stop import SpeechTimeoutUserTurnStopStrategy
+from pipecat.turns.user_turn_strategies import UserTurnStrategies
+from pipecat.workers.runner import WorkerRunner
+
+from voxline.agent.persona import Persona
+from voxline.agent.services import build_llm, build_stt, build_tts
+from voxline.bus import EventBus, SessionBus, events
+from voxline.config.settings import AgentSettings, VADSettings, VoxlineSettings
+from voxline.models import ModelSet
+from voxline.pipeline.context_window import ContextWindowProcessor
+from voxline.pipeline.session_events import SessionEventsObserver
+from voxline.pipeline.turn_metrics import TurnMetricsObserver
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """What the transport knows about this conversation."""
+
+    session_id: str
+    transport: Literal["websocket", "webrtc", "discord"]
+    persona: Persona
+    worker_id: str = "worker"
+    client: str = ""
+    audio_in_sample_rate: int = 16000  # what reaches the pipeline (VAD and Whisper want 16 kHz)
+    audio_out_sample_rate: int = 16000
+
+
+async def run_session(
+    transport: BaseTransport,
+    models: ModelSet,
+    settings: VoxlineSettings,
+    bus: EventBus,
+    options: SessionOptions,
+) -> None:
+    """Run one conversation until the client leaves, the session idles out or fails.
+
+    transport in → VAD → STT → user context → history window → LLM → TTS → transport out →
+    assistant context (only what was actually played), with observers publishing to the bus.
+    """
+    session_bus = SessionBus(bus, session_id=options.session_id, source=options.worker_id)
+    with logger.contextualize(session_id=options.session_id):
+        vad = await asyncio.to_thread(_vad_analyzer, settings.vad)  # loads onnx: off the loop
+        context = LLMContext()
+        aggregators = LLMContextAggregatorPair(
+            context, user_params=LLMUserAggregatorParams(
+                user_turn_strategies=_turn_strategies(settings.agent)
+            ),
+        )
+        pipeline = Pipeline([
+            transport.input(),
+            VADProcessor(vad_analyzer=vad),
+            build_stt(models, settings.stt),
+            aggregators.user(),
+            ContextWindowProcessor(max_messages=settings.agent.max_history_messages),
+            build_llm(models, settings.llm, system_prompt=options.persona.system_prompt),
+            build_tts(models),
+            transport.output(),
+            aggregators.assistant(),
+        ])
+        worker = PipelineWorker(
+            pipeline,
+            params=PipelineParams(
+                audio_in_sample_rate=options.audio_in_sample_rate,
+                audio_out_sample_rate=options.audio_out_sample_rate,
+                enable_metrics=True,
+            ),
+            observers=[
+                SessionEventsObserver(session_bus=session_bus),
+                TurnMetricsObserver(session_bus=session_bus),
+            ],
+            enable_rtvi=False,
+            idle_timeout_secs=settings.agent.idle_timeout_secs,
+            processor_unusable_policy=ProcessorUnusablePolicy.END,
+        )
+
+        @transport.event_handler("on_client_disconnected")
+        async def on_client_disconnected(_transport, _client):
+            await worker.cancel(reason="client disconnected")
+
+        if options.persona.greeting:
+            await worker.queue_frame(TTSSpeakFrame(options.persona.greeting))
+        await _run(worker, session_bus, options)
+
+
+async def _run(worker: PipelineWorker, session_bus: SessionBus, options: SessionOptions) -> None:
+    """Run the worker, bracketed by session.started / session.ended events."""
+    started = time.monotonic()
+    session_bus.publish(
+        events.SessionStarted, transport=options.transport, client=options.client,
+        sample_rate=options.audio_out_sample_rate,
+    )
+    reason = "ended"
+    runner = WorkerRunner(handle_sigint=False, handle_sigterm=False)
+    try:
+        await runner.add_workers(worker)
+        await runner.run()
+    except asyncio.CancelledError:
+        reason = "cancelled"
+        await worker.cancel(reason="session cancelled")
+        raise
+    finally:
+        session_bus.publish(
+            events.SessionEnded, reason=reason, duration_secs=time.monotonic() - started
+        )
+        logger.info("Session {} ended after {:.1f}s", options.session_id, time.monotonic() - started)
+
+
+def _vad_analyzer(vad: VADSettings) -> SileroVADAnalyzer:
+    return SileroVADAnalyzer(
+        params=VADParams(
+            confidence=vad.confidence, start_secs=vad.start_secs, stop_secs=vad.stop_secs,
+            min_volume=vad.min_volume,
+        )
+    )
+
+
+def _turn_strategies(agent: AgentSettings) -> UserTurnStrategies:
+    """The user's turn starts on speech (barge-in when enabled) and ends as soon as the final
+    transcript of the speech the VAD closed arrives: the silence window is the VAD's stop_secs."""
+    return UserTurnStrategies(
+        start=[
+            VADUserTurnStartStrategy(enable_interruptions=agent.enable_interruptions),
+            TranscriptionUserTurnStartStrategy(enable_interruptions=agent.enable_interruptions),
+        ],
+        stop=[SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=0.0)],
+    )

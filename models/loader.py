@@ -1,0 +1,152 @@
+"""Load every model a worker needs, once, and hand the shared set to each session."""
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from loguru import logger
+
+from voxline.config.settings import VoxlineSettings
+from voxline.models import catalog
+from voxline.models.llama import LlamaEngine
+from voxline.models.registry import ModelRegistry, ModelStatus
+from voxline.models.whisper import WhisperEngine
+
+
+class SpeechSynthesizer(Protocol):
+    """What the TTS processor needs from an engine (Piper or Kokoro)."""
+
+    name: str
+    sample_rate: int
+
+    def synthesize(self, text: str) -> "object":  # Iterator[bytes] of 16-bit mono PCM
+        ...
+
+    def warm_up(self) -> None: ...
+
+
+@dataclass
+class ModelSet:
+    """The shared, already-loaded models of one process. Sessions only borrow them."""
+
+    vad_model_path: Path
+    stt: WhisperEngine
+    tts: SpeechSynthesizer
+    llm: LlamaEngine | None  # None when the LLM is a remote OpenAI-compatible server
+    tts_executor: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=2, thread_name_prefix="voxline-tts")
+    )
+    load_secs: dict[str, float] = field(default_factory=dict)
+
+    def describe(self) -> dict[str, str]:
+        """Engine names, for status events and logs."""
+        return {
+            "vad": "silero-vad",
+            "stt": self.stt.name,
+            "llm": self.llm.name if self.llm else "remote",
+            "tts": self.tts.name,
+        }
+
+    def close(self) -> None:
+        """Stop the worker threads (at process exit)."""
+        self.stt.close()
+        if self.llm:
+            self.llm.close()
+        self.tts_executor.shutdown(wait=False, cancel_futures=True)
+
+
+Progress = Callable[[str, float], None]
+
+
+def load_models(settings: VoxlineSettings, progress: Progress | None = None) -> ModelSet:
+    """Locate, verify, load and warm up every model. Blocking; raises `ModelFileError` early."""
+    registry = ModelRegistry(settings.models.cache_dir)
+    report = progress or (lambda line, secs: logger.info("{} ({:.2f}s)", line, secs))
+    timings: dict[str, float] = {}
+
+    def timed(label: str, fn):
+        started = time.perf_counter()
+        result = fn()
+        timings[label] = time.perf_counter() - started
+        report(label, timings[label])
+        return result
+
+    vad_path = timed("VAD  silero-vad", lambda: registry.path_of(catalog.SILERO_VAD))
+    stt = timed("STT  " + _stt_label(settings), lambda: _load_stt(settings, registry))
+    llm = timed("LLM  " + _llm_label(settings), lambda: _load_llm(settings, registry))
+    tts = timed("TTS  " + settings.tts.engine, lambda: _load_tts(settings, registry))
+    return ModelSet(vad_model_path=vad_path, stt=stt, tts=tts, llm=llm, load_secs=timings)
+
+
+def _stt_label(settings: VoxlineSettings) -> str:
+    return str(settings.stt.model_path or catalog.WHISPER_TINY_EN.name)
+
+
+def _llm_label(settings: VoxlineSettings) -> str:
+    llm = settings.llm
+    if llm.provider == "openai":
+        return f"remote {llm.remote_model} at {llm.base_url}"
+    return str(llm.model_path or llm.model)
+
+
+def _load_stt(settings: VoxlineSettings, registry: ModelRegistry) -> WhisperEngine:
+    stt = settings.stt
+    model_dir = stt.model_path or registry.path_of(catalog.WHISPER_TINY_EN).parent
+    engine = WhisperEngine(
+        model_dir=model_dir, cpu_threads=stt.cpu_threads, beam_size=stt.beam_size,
+        language=stt.language,
+    )
+    engine.warm_up()
+    return engine
+
+
+def _load_llm(settings: VoxlineSettings, registry: ModelRegistry) -> LlamaEngine | None:
+    llm = settings.llm
+    if llm.provider == "openai":
+        return None
+    path = llm.model_path or registry.path_of(catalog.LLM_MODELS[llm.model])
+    engine = LlamaEngine(model_path=path, n_ctx=llm.n_ctx, n_threads=llm.n_threads)
+    engine.warm_up()
+    return engine
+
+
+def _load_tts(settings: VoxlineSettings, registry: ModelRegistry) -> SpeechSynthesizer:
+    tts = settings.tts
+    if tts.engine == "kokoro":
+        from voxline.models.kokoro import KokoroSynthesizer
+
+        model = registry.path_of(catalog.KOKORO_82M)
+        voices = registry.path_of(catalog.KOKORO_FRONTEND)
+        vocab = voices.with_name("vocab.json")  # verified with it by path_of
+        engine: SpeechSynthesizer = KokoroSynthesizer(
+            model_path=model, voices_path=voices, vocab_path=vocab,
+            voice=tts.voice or "jf_alpha", speed=tts.speed, num_threads=tts.num_threads,
+        )
+    else:
+        from voxline.models.piper import PiperSynthesizer
+
+        if tts.voice not in (None, "en_US-joe-medium"):
+            raise ValueError(
+                f"tts.voice '{tts.voice}' is not packaged; the packaged Piper voice is "
+                "'en_US-joe-medium' (leave tts.voice unset)"
+            )
+        onnx = registry.path_of(catalog.PIPER_JOE)
+        engine = PiperSynthesizer(
+            model_path=onnx, config_path=onnx.with_name(onnx.name + ".json"), speed=tts.speed
+        )
+    engine.warm_up()
+    return engine
+
+
+def model_statuses(settings: VoxlineSettings) -> list[ModelStatus]:
+    """Every model this configuration can use, with its source, size and checksum state."""
+    registry = ModelRegistry(settings.models.cache_dir)
+    statuses = [registry.status(spec) for spec in catalog.ALL_MODELS]
+    if settings.stt.model_path:
+        statuses.append(registry.local_file_status("stt (custom)", "stt", settings.stt.model_path))
+    if settings.llm.model_path:
+        statuses.append(registry.local_file_status("llm (custom)", "llm", settings.llm.model_path))
+    return statuses

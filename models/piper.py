@@ -1,0 +1,32 @@
+"""Piper text to speech (piper-tts, GPL-3.0: an optional extra), shared by all sessions."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+
+class PiperSynthesizer:
+    """A loaded Piper voice. `synthesize` yields one PCM chunk per sentence."""
+
+    def __init__(self, *, model_path: Path, config_path: Path, speed: float):
+        try:
+            from piper import PiperVoice
+            from piper.config import SynthesisConfig
+        except ImportError as e:
+            raise RuntimeError(
+                "TTS engine 'piper' needs the piper extra: pip install 'voxline[piper]' "
+                "(piper-tts is GPL-3.0), or set tts.engine to 'kokoro'"
+            ) from e
+        self._voice = PiperVoice.load(model_path, config_path=config_path)
+        self._config = SynthesisConfig(length_scale=1.0 / speed)
+        self.name = f"piper:{Path(model_path).stem}"
+        self.sample_rate: int = self._voice.config.sample_rate
+
+    def synthesize(self, text: str) -> Iterator[bytes]:
+        """16-bit mono PCM at `sample_rate`. Blocking: iterate it in a worker thread."""
+        for chunk in self._voice.synthesize(text, syn_config=self._config):
+            yield chunk.audio_int16_bytes
+
+    def warm_up(self) -> None:
+        """Pay onnxruntime's first-run cost at start-up."""
+        for _ in self.synthesize("Ready."):
+            pass

@@ -1,0 +1,100 @@
+"""In-process llama.cpp LLM: streams tokens from a worker thread into the pipeline."""
+
+import asyncio
+import threading
+
+from loguru import logger
+from pipecat.frames.frames import (
+    Frame,
+    LLMContextFrame,
+    LLMFullResponseEndFrame,
+    LLMFullResponseStartFrame,
+)
+from pipecat.processors.aggregators.llm_context import LLMContext
+from pipecat.processors.frame_processor import FrameDirection
+from pipecat.services.llm_service import LLMService
+from pipecat.services.settings import LLMSettings
+
+from voxline.models.llama import LlamaEngine
+
+_DONE = object()
+
+
+class LlamaCppLLMService(LLMService):
+    """Answers each `LLMContextFrame` with a shared `LlamaEngine`.
+
+    Tokens cross from the engine's thread to the loop through a queue. An interruption cancels
+    the frame task (pipecat's standard behaviour); the `finally` then sets the thread's stop
+    event, so generation ends within one token and nothing more is pushed.
+    """
+
+    def __init__(
+        self, *, engine: LlamaEngine, system_instruction: str, max_tokens: int,
+        temperature: float, **kwargs,
+    ):
+        super().__init__(
+            settings=LLMSettings(
+                model=engine.name, system_instruction=system_instruction,
+                temperature=temperature, max_tokens=max_tokens,
+                # Not offered by this service; None says so to pipecat's settings checks.
+                top_p=None, top_k=None, frequency_penalty=None, presence_penalty=None, seed=None,
+                filter_incomplete_user_turns=False, user_turn_completion_config=None,
+            ),
+            **kwargs,
+        )
+        self._engine = engine
+
+    def can_generate_metrics(self) -> bool:
+        """Report TTFB like pipecat's own LLM services."""
+        return True
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection):
+        """Generate a reply for a context; pass every other frame on."""
+        await super().process_frame(frame, direction)
+        if isinstance(frame, LLMContextFrame):
+            await self.push_frame(LLMFullResponseStartFrame())
+            try:
+                await self._generate(frame.context)
+            finally:
+                await self.push_frame(LLMFullResponseEndFrame())
+        else:
+            await self.push_frame(frame, direction)
+
+    async def _generate(self, context: LLMContext):
+        params = await self.get_llm_adapter().get_llm_invocation_params(
+            context,
+            system_instruction=self._settings.system_instruction,
+            convert_developer_to_user=True,
+        )
+        messages = [dict(m) for m in params["messages"]]
+        loop = asyncio.get_running_loop()
+        pieces: asyncio.Queue = asyncio.Queue()
+        stop = threading.Event()
+
+        def produce():
+            try:
+                for piece in self._engine.stream_chat(
+                    messages, max_tokens=self._settings.max_tokens,
+                    temperature=self._settings.temperature, stop=stop,
+                ):
+                    loop.call_soon_threadsafe(pieces.put_nowait, piece)
+            except Exception as e:  # reported on the loop, below
+                loop.call_soon_threadsafe(pieces.put_nowait, e)
+            finally:
+                loop.call_soon_threadsafe(pieces.put_nowait, _DONE)
+
+        await self.start_processing_metrics()
+        await self.start_ttfb_metrics()
+        producer = loop.run_in_executor(self._engine.executor, produce)
+        try:
+            while (piece := await pieces.get()) is not _DONE:
+                if isinstance(piece, Exception):
+                    await self.push_error(f"{self}: generation failed: {piece}", exception=piece)
+                    break
+                await self.stop_ttfb_metrics()
+                await self._push_llm_text(piece)
+        finally:
+            stop.set()
+            await self.stop_processing_metrics()
+            if not producer.done():
+                logger.debug("{}: reply cancelled; worker thread told to stop", self)

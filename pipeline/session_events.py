@@ -1,0 +1,82 @@
+"""Turns the frames of one session into bus events (transcripts, bot text, speaking, barge-in)."""
+
+from pipecat.frames.frames import (
+    BotStartedSpeakingFrame,
+    BotStoppedSpeakingFrame,
+    ErrorFrame,
+    InterimTranscriptionFrame,
+    InterruptionFrame,
+    LLMFullResponseEndFrame,
+    LLMFullResponseStartFrame,
+    LLMTextFrame,
+    TranscriptionFrame,
+    TTSTextFrame,
+)
+from pipecat.observers.base_observer import BaseObserver, FramePushed
+from pipecat.processors.frame_processor import FrameDirection
+from pipecat.transports.base_output import BaseOutputTransport
+
+from voxline.bus import events
+from voxline.bus.base import SessionBus
+
+
+class SessionEventsObserver(BaseObserver):
+    """Watches every frame push of a session and publishes what a person would care about.
+
+    An observer, not a processor: transcripts are consumed by the user aggregator and speaking
+    frames start at the output transport, so no single place in the pipeline sees them all.
+    Publishing is `publish_nowait`: this never delays a frame.
+    """
+
+    def __init__(self, *, session_bus: SessionBus, **kwargs):
+        super().__init__(**kwargs)
+        self._bus = session_bus
+        self._reply: list[str] = []
+        self._is_replying = False
+        self._is_bot_speaking = False
+
+    async def on_push_frame(self, data: FramePushed):
+        """Map one frame push to at most one event."""
+        frame, publish = data.frame, self._bus.publish
+        if data.direction != FrameDirection.DOWNSTREAM:
+            return
+        if isinstance(frame, TTSTextFrame):
+            # The output transport passes text on once its audio has been sent.
+            if isinstance(data.source, BaseOutputTransport) and frame.text.strip():
+                publish(events.BotSpoken, text=frame.text.strip())
+            return
+        if not data.first_push:
+            return
+        if isinstance(frame, InterimTranscriptionFrame):
+            publish(events.TranscriptPartial, text=frame.text)
+        elif isinstance(frame, TranscriptionFrame):
+            publish(events.TranscriptFinal, text=frame.text)
+        elif isinstance(frame, LLMFullResponseStartFrame):
+            self._reply, self._is_replying = [], True
+        elif isinstance(frame, LLMTextFrame) and self._is_replying:
+            self._reply.append(frame.text)
+        elif isinstance(frame, LLMFullResponseEndFrame) and self._is_replying:
+            self._finish_reply(interrupted=False)
+        elif isinstance(frame, BotStartedSpeakingFrame):
+            self._is_bot_speaking = True
+            publish(events.BotStartedSpeaking)
+        elif isinstance(frame, BotStoppedSpeakingFrame):
+            self._is_bot_speaking = False
+            publish(events.BotStoppedSpeaking)
+        elif isinstance(frame, InterruptionFrame):
+            self._on_interruption()
+        elif isinstance(frame, ErrorFrame):
+            publish(events.SessionError, code="pipeline_error", message=frame.error)
+
+    def _on_interruption(self):
+        was_busy = self._is_bot_speaking or self._is_replying
+        if self._is_replying:
+            self._finish_reply(interrupted=True)
+        if was_busy:
+            self._bus.publish(events.TurnInterrupted)
+
+    def _finish_reply(self, *, interrupted: bool):
+        text = "".join(self._reply).strip()
+        self._reply, self._is_replying = [], False
+        if text:
+            self._bus.publish(events.LLMResponseReady, text=text, interrupted=interrupted)

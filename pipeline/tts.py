@@ -1,0 +1,49 @@
+"""Text to speech on a shared local engine (Piper or Kokoro), streamed per sentence."""
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from concurrent.futures import Executor
+
+from pipecat.frames.frames import Frame
+from pipecat.services.settings import TTSSettings
+from pipecat.services.tts_service import TTSService
+
+from voxline.models.loader import SpeechSynthesizer
+
+
+class LocalTTSService(TTSService):
+    """Speaks each sentence the base class aggregates, as soon as the LLM finishes it.
+
+    The engine's generator is advanced one chunk per hop to `executor`, so an interruption can
+    stop synthesis between chunks. Audio is resampled by the base class to the transport's rate.
+    """
+
+    def __init__(self, *, engine: SpeechSynthesizer, executor: Executor, **kwargs):
+        super().__init__(
+            push_start_frame=True,
+            push_stop_frames=True,
+            settings=TTSSettings(model=engine.name, voice=engine.name, language=None),
+            **kwargs,
+        )
+        self._engine = engine
+        self._executor = executor
+
+    def can_generate_metrics(self) -> bool:
+        """Report TTFB like pipecat's own TTS services."""
+        return True
+
+    async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame, None]:
+        """Synthesize one sentence and yield its audio frames."""
+        await self.start_tts_usage_metrics(text)
+        async for frame in self._stream_audio_frames_from_iterator(
+            self._chunks(self._engine.synthesize(text)),
+            in_sample_rate=self._engine.sample_rate,
+            context_id=context_id,
+        ):
+            await self.stop_ttfb_metrics()
+            yield frame
+
+    async def _chunks(self, chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        while (chunk := await loop.run_in_executor(self._executor, next, chunks, None)) is not None:
+            yield chunk

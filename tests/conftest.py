@@ -1,0 +1,138 @@
+"""Shared fixtures: real models (loaded once), a real server on 127.0.0.1, spoken test audio."""
+
+import asyncio
+import shutil
+import subprocess
+import wave
+from pathlib import Path
+
+import pytest
+import uvicorn
+from loguru import logger
+
+from voxline.config import load_settings
+from voxline.models import load_models
+from voxline.server import build_state, uvicorn_config
+from voxline.transports.app import create_app
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+def test_settings(**overrides):
+    """Settings for tests: SmolLM2 (fast), loopback, a free port; sections merged with overrides."""
+    base = {
+        "server": {"host": "127.0.0.1", "port": 0},
+        "llm": {"model": "smollm2-135m", "max_tokens": 60, "temperature": 0.0},
+    }
+    for section, fields in overrides.items():
+        base.setdefault(section, {}).update(fields)
+    return load_settings(None, **base)
+
+
+@pytest.fixture(scope="session")
+def settings():
+    return test_settings()
+
+
+@pytest.fixture(scope="session")
+def models(settings):
+    """Every model, loaded once for the whole run, as `voxline serve` does."""
+    loaded = load_models(settings, progress=lambda line, secs: logger.info("{} {:.2f}s", line, secs))
+    yield loaded
+    loaded.close()
+
+
+class RunningServer:
+    """A real uvicorn server of our app, in the test's event loop."""
+
+    def __init__(self, settings, models):
+        self.state = build_state(settings, models)
+        self._server = uvicorn.Server(uvicorn_config(create_app(self.state), settings))
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> "RunningServer":
+        self._server.config.setup_event_loop = lambda: None
+        self._task = asyncio.create_task(self._server.serve(), name="test-uvicorn")
+        while not self._server.started:  # readiness: uvicorn sets `started` once bound
+            if self._task.done():
+                self._task.result()
+            await asyncio.sleep(0.01)
+        sock = self._server.servers[0].sockets[0]
+        self.port = sock.getsockname()[1]
+        return self
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def stop(self) -> None:
+        self._server.should_exit = True
+        if self._task:
+            await self._task
+
+
+@pytest.fixture(scope="session")
+async def server(settings, models):
+    """One server for the whole run (sessions are independent; each test opens its own)."""
+    running = await RunningServer(settings, models).start()
+    yield running
+    await running.stop()
+
+
+@pytest.fixture(autouse=True)
+async def fail_on_leaked_tasks(request):
+    """Every task a test starts must be gone shortly after it ends (sessions clean up)."""
+    before = set(asyncio.all_tasks())
+    yield
+    for _ in range(100):
+        leaked = [t for t in asyncio.all_tasks() - before if not t.done()
+                  and t is not asyncio.current_task()]
+        if not leaked:
+            return
+        await asyncio.sleep(0.05)
+    names = "\n".join(f"  {t.get_name()}: {t.get_coro()}" for t in leaked)
+    pytest.fail(f"{len(leaked)} task(s) leaked by {request.node.name}:\n{names}")
+
+
+def _espeak_wav(text: str, path: Path) -> Path:
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
+    raw = path.with_suffix(".raw.wav")
+    subprocess.run(["espeak-ng", "-s", "165", "-w", str(raw), text], check=True)
+    # espeak-ng writes 22050 Hz; convert to 16 kHz mono 16-bit with soxr (no sox binary needed).
+    import numpy as np
+    import soxr
+
+    with wave.open(str(raw), "rb") as w:
+        rate, pcm = w.getframerate(), w.readframes(w.getnframes())
+    samples = np.frombuffer(pcm, dtype=np.int16).astype(np.float32) / 32768
+    resampled = soxr.resample(samples, rate, 16000)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
+        w.writeframes((np.clip(resampled, -1, 1) * 32767).astype(np.int16).tobytes())
+    raw.unlink()
+    return path
+
+
+@pytest.fixture(scope="session")
+def speech(tmp_path_factory):
+    """`speech("text")` → path of a 16 kHz mono wav of espeak-ng saying it (cached per text)."""
+    folder = tmp_path_factory.mktemp("speech")
+    cache: dict[str, Path] = {}
+
+    def make(text: str) -> Path:
+        if text not in cache:
+            cache[text] = _espeak_wav(text, folder / f"utt{len(cache)}.wav")
+        return cache[text]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS

@@ -1,0 +1,1 @@
+"""How clients reach a session: the WebSocket protocol (WebRTC and Discord come later)."""

@@ -1,0 +1,80 @@
+"""Frames ↔ WebSocket messages for docs/protocol.md: raw PCM both ways, JSON for the rest."""
+
+from collections.abc import Callable
+
+from pipecat.audio.utils import create_stream_resampler
+from pipecat.frames.frames import EndFrame, Frame, InputAudioRawFrame, OutputAudioRawFrame
+from pipecat.serializers.base_serializer import FrameSerializer
+
+from voxline.transports.protocol import ProtocolError, parse_text
+
+PIPELINE_SAMPLE_RATE = 16000  # VAD and Whisper both want 16 kHz
+
+
+class PCMSerializer(FrameSerializer):
+    """Client PCM (any supported rate) → 16 kHz input frames; bot audio → raw PCM bytes.
+
+    Bad input is reported through `report_error` and dropped: the session goes on.
+    """
+
+    def __init__(
+        self,
+        *,
+        client_sample_rate: int,
+        max_frame_bytes: int,
+        max_text_bytes: int,
+        report_error: Callable[[str, str], None],
+    ):
+        super().__init__()
+        self._client_sample_rate = client_sample_rate
+        self._max_frame_bytes = max_frame_bytes
+        self._max_text_bytes = max_text_bytes
+        self._report_error = report_error
+        self._resampler = create_stream_resampler()
+
+    async def serialize(self, frame: Frame) -> str | bytes | None:
+        """Bot audio as raw 16-bit PCM (the output transport has already resampled it)."""
+        if isinstance(frame, OutputAudioRawFrame):
+            return frame.audio
+        return None
+
+    async def deserialize(self, data: str | bytes) -> Frame | None:
+        """One client message → a frame, or None (after reporting why) when unusable."""
+        try:
+            if isinstance(data, bytes):
+                return await self._audio_frame(data)
+            return self._control_frame(parse_text(data, max_bytes=self._max_text_bytes))
+        except ProtocolError as e:
+            self._report_error(e.code, e.message)
+            return None
+
+    async def _audio_frame(self, pcm: bytes) -> InputAudioRawFrame:
+        if not pcm:
+            raise ProtocolError("empty_frame", "binary frame is empty; send 16-bit PCM samples")
+        if len(pcm) > self._max_frame_bytes:
+            raise ProtocolError(
+                "frame_too_large",
+                f"binary frame of {len(pcm)} bytes is over the {self._max_frame_bytes}-byte "
+                f"limit; send audio in chunks of 20–100 ms",
+            )
+        if len(pcm) % 2:
+            raise ProtocolError(
+                "odd_length_pcm",
+                f"binary frame of {len(pcm)} bytes is not whole 16-bit samples; "
+                "audio must be 16-bit little-endian mono PCM",
+            )
+        if self._client_sample_rate != PIPELINE_SAMPLE_RATE:
+            pcm = await self._resampler.resample(
+                pcm, self._client_sample_rate, PIPELINE_SAMPLE_RATE
+            )
+        return InputAudioRawFrame(audio=pcm, sample_rate=PIPELINE_SAMPLE_RATE, num_channels=1)
+
+    def _control_frame(self, message: dict) -> Frame | None:
+        kind = message["type"]
+        if kind == "stop":
+            return EndFrame()  # finish the current reply, then close
+        if kind == "start":
+            raise ProtocolError("already_started", "the session has already started")
+        raise ProtocolError(
+            "unknown_type", f"unknown message type '{kind[:40]}'; expected 'stop' or binary audio"
+        )

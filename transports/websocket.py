@@ -1,0 +1,171 @@
+"""The `/ws` endpoint: handshake, then one pipecat WebSocket transport per conversation."""
+
+import asyncio
+import json
+import uuid
+
+from fastapi import WebSocket, WebSocketDisconnect
+from loguru import logger
+from pipecat.transports.websocket.fastapi import FastAPIWebsocketParams, FastAPIWebsocketTransport
+
+from voxline.agent import SessionOptions, run_session
+from voxline.bus.events import Event
+from voxline.transports.protocol import (
+    CLOSE_BAD_START,
+    CLOSE_START_TIMEOUT,
+    CLOSE_TRY_AGAIN_LATER,
+    ProtocolError,
+    StartMessage,
+    client_message,
+    error_message,
+    parse_start,
+    parse_text,
+)
+from voxline.transports.serializer import PIPELINE_SAMPLE_RATE, PCMSerializer
+from voxline.transports.state import AppState
+
+MAX_BAD_STARTS = 5
+
+
+class ClientOutbox:
+    """Sends JSON messages (events, errors) to the client from one task, in order, never
+    blocking the caller; a client that stops reading loses messages, not the server."""
+
+    def __init__(self, websocket: WebSocket, max_pending: int = 256):
+        self._websocket = websocket
+        self._queue: asyncio.Queue[dict] = asyncio.Queue(maxsize=max_pending)
+        self._task = asyncio.create_task(self._send_task_handler(), name="voxline-ws-outbox")
+
+    def put(self, message: dict) -> None:
+        """Queue a message; drop it if the client is far behind."""
+        if not self._queue.full():
+            self._queue.put_nowait(message)
+
+    def error(self, code: str, message: str) -> None:
+        """Queue an error for the client and note it in the log."""
+        logger.info("Client error {}: {}", code, message)
+        self.put(error_message(code, message))
+
+    async def close(self) -> None:
+        """Flush what is queued (briefly), then stop."""
+        try:
+            await asyncio.wait_for(self._queue.join(), timeout=0.5)
+        except TimeoutError:
+            pass
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _send_task_handler(self):
+        while True:
+            message = await self._queue.get()
+            try:
+                await self._websocket.send_text(json.dumps(message))
+            except (RuntimeError, WebSocketDisconnect, OSError):
+                pass  # the client is gone; the session ends through the transport
+            finally:
+                self._queue.task_done()
+
+
+async def websocket_endpoint(websocket: WebSocket, state: AppState) -> None:
+    """One client connection, from handshake to close. Never raises into the server."""
+    await websocket.accept()
+    if state.active_sessions >= state.settings.server.max_sessions:
+        await _refuse(websocket, CLOSE_TRY_AGAIN_LATER, "server_busy",
+                      f"all {state.settings.server.max_sessions} session slots are in use; retry")
+        return
+    start = await _receive_start(websocket, state)
+    if start is None:
+        return
+    session_id = uuid.uuid4().hex[:12]
+    outbox = ClientOutbox(websocket)
+    subscription = state.bus.subscribe(lambda e: e.session_id == session_id)
+    forwarder = asyncio.create_task(_forward_events(subscription, outbox), name="voxline-ws-events")
+    state.active_sessions += 1
+    try:
+        outbox.put({"type": "ready", "session_id": session_id,
+                    "sample_rate": start.sample_rate, "output_sample_rate": start.out_rate})
+        await run_session(
+            _transport(websocket, start, state, outbox), state.models, state.settings, state.bus,
+            SessionOptions(
+                session_id=session_id, transport="websocket",
+                persona=state.persona.with_overrides(
+                    system_prompt=start.system_prompt, greeting=start.greeting),
+                worker_id=state.worker_id, client=_client_name(websocket),
+                audio_in_sample_rate=PIPELINE_SAMPLE_RATE, audio_out_sample_rate=start.out_rate,
+            ),
+        )
+    except Exception:  # the boundary of one connection: log once, keep the server up
+        logger.exception("Session {} failed", session_id)
+        outbox.error("internal_error", "the session failed on the server; please reconnect")
+    finally:
+        state.active_sessions -= 1
+        forwarder.cancel()
+        await asyncio.gather(forwarder, return_exceptions=True)
+        subscription.close()
+        await outbox.close()
+
+
+def _transport(
+    websocket: WebSocket, start: StartMessage, state: AppState, outbox: ClientOutbox
+) -> FastAPIWebsocketTransport:
+    server = state.settings.server
+    return FastAPIWebsocketTransport(
+        websocket,
+        FastAPIWebsocketParams(
+            audio_in_enabled=True,
+            audio_in_sample_rate=PIPELINE_SAMPLE_RATE,
+            audio_out_enabled=True,
+            audio_out_sample_rate=start.out_rate,
+            audio_out_auto_silence=False,  # send bot speech only, not a stream of zeros
+            audio_out_end_silence_secs=0,
+            serializer=PCMSerializer(
+                client_sample_rate=start.sample_rate, max_frame_bytes=server.max_frame_bytes,
+                max_text_bytes=server.max_text_bytes, report_error=outbox.error,
+            ),
+            session_timeout=int(server.max_session_secs),
+            allowed_origins=[],
+        ),
+    )
+
+
+async def _receive_start(websocket: WebSocket, state: AppState) -> StartMessage | None:
+    """Wait for a valid `start`; answer bad ones with an error; give up after a few or a timeout."""
+    server = state.settings.server
+    for _ in range(MAX_BAD_STARTS):
+        try:
+            message = await asyncio.wait_for(websocket.receive(), server.start_timeout_secs)
+        except TimeoutError:
+            await _refuse(websocket, CLOSE_START_TIMEOUT, "start_timeout",
+                          f"no start message within {server.start_timeout_secs:g}s")
+            return None
+        if message["type"] == "websocket.disconnect":
+            return None
+        try:
+            if message.get("text") is None:
+                raise ProtocolError("not_started", "send the JSON start message before audio")
+            return parse_start(parse_text(message["text"], max_bytes=server.max_text_bytes))
+        except ProtocolError as e:
+            await websocket.send_text(json.dumps(error_message(e.code, e.message)))
+    await _refuse(websocket, CLOSE_BAD_START, "bad_start",
+                  f"{MAX_BAD_STARTS} invalid start messages; closing")
+    return None
+
+
+async def _refuse(websocket: WebSocket, code: int, error: str, reason: str) -> None:
+    try:
+        await websocket.send_text(json.dumps(error_message(error, reason)))
+        await websocket.close(code=code, reason=reason[:120])
+    except (RuntimeError, WebSocketDisconnect, OSError):
+        pass
+
+
+async def _forward_events(subscription, outbox: ClientOutbox) -> None:
+    event: Event
+    async for event in subscription:
+        if (message := client_message(event)) is not None:
+            outbox.put(message)
+
+
+def _client_name(websocket: WebSocket) -> str:
+    client = websocket.client
+    return f"{client.host}:{client.port}" if client else ""

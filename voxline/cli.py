@@ -1,0 +1,122 @@
+"""The `voxline` command: serve, talk, models."""
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from loguru import logger
+
+from voxline.config import ConfigError, load_settings
+from voxline.logs import configure_logging
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and run a subcommand; errors end in one line, never a traceback."""
+    args = _parser().parse_args(argv)
+    configure_logging(args.log_level)
+    try:
+        return args.run(args)
+    except ConfigError as e:
+        print(f"voxline: config error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except _UserFacingError as e:
+        print(f"voxline: error: {e}", file=sys.stderr)
+        return 1
+
+
+class _UserFacingError(Exception):
+    """An expected failure whose message is the whole story."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="voxline", description="Offline real-time voice agent (WebSocket voice server)."
+    )
+    parser.add_argument("--config", type=Path, help="YAML config file (see config/default.yaml)")
+    parser.add_argument("--log-level", default="INFO", help="TRACE, DEBUG, INFO, WARNING, ERROR")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="load the models and serve /ws")
+    serve.add_argument("--host", help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 8000; 0 picks a free one)")
+    serve.set_defaults(run=_serve)
+
+    talk = sub.add_parser("talk", help="speak a wav file to a running server, save the reply")
+    talk.add_argument("--wav", type=Path, required=True, help="16-bit mono PCM wav to send")
+    talk.add_argument("--out", type=Path, help="write the bot's reply audio here (wav)")
+    talk.add_argument("--url", default="ws://127.0.0.1:8000/ws", help="server WebSocket URL")
+    talk.add_argument("--timeout", type=float, default=60.0, help="give up after this many s")
+    talk.set_defaults(run=_talk)
+
+    models = sub.add_parser("models", help="list each model, its source, size and checksum")
+    models.set_defaults(run=_models)
+    return parser
+
+
+def _settings(args: argparse.Namespace, **overrides):
+    sections: dict = {}
+    for key, value in overrides.items():
+        if value is not None:
+            section, field = key.split("__")
+            sections.setdefault(section, {})[field] = value
+    settings = load_settings(args.config)
+    if sections:  # CLI flags win over file and env: re-validate with them merged in
+        merged = settings.model_dump()
+        for section, fields in sections.items():
+            merged[section].update(fields)
+        settings = load_settings(args.config, **merged)
+    return settings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from voxline.models import ModelFileError
+    from voxline.server import serve
+
+    settings = _settings(args, server__host=args.host, server__port=args.port)
+    try:
+        _run_loop(serve(settings))
+    except ModelFileError as e:
+        raise _UserFacingError(str(e)) from None
+    except OSError as e:
+        raise _UserFacingError(
+            f"cannot listen on {settings.server.host}:{settings.server.port}: {e.strerror}; "
+            "pick another --port"
+        ) from None
+    return 0
+
+
+def _run_loop(coro) -> None:
+    """uvloop when installed (lower latency), asyncio otherwise."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coro)
+    else:
+        uvloop.run(coro)
+
+
+def _talk(args: argparse.Namespace) -> int:
+    from voxline.talk import TalkError, talk
+
+    try:
+        asyncio.run(talk(url=args.url, wav=args.wav, out=args.out, timeout_secs=args.timeout))
+    except TalkError as e:
+        raise _UserFacingError(str(e)) from None
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from voxline.models import model_statuses
+
+    statuses = model_statuses(_settings(args))
+    print(f"{'model':<24} {'kind':<4} {'size':>10}  {'checksum':<9} source")
+    for s in statuses:
+        size = f"{s.size / 1e6:.1f} MB" if s.size else "-"
+        print(f"{s.name:<24} {s.kind:<4} {size:>10}  {s.checksum:<9} {s.source}")
+        if s.detail:
+            print(f"{'':<24} {s.detail}")
+    logger.debug("{} models listed", len(statuses))
+    return 0 if all(s.checksum in ("ok", "unpinned") for s in statuses) else 1
