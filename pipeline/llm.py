@@ -85,7 +85,7 @@ class LlamaCppLLMService(LLMService):
 
         await self.start_processing_metrics()
         await self.start_ttfb_metrics()
-        producer = loop.run_in_executor(self._engine.executor, produce)
+        loop.run_in_executor(self._engine.executor, produce)
         try:
             while (piece := await pieces.get()) is not _DONE:
                 if isinstance(piece, Exception):
@@ -93,8 +93,9 @@ class LlamaCppLLMService(LLMService):
                     break
                 await self.stop_ttfb_metrics()
                 await self._push_llm_text(piece)
+        except asyncio.CancelledError:
+            logger.debug("{}: reply cancelled; worker thread told to stop", self)
+            raise
         finally:
             stop.set()
             await self.stop_processing_metrics()
-            if not producer.done():
-                logger.debug("{}: reply cancelled; worker thread told to stop", self)

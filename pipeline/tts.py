@@ -10,6 +10,8 @@ from pipecat.services.tts_service import TTSService
 
 from voxline.models.loader import SpeechSynthesizer
 
+CHUNK_SECS = 0.04
+
 
 class LocalTTSService(TTSService):
     """Speaks each sentence the base class aggregates, as soon as the LLM finishes it.
@@ -44,6 +46,9 @@ class LocalTTSService(TTSService):
             yield frame
 
     async def _chunks(self, chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+        """Engine chunks (a whole sentence each), re-cut into ~40 ms pieces so frames stay small."""
         loop = asyncio.get_running_loop()
+        piece = int(self._engine.sample_rate * CHUNK_SECS) * 2
         while (chunk := await loop.run_in_executor(self._executor, next, chunks, None)) is not None:
-            yield chunk
+            for offset in range(0, len(chunk), piece):
+                yield chunk[offset: offset + piece]

@@ -1,0 +1,64 @@
+"""StreamingWhisperSTTService on the real tiny.en model and espeak-ng speech."""
+
+from pipecat.frames.frames import (
+    InputAudioRawFrame,
+    InterimTranscriptionFrame,
+    TranscriptionFrame,
+    VADUserStartedSpeakingFrame,
+    VADUserStoppedSpeakingFrame,
+)
+from pipecat.pipeline.worker import PipelineParams
+from pipecat.tests.utils import SleepFrame, run_test
+
+from tests.helpers import read_pcm, wer
+from voxline.pipeline.stt import StreamingWhisperSTTService
+
+SENTENCE = "Can you recommend a good book to read this weekend?"
+CHUNK = 640  # 20 ms at 16 kHz
+
+
+def _spoken(pcm: bytes, *, real_time: bool) -> list:
+    """VAD start, the audio (paced like a microphone when `real_time`), VAD stop."""
+    frames: list = [VADUserStartedSpeakingFrame()]
+    for offset in range(0, len(pcm), CHUNK):
+        frames.append(InputAudioRawFrame(pcm[offset: offset + CHUNK], 16000, 1))
+        if real_time:
+            frames.append(SleepFrame(sleep=0.02))
+    frames.append(VADUserStoppedSpeakingFrame(stop_secs=0.5))
+    frames.append(SleepFrame(sleep=1.5))  # the final decode runs after the VAD stop
+    return frames
+
+
+async def _run(models, frames, interim_secs=0.5):
+    stt = StreamingWhisperSTTService(
+        engine=models.stt, language="en", interim_interval_secs=interim_secs
+    )
+    down, _ = await run_test(
+        stt, frames_to_send=frames, pipeline_params=PipelineParams(audio_in_sample_rate=16000)
+    )
+    return down
+
+
+async def test_final_transcript_has_the_right_words(models, speech):
+    down = await _run(models, _spoken(read_pcm(speech(SENTENCE)), real_time=False))
+    finals = [f for f in down if isinstance(f, TranscriptionFrame)]
+    assert len(finals) == 1, finals
+    assert finals[0].finalized
+    assert wer(SENTENCE, finals[0].text) <= 0.2, finals[0].text
+
+
+async def test_interims_arrive_while_speaking_then_one_final(models, speech):
+    down = await _run(models, _spoken(read_pcm(speech(SENTENCE)), real_time=True))
+    kinds = [type(f) for f in down if isinstance(f, InterimTranscriptionFrame | TranscriptionFrame)]
+    interims = [f for f in down if isinstance(f, InterimTranscriptionFrame)]
+    assert len(interims) >= 2, "expected interims every ~0.5 s of a 3 s utterance"
+    assert kinds[-1] is TranscriptionFrame and kinds.count(TranscriptionFrame) == 1
+    # Interims are prefixes of what the user is saying: their words come from the sentence.
+    assert set(interims[-1].text.lower().split()) & set(SENTENCE.lower().split())
+
+
+async def test_silence_gives_no_transcript(models):
+    """Whisper says "you" on silence; that must not become a user turn."""
+    silence = bytes(16000 * 2 * 2)
+    down = await _run(models, _spoken(silence, real_time=False))
+    assert not [f for f in down if isinstance(f, TranscriptionFrame | InterimTranscriptionFrame)]

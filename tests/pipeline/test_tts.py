@@ -1,0 +1,27 @@
+"""LocalTTSService on the real Piper voice: audio that Whisper hears as the text."""
+
+from pipecat.frames.frames import TTSAudioRawFrame, TTSSpeakFrame, TTSStartedFrame, TTSStoppedFrame
+from pipecat.pipeline.worker import PipelineParams
+from pipecat.tests.utils import SleepFrame, run_test
+
+from tests.helpers import rms, transcribe, wer
+from voxline.pipeline.tts import LocalTTSService
+
+TEXT = "Hello, how can I help you today?"
+
+
+async def test_speech_is_intelligible_at_the_transport_rate(models):
+    tts = LocalTTSService(engine=models.tts, executor=models.tts_executor)
+    down, _ = await run_test(
+        tts,
+        frames_to_send=[TTSSpeakFrame(TEXT), SleepFrame(sleep=1.0)],
+        pipeline_params=PipelineParams(audio_out_sample_rate=24000),
+    )
+    audio = [f for f in down if isinstance(f, TTSAudioRawFrame)]
+    assert any(isinstance(f, TTSStartedFrame) for f in down)
+    assert any(isinstance(f, TTSStoppedFrame) for f in down)
+    assert len(audio) > 5, "audio should stream in small chunks"
+    assert {f.sample_rate for f in audio} == {24000}, "resampled to the transport's rate"
+    pcm = b"".join(f.audio for f in audio)
+    assert rms(pcm) > 0.02
+    assert wer(TEXT, transcribe(models, pcm, 24000)) <= 0.2
