@@ -18,7 +18,7 @@ from voxline.transports.app import create_app
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
-def test_settings(**overrides):
+def make_settings(**overrides):
     """Settings for tests: SmolLM2 (fast), loopback, a free port; sections merged with overrides."""
     base = {
         "server": {"host": "127.0.0.1", "port": 0},
@@ -31,7 +31,7 @@ def test_settings(**overrides):
 
 @pytest.fixture(scope="session")
 def settings():
-    return test_settings()
+    return make_settings()
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,9 @@ async def conversation(server, speech, tmp_path_factory):
 
 async def test_user_words_are_transcribed(conversation):
     result, _ = conversation
+    kinds = [e["type"] for e in result.events]
+    assert "transcript.partial" in kinds, "a partial transcript should arrive while speaking"
+    assert kinds.index("transcript.partial") < kinds.index("transcript.final")
     finals = result.texts("transcript.final")
     assert finals, f"no final transcript in {result.events}"
     assert wer(QUESTION, finals[-1]) <= 0.2, finals
