@@ -7,7 +7,6 @@ from loguru import logger
 from pipecat.frames.frames import (
     Frame,
     InterimTranscriptionFrame,
-    InterruptionFrame,
     TranscriptionFrame,
     VADUserStartedSpeakingFrame,
     VADUserStoppedSpeakingFrame,
@@ -61,9 +60,9 @@ class StreamingWhisperSTTService(SegmentedSTTService):
             self._utterance += 1
             await self._stop_interims()
             self._interim_task = self.create_task(self._interim_task_handler(self._utterance))
-        elif isinstance(frame, VADUserStoppedSpeakingFrame | InterruptionFrame):
-            if isinstance(frame, VADUserStoppedSpeakingFrame):
-                self._utterance += 1
+        elif isinstance(frame, VADUserStoppedSpeakingFrame):
+            # Not on InterruptionFrame: the user starting to speak is what causes one.
+            self._utterance += 1
             await self._stop_interims()
 
     async def cleanup(self):
