@@ -123,7 +123,8 @@ async def _run(worker: PipelineWorker, session_bus: SessionBus, options: Session
         session_bus.publish(
             events.SessionEnded, reason=reason, duration_secs=time.monotonic() - started
         )
-        logger.info("Session {} ended after {:.1f}s", options.session_id, time.monotonic() - started)
+        elapsed = time.monotonic() - started
+        logger.info("Session {} ended ({}) after {:.1f}s", options.session_id, reason, elapsed)
 
 
 def _vad_analyzer(vad: VADSettings) -> SileroVADAnalyzer:

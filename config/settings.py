@@ -114,7 +114,7 @@ class ModelStoreSettings(BaseModel):
 
 
 class VoxlineSettings(BaseSettings):
-    """All settings. Sources, strongest first: arguments, VOXLINE_* env vars, YAML file, defaults."""
+    """All settings. Sources, strongest first: arguments, VOXLINE_* env, YAML file, defaults."""
 
     model_config = SettingsConfigDict(
         env_prefix="VOXLINE_",

@@ -77,8 +77,8 @@ class ModelRegistry:
         found = importlib.util.find_spec(packaged.package)
         if found is None or not found.submodule_search_locations:
             raise ModelFileError(
-                f"{spec.kind.upper()} model '{spec.name}' needs package '{packaged.package}', which "
-                f"is not installed; run `{spec.install_hint}` or set {spec.setting}"
+                f"{spec.kind.upper()} model '{spec.name}' needs package '{packaged.package}', "
+                f"which is not installed; run `{spec.install_hint}` or set {spec.setting}"
             )
         path = Path(next(iter(found.submodule_search_locations))) / packaged.relpath
         if not path.is_file():

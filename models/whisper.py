@@ -28,7 +28,7 @@ class Transcript:
 
 
 def is_silence_hallucination(text: str, rms: float, no_speech_prob: float) -> bool:
-    """True when `text` is one of Whisper's known phrases for silence and the audio supports that."""
+    """True when `text` is one of Whisper's phrases for silence and the audio agrees."""
     normalised = re.sub(r"[^a-z ]", "", text.lower()).strip()
     if not normalised:
         return True

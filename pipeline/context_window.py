@@ -26,7 +26,7 @@ def _role(message) -> str | None:
 
 
 class ContextWindowProcessor(FrameProcessor):
-    """Trims the shared context in place on every `LLMContextFrame` (so it never grows unbounded)."""
+    """Trims the shared context in place on every `LLMContextFrame`, so it stays bounded."""
 
     def __init__(self, *, max_messages: int, **kwargs):
         super().__init__(**kwargs)

@@ -7,12 +7,11 @@ import wave
 from pathlib import Path
 
 import pytest
-import uvicorn
 from loguru import logger
 
 from voxline.config import load_settings
 from voxline.models import load_models
-from voxline.server import build_state, uvicorn_config
+from voxline.server import VoxlineServer, build_state, uvicorn_config
 from voxline.transports.app import create_app
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -37,7 +36,7 @@ def settings():
 @pytest.fixture(scope="session")
 def models(settings):
     """Every model, loaded once for the whole run, as `voxline serve` does."""
-    loaded = load_models(settings, progress=lambda line, secs: logger.info("{} {:.2f}s", line, secs))
+    loaded = load_models(settings, lambda line, secs: logger.info("{} {:.2f}s", line, secs))
     yield loaded
     loaded.close()
 
@@ -47,18 +46,18 @@ class RunningServer:
 
     def __init__(self, settings, models):
         self.state = build_state(settings, models)
-        self._server = uvicorn.Server(uvicorn_config(create_app(self.state), settings))
+        self._server = VoxlineServer(uvicorn_config(create_app(self.state), settings))
         self._task: asyncio.Task | None = None
 
     async def start(self) -> "RunningServer":
-        self._server.config.setup_event_loop = lambda: None
         self._task = asyncio.create_task(self._server.serve(), name="test-uvicorn")
-        while not self._server.started:  # readiness: uvicorn sets `started` once bound
-            if self._task.done():
-                self._task.result()
-            await asyncio.sleep(0.01)
-        sock = self._server.servers[0].sockets[0]
-        self.port = sock.getsockname()[1]
+        ready = asyncio.create_task(self._server.ready.wait())
+        await asyncio.wait({self._task, ready}, return_when=asyncio.FIRST_COMPLETED)
+        if not ready.done():  # serve() ended first: it failed to start
+            ready.cancel()
+            self._task.result()
+            raise RuntimeError("test server did not start")
+        self.port = self._server.port
         return self
 
     @property

@@ -19,7 +19,7 @@ class _InterceptHandler(logging.Handler):
 
 # Messages that say nothing actionable about our set-up, with the reason they are dropped.
 _NOISE = (
-    # We run a VAD stop window longer than pipecat's 0.2 s default on purpose (config vad.stop_secs).
+    # Our VAD stop window is longer than pipecat's 0.2 s default on purpose (vad.stop_secs).
     "differs from the recommended default",
     # faster-whisper logs every clip it decodes at INFO.
     "Processing audio with duration",

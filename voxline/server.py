@@ -52,22 +52,31 @@ async def serve(settings: VoxlineSettings) -> None:
         load_models, settings, lambda line, secs: logger.info("  {:<44} {:6.2f}s", line, secs)
     )
     logger.info("voxline: models ready in {:.1f}s", time.perf_counter() - started)
-    server = uvicorn.Server(uvicorn_config(create_app(build_state(settings, models)), settings))
-    announce = asyncio.create_task(_announce(server), name="voxline-announce")
+    server = VoxlineServer(uvicorn_config(create_app(build_state(settings, models)), settings))
     try:
         await server.serve()
     finally:
-        announce.cancel()
         models.close()
 
 
-async def _announce(server: uvicorn.Server) -> None:
-    while not server.started:
-        await asyncio.sleep(0.05)
-    for listener in server.servers:
-        for sock in listener.sockets:
-            host, port = sock.getsockname()[:2]
-            logger.info("voxline: listening on ws://{}:{}/ws", host, port)
+class VoxlineServer(uvicorn.Server):
+    """Uvicorn that says where it listens and signals `ready` once its sockets are bound."""
+
+    def __init__(self, config: uvicorn.Config):
+        super().__init__(config)
+        self.ready = asyncio.Event()
+        self.port = 0
+
+    async def startup(self, sockets=None) -> None:
+        """Bind, then announce the URL (port 0 means a free port was picked)."""
+        await super().startup(sockets)
+        if self.should_exit:
+            return
+        for listener in self.servers:
+            for sock in listener.sockets:
+                host, self.port = sock.getsockname()[:2]
+                logger.info("voxline: listening on ws://{}:{}/ws", host, self.port)
+        self.ready.set()
 
 
 def _has_uvloop() -> bool:
