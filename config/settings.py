@@ -7,10 +7,15 @@ config/ reads the environment.
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SUPPORTED_SAMPLE_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
+
+
+def _expand_home(path: Path | None) -> Path | None:
+    """`~` in a path from YAML or env is not expanded by pydantic; expand it once, here."""
+    return path.expanduser() if path is not None else None
 
 
 class ServerSettings(BaseModel):
@@ -47,6 +52,8 @@ class STTSettings(BaseModel):
     cpu_threads: int = Field(default=2, ge=1, le=64)
     beam_size: int = Field(default=1, ge=1, le=10)
 
+    _expand_model_path = field_validator("model_path")(_expand_home)
+
     @model_validator(mode="after")
     def _english_only_model(self):
         if self.model_path is None and self.language != "en":
@@ -73,6 +80,8 @@ class LLMSettings(BaseModel):
     base_url: str = Field(default="http://127.0.0.1:8080/v1", description="provider 'openai'")
     remote_model: str = Field(default="default", description="Model name sent to the server")
     api_key: SecretStr = SecretStr("none")
+
+    _expand_model_path = field_validator("model_path")(_expand_home)
 
 
 class TTSSettings(BaseModel):
@@ -111,6 +120,8 @@ class ModelStoreSettings(BaseModel):
     """Where joined model files (split across several packages) are written."""
 
     cache_dir: Path = Path("~/.cache/voxline/models").expanduser()
+
+    _expand_cache_dir = field_validator("cache_dir")(_expand_home)
 
 
 class VoxlineSettings(BaseSettings):

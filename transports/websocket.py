@@ -1,6 +1,7 @@
 """The `/ws` endpoint: handshake, then one pipecat WebSocket transport per conversation."""
 
 import asyncio
+import math
 import json
 import uuid
 
@@ -12,6 +13,7 @@ from voxline.agent import SessionOptions, run_session
 from voxline.bus.events import Event
 from voxline.transports.protocol import (
     CLOSE_BAD_START,
+    CLOSE_NORMAL,
     CLOSE_START_TIMEOUT,
     CLOSE_TRY_AGAIN_LATER,
     ProtocolError,
@@ -109,7 +111,7 @@ def _transport(
     websocket: WebSocket, start: StartMessage, state: AppState, outbox: ClientOutbox
 ) -> FastAPIWebsocketTransport:
     server = state.settings.server
-    return FastAPIWebsocketTransport(
+    transport = FastAPIWebsocketTransport(
         websocket,
         FastAPIWebsocketParams(
             audio_in_enabled=True,
@@ -122,10 +124,18 @@ def _transport(
                 client_sample_rate=start.sample_rate, max_frame_bytes=server.max_frame_bytes,
                 max_text_bytes=server.max_text_bytes, report_error=outbox.error,
             ),
-            session_timeout=int(server.max_session_secs),
+            session_timeout=max(1, math.ceil(server.max_session_secs)),
             allowed_origins=[],
         ),
     )
+
+    @transport.event_handler("on_session_timeout")
+    async def on_session_timeout(_transport, _websocket):
+        outbox.error("session_timeout", f"sessions last at most {server.max_session_secs:g}s")
+        await outbox.close()
+        await _close(websocket, CLOSE_NORMAL, "maximum session length reached")
+
+    return transport
 
 
 async def _receive_start(websocket: WebSocket, state: AppState) -> StartMessage | None:
@@ -154,9 +164,16 @@ async def _receive_start(websocket: WebSocket, state: AppState) -> StartMessage 
 async def _refuse(websocket: WebSocket, code: int, error: str, reason: str) -> None:
     try:
         await websocket.send_text(json.dumps(error_message(error, reason)))
+    except (RuntimeError, WebSocketDisconnect, OSError):
+        return
+    await _close(websocket, code, reason)
+
+
+async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+    try:
         await websocket.close(code=code, reason=reason[:120])
     except (RuntimeError, WebSocketDisconnect, OSError):
-        pass
+        pass  # already closed by the client
 
 
 async def _forward_events(subscription, outbox: ClientOutbox) -> None:
