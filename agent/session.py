@@ -94,37 +94,44 @@ async def run_session(
             processor_unusable_policy=ProcessorUnusablePolicy.END,
         )
 
+        ending = {"reason": "ended"}
+
         @transport.event_handler("on_client_disconnected")
         async def on_client_disconnected(_transport, _client):
+            ending["reason"] = "client disconnected"
             await worker.cancel(reason="client disconnected")
+
+        @worker.event_handler("on_idle_timeout")
+        async def on_idle_timeout(_worker):
+            ending["reason"] = "idle timeout"
 
         if options.persona.greeting:
             await worker.queue_frame(TTSSpeakFrame(options.persona.greeting))
-        await _run(worker, session_bus, options)
+        await _run(worker, session_bus, options, ending)
 
 
-async def _run(worker: PipelineWorker, session_bus: SessionBus, options: SessionOptions) -> None:
+async def _run(
+    worker: PipelineWorker, session_bus: SessionBus, options: SessionOptions, ending: dict
+) -> None:
     """Run the worker, bracketed by session.started / session.ended events."""
     started = time.monotonic()
     session_bus.publish(
         events.SessionStarted, transport=options.transport, client=options.client,
-        sample_rate=options.audio_out_sample_rate,
+        output_sample_rate=options.audio_out_sample_rate,
     )
-    reason = "ended"
     runner = WorkerRunner(handle_sigint=False, handle_sigterm=False)
     try:
         await runner.add_workers(worker)
         await runner.run()
     except asyncio.CancelledError:
-        reason = "cancelled"
+        ending["reason"] = "server shutdown"
         await worker.cancel(reason="session cancelled")
         raise
     finally:
-        session_bus.publish(
-            events.SessionEnded, reason=reason, duration_secs=time.monotonic() - started
-        )
         elapsed = time.monotonic() - started
-        logger.info("Session {} ended ({}) after {:.1f}s", options.session_id, reason, elapsed)
+        session_bus.publish(events.SessionEnded, reason=ending["reason"], duration_secs=elapsed)
+        logger.info("Session {} ended ({}) after {:.1f}s", options.session_id, ending["reason"],
+                    elapsed)
 
 
 def _vad_analyzer(vad: VADSettings) -> SileroVADAnalyzer:

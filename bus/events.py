@@ -22,12 +22,16 @@ class SessionStarted(Event):
     topic: ClassVar[str] = "session.started"
     transport: Literal["websocket", "webrtc", "discord"]
     client: str = ""
-    sample_rate: int = 16000
+    output_sample_rate: int = Field(default=16000, description="Hz of the bot audio it is sent")
 
 
 class SessionEnded(Event):
     topic: ClassVar[str] = "session.ended"
-    reason: str = "client closed"
+    reason: str = Field(
+        default="ended",
+        description="ended (stop or pipeline end), client disconnected, idle timeout, "
+        "server shutdown",
+    )
     duration_secs: float = 0.0
 
 

@@ -7,7 +7,7 @@ config/ reads the environment.
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SUPPORTED_SAMPLE_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
@@ -18,7 +18,13 @@ def _expand_home(path: Path | None) -> Path | None:
     return path.expanduser() if path is not None else None
 
 
-class ServerSettings(BaseModel):
+class _Section(BaseModel):
+    """A settings section: unknown keys are errors, so a typo never goes unnoticed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerSettings(_Section):
     """HTTP/WebSocket server (`voxline serve`)."""
 
     host: str = "127.0.0.1"
@@ -30,7 +36,7 @@ class ServerSettings(BaseModel):
     max_sessions: int = Field(default=8, ge=1, description="Concurrent sessions per worker")
 
 
-class VADSettings(BaseModel):
+class VADSettings(_Section):
     """Silero voice activity detection (the onnx file pipecat ships)."""
 
     confidence: float = Field(default=0.6, gt=0, lt=1)
@@ -41,7 +47,7 @@ class VADSettings(BaseModel):
     min_volume: float = Field(default=0.5, ge=0, le=1)
 
 
-class STTSettings(BaseModel):
+class STTSettings(_Section):
     """faster-whisper speech to text."""
 
     model_path: Path | None = Field(
@@ -65,7 +71,7 @@ class STTSettings(BaseModel):
         return self
 
 
-class LLMSettings(BaseModel):
+class LLMSettings(_Section):
     """The language model: llama.cpp in-process, or any OpenAI-compatible server."""
 
     provider: Literal["local", "openai"] = "local"
@@ -84,7 +90,7 @@ class LLMSettings(BaseModel):
     _expand_model_path = field_validator("model_path")(_expand_home)
 
 
-class TTSSettings(BaseModel):
+class TTSSettings(_Section):
     """Text to speech."""
 
     engine: Literal["piper", "kokoro"] = "piper"
@@ -93,7 +99,7 @@ class TTSSettings(BaseModel):
     num_threads: int = Field(default=1, ge=1, le=64)
 
 
-class AgentSettings(BaseModel):
+class AgentSettings(_Section):
     """One conversation: persona, history and interruption policy."""
 
     system_prompt: str = Field(
@@ -109,14 +115,14 @@ class AgentSettings(BaseModel):
     idle_timeout_secs: float = Field(default=300.0, gt=0)
 
 
-class BusSettings(BaseModel):
+class BusSettings(_Section):
     """Event bus. No url: the in-process bus."""
 
     url: str | None = None
     queue_size: int = Field(default=1000, ge=10)
 
 
-class ModelStoreSettings(BaseModel):
+class ModelStoreSettings(_Section):
     """Where joined model files (split across several packages) are written."""
 
     cache_dir: Path = Path("~/.cache/voxline/models").expanduser()

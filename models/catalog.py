@@ -132,7 +132,7 @@ PIPER_JOE = ModelSpec(
             "3d6d5410b3795cb1950595247ef8f06190719e6fdbfa3a2356d8ec368e1aad33",
         ),
     ),
-    license="GPL-3.0-or-later (piper-tts); voice MIT/CC0",
+    license="GPL-3.0-or-later (piper-tts); voice package MIT",
     setting="tts.engine",
 )
 

@@ -12,7 +12,7 @@ from loguru import logger
 from voxline.config.settings import VoxlineSettings
 from voxline.models import catalog
 from voxline.models.llama import LlamaEngine
-from voxline.models.registry import ModelRegistry, ModelStatus
+from voxline.models.registry import ModelFileError, ModelRegistry, ModelStatus
 from voxline.models.whisper import WhisperEngine
 
 
@@ -121,21 +121,25 @@ def _load_tts(settings: VoxlineSettings, registry: ModelRegistry) -> SpeechSynth
         model = registry.path_of(catalog.KOKORO_82M)
         voices = registry.path_of(catalog.KOKORO_FRONTEND)
         vocab = voices.with_name("vocab.json")  # verified with it by path_of
-        engine: SpeechSynthesizer = KokoroSynthesizer(
-            model_path=model, voices_path=voices, vocab_path=vocab,
-            voice=tts.voice or "jf_alpha", speed=tts.speed, num_threads=tts.num_threads,
-        )
+        try:
+            engine: SpeechSynthesizer = KokoroSynthesizer(
+                model_path=model, voices_path=voices, vocab_path=vocab,
+                voice=tts.voice or "jf_alpha", speed=tts.speed, num_threads=tts.num_threads,
+            )
+        except ValueError as e:  # an unknown voice: the message lists the packaged ones
+            raise ModelFileError(f"tts.voice: {e}") from None
     else:
         from voxline.models.piper import PiperSynthesizer
 
         if tts.voice not in (None, "en_US-joe-medium"):
-            raise ValueError(
+            raise ModelFileError(
                 f"tts.voice '{tts.voice}' is not packaged; the packaged Piper voice is "
                 "'en_US-joe-medium' (leave tts.voice unset)"
             )
         onnx = registry.path_of(catalog.PIPER_JOE)
         engine = PiperSynthesizer(
-            model_path=onnx, config_path=onnx.with_name(onnx.name + ".json"), speed=tts.speed
+            model_path=onnx, config_path=onnx.with_name(onnx.name + ".json"), speed=tts.speed,
+            num_threads=tts.num_threads,
         )
     engine.warm_up()
     return engine

@@ -1,22 +1,36 @@
 """Piper text to speech (piper-tts, GPL-3.0: an optional extra), shared by all sessions."""
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
+
+import onnxruntime
+
+from voxline.models.registry import ModelFileError
 
 
 class PiperSynthesizer:
     """A loaded Piper voice. `synthesize` yields one PCM chunk per sentence."""
 
-    def __init__(self, *, model_path: Path, config_path: Path, speed: float):
+    def __init__(self, *, model_path: Path, config_path: Path, speed: float, num_threads: int):
         try:
             from piper import PiperVoice
-            from piper.config import SynthesisConfig
+            from piper.config import PiperConfig, SynthesisConfig
         except ImportError as e:
-            raise RuntimeError(
+            raise ModelFileError(
                 "TTS engine 'piper' needs the piper extra: pip install 'voxline[piper]' "
                 "(piper-tts is GPL-3.0), or set tts.engine to 'kokoro'"
             ) from e
-        self._voice = PiperVoice.load(model_path, config_path=config_path)
+        # Built by hand rather than PiperVoice.load() so the onnx thread count is ours to cap.
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = num_threads
+        options.inter_op_num_threads = 1
+        self._voice = PiperVoice(
+            session=onnxruntime.InferenceSession(
+                str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
+            ),
+            config=PiperConfig.from_dict(json.loads(Path(config_path).read_text())),
+        )
         self._config = SynthesisConfig(length_scale=1.0 / speed)
         self.name = f"piper:{Path(model_path).stem}"
         self.sample_rate: int = self._voice.config.sample_rate

@@ -38,6 +38,10 @@ class SessionEventsObserver(BaseObserver):
     async def on_push_frame(self, data: FramePushed):
         """Map one frame push to at most one event."""
         frame, publish = data.frame, self._bus.publish
+        if isinstance(frame, ErrorFrame):  # processors push errors upstream
+            if data.first_push:
+                publish(events.SessionError, code="pipeline_error", message=frame.error)
+            return
         if data.direction != FrameDirection.DOWNSTREAM:
             return
         if isinstance(frame, TTSTextFrame):
@@ -65,8 +69,6 @@ class SessionEventsObserver(BaseObserver):
             publish(events.BotStoppedSpeaking)
         elif isinstance(frame, InterruptionFrame):
             self._on_interruption()
-        elif isinstance(frame, ErrorFrame):
-            publish(events.SessionError, code="pipeline_error", message=frame.error)
 
     def _on_interruption(self):
         was_busy = self._is_bot_speaking or self._is_replying

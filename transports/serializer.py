@@ -3,7 +3,7 @@
 from collections.abc import Callable
 
 from pipecat.audio.utils import create_stream_resampler
-from pipecat.frames.frames import EndFrame, Frame, InputAudioRawFrame, OutputAudioRawFrame
+from pipecat.frames.frames import EndWorkerFrame, Frame, InputAudioRawFrame, OutputAudioRawFrame
 from pipecat.serializers.base_serializer import FrameSerializer
 
 from voxline.transports.protocol import ProtocolError, parse_text
@@ -72,7 +72,8 @@ class PCMSerializer(FrameSerializer):
     def _control_frame(self, message: dict) -> Frame | None:
         kind = message["type"]
         if kind == "stop":
-            return EndFrame()  # finish the current reply, then close
+            # Ask the worker to end: queued frames (the current reply) flush first, then close.
+            return EndWorkerFrame(reason="client sent stop")
         if kind == "start":
             raise ProtocolError("already_started", "the session has already started")
         raise ProtocolError(

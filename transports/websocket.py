@@ -1,8 +1,8 @@
 """The `/ws` endpoint: handshake, then one pipecat WebSocket transport per conversation."""
 
 import asyncio
-import math
 import json
+import math
 import uuid
 
 from fastapi import WebSocket, WebSocketDisconnect
@@ -36,12 +36,17 @@ class ClientOutbox:
     def __init__(self, websocket: WebSocket, max_pending: int = 256):
         self._websocket = websocket
         self._queue: asyncio.Queue[dict] = asyncio.Queue(maxsize=max_pending)
+        self.dropped = 0
         self._task = asyncio.create_task(self._send_task_handler(), name="voxline-ws-outbox")
 
     def put(self, message: dict) -> None:
-        """Queue a message; drop it if the client is far behind."""
+        """Queue a message; drop it if the client is far behind (counted, warned once)."""
         if not self._queue.full():
             self._queue.put_nowait(message)
+            return
+        self.dropped += 1
+        if self.dropped == 1:
+            logger.warning("Client is not reading its events; dropping them")
 
     def error(self, code: str, message: str) -> None:
         """Queue an error for the client and note it in the log."""

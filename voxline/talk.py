@@ -61,6 +61,9 @@ async def talk(*, url: str, wav: Path, out: Path | None, timeout_secs: float,
                 await asyncio.gather(sender, return_exceptions=True)
     except (OSError, websockets.InvalidHandshake, websockets.InvalidURI) as e:
         raise TalkError(f"cannot connect to {url}: {e}") from None
+    except websockets.ConnectionClosed as e:
+        reason = f" ({e.rcvd.code} {e.rcvd.reason})" if e.rcvd else ""
+        raise TalkError(f"the server closed the connection mid-reply{reason}") from None
     if out:
         with wave.open(str(out), "wb") as w:
             w.setnchannels(1), w.setsampwidth(2), w.setframerate(rate)

@@ -71,8 +71,10 @@ async def test_speech_over_the_bot_stops_its_audio_and_is_answered(server, speec
         if event.session_id == session:
             published.append(event)
     bus_events.close()
+    # (The LLM may well have finished writing before the user interrupted the audio.)
     replies = [e for e in published if isinstance(e, events.LLMResponseReady)]
-    assert replies and replies[0].interrupted, replies
+    assert replies, published
+    assert any(isinstance(e, events.TurnInterrupted) for e in published)
     first_turn_spoken = []
     for e in published:
         if isinstance(e, events.TurnInterrupted):
