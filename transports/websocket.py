@@ -10,7 +10,7 @@ from loguru import logger
 from pipecat.transports.websocket.fastapi import FastAPIWebsocketParams, FastAPIWebsocketTransport
 
 from voxline.agent import SessionOptions, run_session
-from voxline.bus.events import Event
+from voxline.transports.client_events import ClientOutbox, forwarding_session_events
 from voxline.transports.protocol import (
     CLOSE_BAD_START,
     CLOSE_NORMAL,
@@ -18,7 +18,6 @@ from voxline.transports.protocol import (
     CLOSE_TRY_AGAIN_LATER,
     ProtocolError,
     StartMessage,
-    client_message,
     error_message,
     parse_start,
     parse_text,
@@ -27,50 +26,6 @@ from voxline.transports.serializer import PIPELINE_SAMPLE_RATE, PCMSerializer
 from voxline.transports.state import AppState
 
 MAX_BAD_STARTS = 5
-
-
-class ClientOutbox:
-    """Sends JSON messages (events, errors) to the client from one task, in order, never
-    blocking the caller; a client that stops reading loses messages, not the server."""
-
-    def __init__(self, websocket: WebSocket, max_pending: int = 256):
-        self._websocket = websocket
-        self._queue: asyncio.Queue[dict] = asyncio.Queue(maxsize=max_pending)
-        self.dropped = 0
-        self._task = asyncio.create_task(self._send_task_handler(), name="voxline-ws-outbox")
-
-    def put(self, message: dict) -> None:
-        """Queue a message; drop it if the client is far behind (counted, warned once)."""
-        if not self._queue.full():
-            self._queue.put_nowait(message)
-            return
-        self.dropped += 1
-        if self.dropped == 1:
-            logger.warning("Client is not reading its events; dropping them")
-
-    def error(self, code: str, message: str) -> None:
-        """Queue an error for the client and note it in the log."""
-        logger.info("Client error {}: {}", code, message)
-        self.put(error_message(code, message))
-
-    async def close(self) -> None:
-        """Flush what is queued (briefly), then stop."""
-        try:
-            await asyncio.wait_for(self._queue.join(), timeout=0.5)
-        except TimeoutError:
-            pass
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-
-    async def _send_task_handler(self):
-        while True:
-            message = await self._queue.get()
-            try:
-                await self._websocket.send_text(json.dumps(message))
-            except (RuntimeError, WebSocketDisconnect, OSError):
-                pass  # the client is gone; the session ends through the transport
-            finally:
-                self._queue.task_done()
 
 
 async def websocket_endpoint(websocket: WebSocket, state: AppState) -> None:
@@ -84,31 +39,29 @@ async def websocket_endpoint(websocket: WebSocket, state: AppState) -> None:
     if start is None:
         return
     session_id = uuid.uuid4().hex[:12]
-    outbox = ClientOutbox(websocket)
-    subscription = state.bus.subscribe(lambda e: e.session_id == session_id)
-    forwarder = asyncio.create_task(_forward_events(subscription, outbox), name="voxline-ws-events")
+    outbox = ClientOutbox(websocket.send_text)
     state.active_sessions += 1
     try:
         outbox.put({"type": "ready", "session_id": session_id,
                     "sample_rate": start.sample_rate, "output_sample_rate": start.out_rate})
-        await run_session(
-            _transport(websocket, start, state, outbox), state.models, state.settings, state.bus,
-            SessionOptions(
-                session_id=session_id, transport="websocket",
-                persona=state.persona.with_overrides(
-                    system_prompt=start.system_prompt, greeting=start.greeting),
-                worker_id=state.worker_id, client=_client_name(websocket),
-                audio_in_sample_rate=PIPELINE_SAMPLE_RATE, audio_out_sample_rate=start.out_rate,
-            ),
-        )
+        async with forwarding_session_events(state.bus, session_id, outbox):
+            await run_session(
+                _transport(websocket, start, state, outbox), state.models, state.settings,
+                state.bus,
+                SessionOptions(
+                    session_id=session_id, transport="websocket",
+                    persona=state.persona.with_overrides(
+                        system_prompt=start.system_prompt, greeting=start.greeting),
+                    worker_id=state.worker_id, client=_client_name(websocket),
+                    audio_in_sample_rate=PIPELINE_SAMPLE_RATE,
+                    audio_out_sample_rate=start.out_rate,
+                ),
+            )
     except Exception:  # the boundary of one connection: log once, keep the server up
         logger.exception("Session {} failed", session_id)
         outbox.error("internal_error", "the session failed on the server; please reconnect")
     finally:
         state.active_sessions -= 1
-        forwarder.cancel()
-        await asyncio.gather(forwarder, return_exceptions=True)
-        subscription.close()
         await outbox.close()
 
 
@@ -179,13 +132,6 @@ async def _close(websocket: WebSocket, code: int, reason: str) -> None:
         await websocket.close(code=code, reason=reason[:120])
     except (RuntimeError, WebSocketDisconnect, OSError):
         pass  # already closed by the client
-
-
-async def _forward_events(subscription, outbox: ClientOutbox) -> None:
-    event: Event
-    async for event in subscription:
-        if (message := client_message(event)) is not None:
-            outbox.put(message)
 
 
 def _client_name(websocket: WebSocket) -> str:

@@ -1,0 +1,83 @@
+"""Delivers a session's events (and errors) to its client, whatever carries them."""
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from loguru import logger
+
+from voxline.bus import EventBus
+from voxline.bus.events import Event
+from voxline.transports.protocol import client_message, error_message
+
+SendText = Callable[[str], Awaitable[None]]
+
+
+class ClientOutbox:
+    """Sends JSON messages to one client from one task, in order, never blocking the caller.
+
+    `send` is the carrier (a WebSocket text frame, a WebRTC data-channel message). A client that
+    stops reading loses messages (counted), not the server its memory.
+    """
+
+    def __init__(self, send: SendText, max_pending: int = 256):
+        self._send = send
+        self._queue: asyncio.Queue[dict] = asyncio.Queue(maxsize=max_pending)
+        self._task = asyncio.create_task(self._send_task_handler(), name="voxline-client-outbox")
+        self.dropped = 0
+
+    def put(self, message: dict) -> None:
+        """Queue a message; drop it if the client is far behind (counted, warned once)."""
+        if not self._queue.full():
+            self._queue.put_nowait(message)
+            return
+        self.dropped += 1
+        if self.dropped == 1:
+            logger.warning("Client is not reading its events; dropping them")
+
+    def error(self, code: str, message: str) -> None:
+        """Queue an error for the client and note it in the log."""
+        logger.info("Client error {}: {}", code, message)
+        self.put(error_message(code, message))
+
+    async def close(self) -> None:
+        """Flush what is queued (briefly), then stop. Safe to call twice."""
+        if self._task.done():
+            return
+        try:
+            await asyncio.wait_for(self._queue.join(), timeout=0.5)
+        except TimeoutError:
+            pass
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _send_task_handler(self):
+        while True:
+            message = await self._queue.get()
+            try:
+                await self._send(json.dumps(message))
+            except Exception as e:  # the carrier is gone; the session ends through its transport
+                logger.debug("Client outbox: send failed: {}", e)
+            finally:
+                self._queue.task_done()
+
+
+@asynccontextmanager
+async def forwarding_session_events(bus: EventBus, session_id: str, outbox: ClientOutbox):
+    """While open, every client-facing event of `session_id` on the bus goes to `outbox`."""
+    subscription = bus.subscribe(lambda e: e.session_id == session_id)
+
+    async def forward():
+        event: Event
+        async for event in subscription:
+            if (message := client_message(event)) is not None:
+                outbox.put(message)
+
+    task = asyncio.create_task(forward(), name="voxline-session-events")
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        subscription.close()
