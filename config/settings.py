@@ -34,6 +34,30 @@ class ServerSettings(_Section):
     start_timeout_secs: float = Field(default=10.0, gt=0, description="Wait for the start message")
     max_session_secs: float = Field(default=3600.0, gt=0)
     max_sessions: int = Field(default=8, ge=1, description="Concurrent sessions per worker")
+    ssl_certfile: Path | None = Field(default=None, description="HTTPS (browsers need it off "
+                                      "localhost for the microphone)")
+    ssl_keyfile: Path | None = None
+
+
+class IceServerSettings(_Section):
+    """One STUN/TURN server, as RTCPeerConnection takes it."""
+
+    urls: list[str] = Field(min_length=1, description="e.g. stun:stun.example.org:3478")
+    username: str | None = None
+    credential: SecretStr | None = None
+
+
+class WebRTCSettings(_Section):
+    """Browser voice over WebRTC (aiortc on the server, no media server)."""
+
+    enabled: bool = True
+    ice_servers: list[IceServerSettings] = Field(
+        default_factory=list, description="STUN/TURN for use beyond localhost/LAN"
+    )
+    ice_host_addresses: list[str] | None = Field(
+        default=None, description="Only these local IPs as ICE host candidates (e.g. 127.0.0.1)"
+    )
+    max_sdp_bytes: int = Field(default=30000, ge=1000, description="Largest SDP offer accepted")
 
 
 class VADSettings(_Section):
@@ -141,6 +165,7 @@ class VoxlineSettings(BaseSettings):
     )
 
     server: ServerSettings = ServerSettings()
+    webrtc: WebRTCSettings = WebRTCSettings()
     vad: VADSettings = VADSettings()
     stt: STTSettings = STTSettings()
     llm: LLMSettings = LLMSettings()

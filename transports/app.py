@@ -1,15 +1,31 @@
-"""The worker's ASGI app: `/ws` for voice, `/health` and `/ready` for operators."""
+"""The worker's ASGI app: the talk page, WebRTC signalling, `/ws`, `/health`, `/ready`."""
 
-from fastapi import FastAPI, WebSocket
-from fastapi.responses import JSONResponse
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 
 from voxline.transports.state import AppState
+from voxline.transports.webrtc import SignallingError, WebRTCGateway
 from voxline.transports.websocket import websocket_endpoint
+
+STATIC = Path(__file__).with_name("static")
 
 
 def create_app(state: AppState) -> FastAPI:
     """Build the app around already-loaded models (loading never happens per connection)."""
-    app = FastAPI(title="voxline", docs_url=None, redoc_url=None, openapi_url=None)
+    gateway = WebRTCGateway(state) if state.settings.webrtc.enabled else None
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        yield
+        if gateway:
+            await gateway.close()
+
+    app = FastAPI(title="voxline", docs_url=None, redoc_url=None, openapi_url=None,
+                  lifespan=lifespan)
     app.state.voxline = state
 
     @app.websocket("/ws")
@@ -22,19 +38,56 @@ def create_app(state: AppState) -> FastAPI:
 
     @app.get("/ready")
     async def ready():
-        return JSONResponse({
+        return {
             "status": "ready",
             "models": state.models.describe(),
             "sessions": state.active_sessions,
             "max_sessions": state.settings.server.max_sessions,
-        })
-
-    @app.get("/")
-    async def index():
-        return {
-            "name": "voxline",
-            "websocket": "/ws",
-            "protocol": "see docs/protocol.md",
         }
 
+    if gateway:
+        _mount_webrtc(app, gateway, state)
     return app
+
+
+def _mount_webrtc(app: FastAPI, gateway: WebRTCGateway, state: AppState) -> None:
+    """The talk page and its signalling endpoints."""
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/")
+    async def talk_page():
+        return FileResponse(STATIC / "index.html")
+
+    @app.get("/api/config")
+    async def page_config():
+        """What the page needs: ICE servers (TURN credentials included, as browsers need them)."""
+        return {"iceServers": [
+            {"urls": s.urls, "username": s.username,
+             "credential": s.credential.get_secret_value() if s.credential else None}
+            for s in state.settings.webrtc.ice_servers
+        ]}
+
+    @app.post("/api/offer")
+    async def offer(request: Request):
+        return await _signalling(request, gateway.offer)
+
+    @app.patch("/api/offer")
+    async def candidates(request: Request):
+        return await _signalling(request, gateway.add_candidates)
+
+
+async def _signalling(request: Request, handle) -> JSONResponse:
+    """Run one signalling call; bad requests get a status, a stable code and a clear message."""
+    try:
+        body = await request.json()
+    except ValueError:
+        return _error(SignallingError(400, "bad_json", "the request body must be a JSON object"))
+    try:
+        result = await handle(body)
+    except SignallingError as e:
+        return _error(e)
+    return JSONResponse(result if result is not None else {"status": "ok"})
+
+
+def _error(e: SignallingError) -> JSONResponse:
+    return JSONResponse({"error": e.code, "message": e.message}, status_code=e.status)

@@ -1,7 +1,6 @@
 """Delivers a session's events (and errors) to its client, whatever carries them."""
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -11,7 +10,7 @@ from voxline.bus import EventBus
 from voxline.bus.events import Event
 from voxline.transports.protocol import client_message, error_message
 
-SendText = Callable[[str], Awaitable[None]]
+SendMessage = Callable[[dict], Awaitable[None]]
 
 
 class ClientOutbox:
@@ -21,7 +20,7 @@ class ClientOutbox:
     stops reading loses messages (counted), not the server its memory.
     """
 
-    def __init__(self, send: SendText, max_pending: int = 256):
+    def __init__(self, send: SendMessage, max_pending: int = 256):
         self._send = send
         self._queue: asyncio.Queue[dict] = asyncio.Queue(maxsize=max_pending)
         self._task = asyncio.create_task(self._send_task_handler(), name="voxline-client-outbox")
@@ -56,7 +55,7 @@ class ClientOutbox:
         while True:
             message = await self._queue.get()
             try:
-                await self._send(json.dumps(message))
+                await self._send(message)
             except Exception as e:  # the carrier is gone; the session ends through its transport
                 logger.debug("Client outbox: send failed: {}", e)
             finally:

@@ -39,7 +39,7 @@ async def websocket_endpoint(websocket: WebSocket, state: AppState) -> None:
     if start is None:
         return
     session_id = uuid.uuid4().hex[:12]
-    outbox = ClientOutbox(websocket.send_text)
+    outbox = ClientOutbox(lambda message: websocket.send_text(json.dumps(message)))
     state.active_sessions += 1
     try:
         outbox.put({"type": "ready", "session_id": session_id,

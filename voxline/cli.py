@@ -42,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="load the models and serve /ws")
     serve.add_argument("--host", help="bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 8000; 0 picks a free one)")
+    serve.add_argument("--ssl-certfile", type=Path, help="TLS certificate (PEM) for HTTPS")
+    serve.add_argument("--ssl-keyfile", type=Path, help="TLS private key (PEM) for HTTPS")
     serve.set_defaults(run=_serve)
 
     talk = sub.add_parser("talk", help="speak a wav file to a running server, save the reply")
@@ -75,7 +77,9 @@ def _serve(args: argparse.Namespace) -> int:
     from voxline.models import ModelFileError
     from voxline.server import serve
 
-    settings = _settings(args, server__host=args.host, server__port=args.port)
+    settings = _settings(args, server__host=args.host, server__port=args.port,
+                         server__ssl_certfile=args.ssl_certfile,
+                         server__ssl_keyfile=args.ssl_keyfile)
     try:
         _run_loop(serve(settings))
     except ModelFileError as e:

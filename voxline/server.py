@@ -38,6 +38,8 @@ def uvicorn_config(app, settings: VoxlineSettings) -> uvicorn.Config:
         # Frames over our own limit get a clear error from the serializer; only far larger ones
         # are cut off by uvicorn itself (close code 1009).
         ws_max_size=max(server.max_frame_bytes, server.max_text_bytes) * 16,
+        ssl_certfile=str(server.ssl_certfile) if server.ssl_certfile else None,
+        ssl_keyfile=str(server.ssl_keyfile) if server.ssl_keyfile else None,
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=3,
@@ -75,7 +77,9 @@ class VoxlineServer(uvicorn.Server):
         for listener in self.servers:
             for sock in listener.sockets:
                 host, self.port = sock.getsockname()[:2]
-                logger.info("voxline: listening on ws://{}:{}/ws", host, self.port)
+                scheme = "https" if self.config.is_ssl else "http"
+                logger.info("voxline: talk page {}://{}:{}/  (WebSocket /ws)", scheme, host,
+                            self.port)
         self.ready.set()
 
 
