@@ -9,6 +9,7 @@ import uuid
 from typing import Literal
 
 import aioice.ice
+from aiortc.sdp import SessionDescription
 from fastapi import HTTPException
 from loguru import logger
 from pipecat.transports.base_transport import TransportParams
@@ -79,6 +80,7 @@ class WebRTCGateway:
         offer = _parse(OfferBody, body)
         if len(offer.sdp.encode()) > self._state.settings.webrtc.max_sdp_bytes:
             raise SignallingError(413, "sdp_too_large", "the SDP offer is larger than allowed")
+        _check_has_audio(offer.sdp)
         if offer.pc_id is None and self._state.active_sessions >= self._max_sessions:
             raise SignallingError(503, "server_busy",
                                   f"all {self._max_sessions} session slots are in use; retry later")
@@ -174,6 +176,18 @@ async def _hang_up_when_silent(connection: SmallWebRTCConnection) -> None:
             logger.info("WebRTC peer {} stopped answering; hanging up", connection.pc_id)
             await connection.disconnect()
             return
+
+
+def _check_has_audio(sdp: str) -> None:
+    """Refuse, before any peer is created, an offer that cannot carry the user's voice."""
+    try:
+        media = SessionDescription.parse(sdp).media
+    except Exception as e:  # aiortc's parser raises ValueError, IndexError, KeyError, ...
+        raise SignallingError(400, "bad_sdp", f"the SDP offer could not be parsed: {e}") from None
+    if not any(m.kind == "audio" for m in media):
+        raise SignallingError(
+            400, "bad_sdp", "the SDP offer has no audio section (m=audio); offer a microphone track"
+        )
 
 
 def _parse(model: type[BaseModel], body: object):

@@ -118,7 +118,10 @@ function onEvent(event) {
       botItem = null;
       setAgentState("thinking");
       break;
-    case "bot.started_speaking": setAgentState("speaking"); break;
+    case "bot.started_speaking":
+      setAgentState("speaking");
+      if (!botItem) botItem = addLine("bot", ""); // shows "…" until its first sentence is heard
+      break;
     case "bot.stopped_speaking": setAgentState("listening"); break;
     case "bot.text":
       if (!botItem) botItem = addLine("bot", "");
