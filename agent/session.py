@@ -24,6 +24,7 @@ from pipecat.turns.user_turn_strategies import UserTurnStrategies
 from pipecat.workers.runner import WorkerRunner
 
 from voxline.agent.persona import Persona
+from voxline.agent.registry import SessionRegistry
 from voxline.agent.services import build_llm, build_stt, build_tts
 from voxline.bus import EventBus, SessionBus, events
 from voxline.config.settings import AgentSettings, VADSettings, VoxlineSettings
@@ -52,6 +53,7 @@ async def run_session(
     settings: VoxlineSettings,
     bus: EventBus,
     options: SessionOptions,
+    registry: SessionRegistry | None = None,
 ) -> None:
     """Run one conversation until the client leaves, the session idles out or fails.
 
@@ -107,7 +109,12 @@ async def run_session(
 
         if options.persona.greeting:
             await worker.queue_frame(TTSSpeakFrame(options.persona.greeting))
-        await _run(worker, session_bus, options, ending)
+        registry = registry if registry is not None else SessionRegistry()
+        registry.add(options.session_id, worker)
+        try:
+            await _run(worker, session_bus, options, ending)
+        finally:
+            registry.remove(options.session_id)
 
 
 async def _run(

@@ -25,6 +25,22 @@ class EventBus(ABC):
     def dropped(self) -> int:
         """Events dropped because a queue was full."""
 
+    async def start(self) -> None:  # noqa: B027 (optional hook: nothing to do in-process)
+        """Connect (a no-op for the in-process bus)."""
+
+    async def close(self) -> None:  # noqa: B027 (optional hook: nothing to do in-process)
+        """Disconnect (a no-op for the in-process bus)."""
+
+    @property
+    def health(self) -> str:
+        """embedded | healthy | degraded."""
+        return "embedded"
+
+    @property
+    def health_detail(self) -> str:
+        """Why the bus is degraded, if it is."""
+        return ""
+
 
 class Subscription:
     """One subscriber's bounded queue. Use as an async iterator; `close()` when done."""
@@ -47,6 +63,14 @@ class Subscription:
     async def get(self) -> Event:
         """The next event."""
         return await self._queue.get()
+
+    def get_nowait(self) -> Event:
+        """The next event if one is waiting (raises asyncio.QueueEmpty otherwise)."""
+        return self._queue.get_nowait()
+
+    def empty(self) -> bool:
+        """No event waiting."""
+        return self._queue.empty()
 
     def __aiter__(self) -> AsyncIterator[Event]:
         return self

@@ -13,7 +13,7 @@ class Event(BaseModel):
 
     topic: ClassVar[str]
     v: int = SCHEMA_VERSION
-    session_id: str
+    session_id: str = Field(default="", description="Empty for worker-level events")
     ts: float = Field(default_factory=time.time, description="Unix seconds")
     source: str = Field(default="", description="Worker that published it")
 
@@ -94,8 +94,85 @@ class SessionError(Event):
     message: str
 
 
+class LLMProgress(Event):
+    """Tokens generated so far in the current reply (every few tokens)."""
+
+    topic: ClassVar[str] = "llm.response.progress"
+    tokens: int
+
+
+class ComponentStatus(BaseModel):
+    """One part of a worker as the Services view shows it."""
+
+    name: str  # vad | stt | llm | tts | bus | worker
+    health: Literal["ok", "healthy", "degraded", "down", "embedded"]
+    model: str = ""
+    detail: str = ""
+
+
+class ServiceStatus(Event):
+    """A worker's health and resource use, published every few seconds."""
+
+    topic: ClassVar[str] = "system.service.status"
+    kind: Literal["worker", "discord"] = "worker"
+    components: list[ComponentStatus]
+    cpu_percent: float
+    rss_bytes: int
+    uptime_secs: float
+    sessions_active: int
+    url: str = ""
+
+
+class MetricsUpdate(Event):
+    """A worker's counters, published with its status."""
+
+    topic: ClassVar[str] = "metrics.update"
+    sessions_active: int
+    sessions_total: int
+    turns_total: int
+    bus_dropped: int
+    errors_total: int
+
+
+class WorkerConfig(Event):
+    """A worker's effective settings, secrets masked (at start and every 30 s)."""
+
+    topic: ClassVar[str] = "worker.config"
+    config: dict
+
+
+class LogLine(Event):
+    """One log record of a worker (INFO and above), for the live log view."""
+
+    topic: ClassVar[str] = "log"
+    level: str
+    message: str
+    name: str = ""
+
+
+class ControlCommand(Event):
+    """An operator's command to one worker (`target`), sent by the dashboard."""
+
+    topic: ClassVar[str] = "control.command"
+    command_id: str
+    target: str
+    action: Literal["end_session", "reload_model", "set_persona"]
+    model_kind: Literal["stt", "llm", "tts"] | None = None
+    system_prompt: str | None = Field(default=None, max_length=4000)
+
+
+class ControlAck(Event):
+    """A worker's answer to a `ControlCommand`."""
+
+    topic: ClassVar[str] = "control.ack"
+    command_id: str
+    ok: bool
+    message: str
+
+
 ALL_EVENTS: tuple[type[Event], ...] = (
     SessionStarted, SessionEnded, TranscriptPartial, TranscriptFinal, LLMResponseReady,
     BotSpoken, BotStartedSpeaking, BotStoppedSpeaking, TurnInterrupted, TurnMetrics, SessionError,
+    LLMProgress, ServiceStatus, MetricsUpdate, WorkerConfig, LogLine, ControlCommand, ControlAck,
 )
 EVENT_BY_TOPIC: dict[str, type[Event]] = {cls.topic: cls for cls in ALL_EVENTS}

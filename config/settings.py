@@ -146,6 +146,18 @@ class BusSettings(_Section):
     queue_size: int = Field(default=1000, ge=10)
 
 
+class DashboardSettings(_Section):
+    """The monitoring dashboard (`voxline dashboard`, or mounted in `voxline serve`)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8100, ge=0, le=65535)
+    token: SecretStr | None = Field(
+        default=None, description="Required when bound beyond loopback; ?token= or Bearer"
+    )
+    mount_in_serve: bool = Field(default=True, description="Serve it at /dashboard in serve")
+    history_turns: int = Field(default=50, ge=5, le=1000, description="Turns in the chart")
+
+
 class ModelStoreSettings(_Section):
     """Where joined model files (split across several packages) are written."""
 
@@ -172,6 +184,7 @@ class VoxlineSettings(BaseSettings):
     tts: TTSSettings = TTSSettings()
     agent: AgentSettings = AgentSettings()
     bus: BusSettings = BusSettings()
+    dashboard: DashboardSettings = DashboardSettings()
     models: ModelStoreSettings = ModelStoreSettings()
 
     def redacted(self) -> dict:

@@ -154,3 +154,23 @@ def model_statuses(settings: VoxlineSettings) -> list[ModelStatus]:
     if settings.llm.model_path:
         statuses.append(registry.local_file_status("llm (custom)", "llm", settings.llm.model_path))
     return statuses
+
+
+def reload_engine(models: ModelSet, settings: VoxlineSettings, kind: str) -> str:
+    """Load a fresh engine of `kind` (stt, llm or tts) and use it for new sessions. Blocking.
+
+    Running sessions keep the engine they started with until they end.
+    """
+    registry = ModelRegistry(settings.models.cache_dir)
+    if kind == "stt":
+        models.stt = _load_stt(settings, registry)
+        return models.stt.name
+    if kind == "llm":
+        if settings.llm.provider == "openai":
+            return "remote LLM: nothing to reload"
+        models.llm = _load_llm(settings, registry)
+        return models.llm.name if models.llm else "remote"
+    if kind == "tts":
+        models.tts = _load_tts(settings, registry)
+        return models.tts.name
+    raise ValueError(f"unknown model kind '{kind}'; use stt, llm or tts")

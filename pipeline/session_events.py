@@ -19,6 +19,8 @@ from pipecat.transports.base_output import BaseOutputTransport
 from voxline.bus import events
 from voxline.bus.base import SessionBus
 
+PROGRESS_EVERY_TOKENS = 8
+
 
 class SessionEventsObserver(BaseObserver):
     """Watches every frame push of a session and publishes what a person would care about.
@@ -59,6 +61,8 @@ class SessionEventsObserver(BaseObserver):
             self._reply, self._is_replying = [], True
         elif isinstance(frame, LLMTextFrame) and self._is_replying:
             self._reply.append(frame.text)
+            if len(self._reply) % PROGRESS_EVERY_TOKENS == 0:
+                publish(events.LLMProgress, tokens=len(self._reply))
         elif isinstance(frame, LLMFullResponseEndFrame) and self._is_replying:
             self._finish_reply(interrupted=False)
         elif isinstance(frame, BotStartedSpeakingFrame):

@@ -11,8 +11,7 @@ from loguru import logger
 
 from voxline.config import load_settings
 from voxline.models import load_models
-from voxline.server import VoxlineServer, build_state, uvicorn_config
-from voxline.transports.app import create_app
+from voxline.server import VoxlineServer, Worker, build_state, uvicorn_config
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
@@ -45,11 +44,13 @@ class RunningServer:
     """A real uvicorn server of our app, in the test's event loop."""
 
     def __init__(self, settings, models):
-        self.state = build_state(settings, models)
-        self._server = VoxlineServer(uvicorn_config(create_app(self.state), settings))
+        self.worker = Worker(build_state(settings, models))
+        self.state = self.worker.state
+        self._server = VoxlineServer(uvicorn_config(self.worker.app, settings))
         self._task: asyncio.Task | None = None
 
     async def start(self) -> "RunningServer":
+        await self.worker.start()
         self._task = asyncio.create_task(self._server.serve(), name="test-uvicorn")
         ready = asyncio.create_task(self._server.ready.wait())
         await asyncio.wait({self._task, ready}, return_when=asyncio.FIRST_COMPLETED)
@@ -72,6 +73,7 @@ class RunningServer:
         self._server.should_exit = True
         if self._task:
             await self._task
+        await self.worker.close()
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,9 @@
 """What every request handler of one worker shares."""
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
-from voxline.agent.persona import Persona
+from voxline.agent import Persona, SessionRegistry
 from voxline.bus import EventBus
 from voxline.config.settings import VoxlineSettings
 from voxline.models import ModelSet
@@ -18,3 +19,5 @@ class AppState:
     persona: Persona
     worker_id: str
     active_sessions: int = 0
+    sessions: SessionRegistry = field(default_factory=SessionRegistry)
+    started_at: float = field(default_factory=time.monotonic)

@@ -53,6 +53,11 @@ def _parser() -> argparse.ArgumentParser:
     talk.add_argument("--timeout", type=float, default=60.0, help="give up after this many s")
     talk.set_defaults(run=_talk)
 
+    dashboard = sub.add_parser("dashboard", help="watch every worker on the Redis bus")
+    dashboard.add_argument("--host", help="bind address (default 127.0.0.1; others need a token)")
+    dashboard.add_argument("--port", type=int, help="port (default 8100)")
+    dashboard.set_defaults(run=_dashboard)
+
     models = sub.add_parser("models", help="list each model, its source, size and checksum")
     models.set_defaults(run=_models)
     return parser
@@ -74,6 +79,7 @@ def _settings(args: argparse.Namespace, **overrides):
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from voxline.dashboard.auth import DashboardAuthError
     from voxline.models import ModelFileError
     from voxline.server import serve
 
@@ -82,13 +88,27 @@ def _serve(args: argparse.Namespace) -> int:
                          server__ssl_keyfile=args.ssl_keyfile)
     try:
         _run_loop(serve(settings))
-    except ModelFileError as e:
+    except (ModelFileError, DashboardAuthError) as e:
         raise _UserFacingError(str(e)) from None
     except OSError as e:
         raise _UserFacingError(
             f"cannot listen on {settings.server.host}:{settings.server.port}: {e.strerror}; "
             "pick another --port"
         ) from None
+    return 0
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    from voxline.dashboard.auth import DashboardAuthError
+    from voxline.server import serve_dashboard
+
+    settings = _settings(args, dashboard__host=args.host, dashboard__port=args.port)
+    try:
+        _run_loop(serve_dashboard(settings))
+    except DashboardAuthError as e:
+        raise _UserFacingError(str(e)) from None
+    except OSError as e:
+        raise _UserFacingError(f"cannot start the dashboard: {e}") from None
     return 0
 
 

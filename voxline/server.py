@@ -1,29 +1,72 @@
 """`voxline serve`: load models once, then run the ASGI app on uvicorn (uvloop when available)."""
 
 import asyncio
+import os
 import socket
 import time
+import uuid
 
 import uvicorn
 from loguru import logger
 
 from voxline.agent.persona import Persona
-from voxline.bus import InProcessBus
+from voxline.bus import create_bus
 from voxline.config.settings import VoxlineSettings
+from voxline.control import WorkerControl
+from voxline.dashboard.app import create_dashboard_app
+from voxline.dashboard.auth import DashboardAuthError, required_token
+from voxline.dashboard.collector import Collector
 from voxline.models import ModelSet, load_models
+from voxline.telemetry import WorkerTelemetry
 from voxline.transports.app import create_app
 from voxline.transports.state import AppState
 
 
 def build_state(settings: VoxlineSettings, models: ModelSet) -> AppState:
     """Everything the app shares, around already-loaded models."""
+    port = settings.server.port
+    worker_id = f"{socket.gethostname()}:{port if port else uuid.uuid4().hex[:6]}"
     return AppState(
         settings=settings,
         models=models,
-        bus=InProcessBus(queue_size=settings.bus.queue_size),
+        bus=create_bus(settings.bus, origin=f"{worker_id}:{os.getpid()}"),
         persona=Persona(settings.agent.system_prompt, settings.agent.greeting),
-        worker_id=f"{socket.gethostname()}:{settings.server.port}",
+        worker_id=worker_id,
     )
+
+
+class Worker:
+    """One `voxline serve` process around its app: the bus connection, status publishing,
+    operator commands and (when enabled) the dashboard mounted at /dashboard."""
+
+    def __init__(self, state: AppState):
+        self.state = state
+        settings = state.settings
+        self.app = create_app(state)
+        self.collector: Collector | None = None
+        if settings.dashboard.mount_in_serve:
+            token = required_token(settings.dashboard, settings.server.host)
+            self.collector = Collector(state.bus, history_turns=settings.dashboard.history_turns)
+            self.app.mount("/dashboard", create_dashboard_app(
+                self.collector, state.bus, token=token, source=state.worker_id))
+        self._telemetry = WorkerTelemetry(state)
+        self._control = WorkerControl(state)
+
+    async def start(self) -> None:
+        """Connect the bus and start publishing (before the server accepts clients)."""
+        await self.state.bus.start()
+        if self.collector:
+            await self.collector.start()
+        await self._telemetry.start()
+        await self._control.start()
+
+    async def close(self) -> None:
+        """Stop everything `start` began."""
+        await self._control.close()
+        await self._telemetry.close()
+        if self.collector:
+            await self.collector.close()
+        await self.state.bus.close()
 
 
 def uvicorn_config(app, settings: VoxlineSettings) -> uvicorn.Config:
@@ -54,20 +97,47 @@ async def serve(settings: VoxlineSettings) -> None:
         load_models, settings, lambda line, secs: logger.info("  {:<44} {:6.2f}s", line, secs)
     )
     logger.info("voxline: models ready in {:.1f}s", time.perf_counter() - started)
-    server = VoxlineServer(uvicorn_config(create_app(build_state(settings, models)), settings))
+    worker = Worker(build_state(settings, models))
+    await worker.start()
+    server = VoxlineServer(uvicorn_config(worker.app, settings))
     try:
         await server.serve()
     finally:
+        await worker.close()
         models.close()
+
+
+async def serve_dashboard(settings: VoxlineSettings) -> None:
+    """`voxline dashboard`: watch every worker on the Redis bus, from its own process."""
+    if not settings.bus.url:
+        raise DashboardAuthError(
+            "a separate dashboard sees workers only through Redis: set bus.url "
+            "(VOXLINE_BUS__URL=redis://...) here and on every worker, or open /dashboard "
+            "on a single `voxline serve`"
+        )
+    token = required_token(settings.dashboard, settings.dashboard.host)
+    bus = create_bus(settings.bus, origin=f"dashboard:{socket.gethostname()}:{os.getpid()}")
+    await bus.start()
+    collector = Collector(bus, history_turns=settings.dashboard.history_turns)
+    await collector.start()
+    app = create_dashboard_app(collector, bus, token=token, source="dashboard")
+    config = uvicorn_config(app, settings)
+    config.host, config.port = settings.dashboard.host, settings.dashboard.port
+    try:
+        await VoxlineServer(config, path="/").serve()
+    finally:
+        await collector.close()
+        await bus.close()
 
 
 class VoxlineServer(uvicorn.Server):
     """Uvicorn that says where it listens and signals `ready` once its sockets are bound."""
 
-    def __init__(self, config: uvicorn.Config):
+    def __init__(self, config: uvicorn.Config, path: str = "/"):
         super().__init__(config)
         self.ready = asyncio.Event()
         self.port = 0
+        self._path = path
 
     async def startup(self, sockets=None) -> None:
         """Bind, then announce the URL (port 0 means a free port was picked)."""
@@ -78,8 +148,8 @@ class VoxlineServer(uvicorn.Server):
             for sock in listener.sockets:
                 host, self.port = sock.getsockname()[:2]
                 scheme = "https" if self.config.is_ssl else "http"
-                logger.info("voxline: talk page {}://{}:{}/  (WebSocket /ws)", scheme, host,
-                            self.port)
+                logger.info("voxline: listening on {}://{}:{}{}", scheme, host, self.port,
+                            self._path)
         self.ready.set()
 
 

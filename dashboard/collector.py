@@ -1,0 +1,153 @@
+"""Folds bus events into what the dashboard shows, and fans them out to connected browsers."""
+
+import asyncio
+from collections import deque
+
+from voxline.bus import EventBus
+from voxline.bus.events import (
+    BotSpoken,
+    ControlAck,
+    Event,
+    LogLine,
+    MetricsUpdate,
+    ServiceStatus,
+    SessionEnded,
+    SessionStarted,
+    TranscriptFinal,
+    TranscriptPartial,
+    TurnInterrupted,
+    TurnMetrics,
+    WorkerConfig,
+)
+
+MAX_LOG_LINES = 500
+MAX_TRANSCRIPT_LINES = 200
+ENDED_SESSIONS_KEPT = 20
+VIEWER_QUEUE_SIZE = 1000
+
+
+class Viewer:
+    """One browser's bounded queue of messages; a slow browser loses its oldest (counted)."""
+
+    def __init__(self):
+        self.queue: asyncio.Queue[dict] = asyncio.Queue(maxsize=VIEWER_QUEUE_SIZE)
+        self.dropped = 0
+
+    def offer(self, message: dict) -> None:
+        if self.queue.full():
+            self.queue.get_nowait()
+            self.dropped += 1
+        self.queue.put_nowait(message)
+
+
+class Collector:
+    """The dashboard's picture of every worker and live session, built only from the bus."""
+
+    def __init__(self, bus: EventBus, *, history_turns: int):
+        self._bus = bus
+        self.workers: dict[str, dict] = {}
+        self.sessions: dict[str, dict] = {}
+        self.turns: deque[dict] = deque(maxlen=history_turns)
+        self.logs: deque[dict] = deque(maxlen=MAX_LOG_LINES)
+        self._viewers: set[Viewer] = set()
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        """Subscribe to the bus (call from the running loop)."""
+        subscription = self._bus.subscribe()
+        self._task = asyncio.create_task(self._consume(subscription), name="dashboard-collector")
+
+    async def close(self) -> None:
+        """Stop consuming."""
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def add_viewer(self) -> Viewer:
+        """A new browser: it gets `snapshot()` first, then every event."""
+        viewer = Viewer()
+        self._viewers.add(viewer)
+        return viewer
+
+    def remove_viewer(self, viewer: Viewer) -> None:
+        """The browser left."""
+        self._viewers.discard(viewer)
+
+    def snapshot(self) -> dict:
+        """Everything a newly opened page needs to draw itself."""
+        return {
+            "type": "snapshot",
+            "workers": self.workers,
+            "sessions": self.sessions,
+            "turns": list(self.turns),
+            "logs": list(self.logs),
+            "bus": {"health": getattr(self._bus, "health", "embedded"),
+                    "detail": getattr(self._bus, "health_detail", ""),
+                    "dropped": self._bus.dropped},
+        }
+
+    async def _consume(self, subscription) -> None:
+        try:
+            async for event in subscription:
+                self.apply(event)
+                message = {"type": "event", "topic": event.topic,
+                           "event": event.model_dump(mode="json")}
+                for viewer in tuple(self._viewers):
+                    viewer.offer(message)
+        finally:
+            subscription.close()
+
+    def apply(self, event: Event) -> None:
+        """Update the picture with one event."""
+        match event:
+            case ServiceStatus() | MetricsUpdate() | WorkerConfig():
+                worker = self.workers.setdefault(event.source, {"id": event.source})
+                key = {ServiceStatus: "status", MetricsUpdate: "metrics",
+                       WorkerConfig: "config"}[type(event)]
+                worker[key] = event.model_dump(mode="json")
+                worker["last_seen"] = event.ts
+            case SessionStarted():
+                self.sessions[event.session_id] = {
+                    "id": event.session_id, "worker": event.source, "transport": event.transport,
+                    "client": event.client, "started": event.ts, "ended": None,
+                    "state": "listening", "transcript": [], "partial": "",
+                }
+            case SessionEnded():
+                if session := self.sessions.get(event.session_id):
+                    session.update(ended=event.ts, state="ended", reason=event.reason)
+                self._forget_old_sessions()
+            case LogLine():
+                self.logs.append(event.model_dump(mode="json"))
+            case TurnMetrics():
+                self.turns.append(event.model_dump(mode="json"))
+            case _:
+                self._apply_to_session(event)
+
+    def _apply_to_session(self, event: Event) -> None:
+        session = self.sessions.get(event.session_id)
+        if session is None:
+            return
+        lines = session["transcript"]
+        match event:
+            case TranscriptPartial(text=text):
+                session["partial"] = text
+            case TranscriptFinal(text=text):
+                session["partial"] = ""
+                lines.append({"who": "user", "text": text})
+                session["state"] = "thinking"
+            case BotSpoken(text=text):
+                lines.append({"who": "bot", "text": text})
+                session["state"] = "speaking"
+            case TurnInterrupted():
+                lines.append({"who": "note", "text": "interrupted"})
+                session["state"] = "listening"
+            case ControlAck():
+                pass
+        del lines[:-MAX_TRANSCRIPT_LINES]
+
+    def _forget_old_sessions(self) -> None:
+        ended = sorted((s for s in self.sessions.values() if s["ended"]),
+                       key=lambda s: s["ended"])
+        for session in ended[:-ENDED_SESSIONS_KEPT]:
+            del self.sessions[session["id"]]
+

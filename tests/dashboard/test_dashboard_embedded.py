@@ -1,0 +1,132 @@
+"""The dashboard mounted in one `voxline serve` (in-process bus), in a real Chromium."""
+
+import asyncio
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+import websockets
+
+from tests.browser import chromium
+from tests.conftest import RunningServer, make_settings
+from tests.helpers import wer
+from voxline.talk import talk
+
+QUESTION = "What is the capital of France?"
+
+
+@pytest.fixture(scope="module")
+async def worker(models):
+    server = await RunningServer(make_settings(), models).start()
+    yield server
+    await server.stop()
+
+
+async def test_monitor_shows_a_live_conversation_and_its_latency(worker, speech, artifacts):
+    async with chromium(None) as browser:
+        page = await browser.new_page(viewport={"width": 1280, "height": 900})
+        await page.goto(worker.http_url + "/dashboard/")
+        await page.wait_for_function("window.dashboard.connected")
+        result = await talk(url=worker.ws_url, wav=speech(QUESTION), out=None, timeout_secs=60,
+                            printer=lambda line: None)
+        session_id = next(e["session_id"] for e in result.events if e["type"] == "ready")
+        card = page.locator(f'[data-session="{session_id}"]')
+        await card.locator("li.user").first.wait_for(timeout=5000)
+        await card.locator("li.bot").first.wait_for(timeout=5000)
+        user_text = await card.locator("li.user").first.inner_text()
+        bars = await page.locator("#latency-chart rect.bar").count()
+        p50 = await page.locator("#p50").inner_text()
+        delays = await page.evaluate(
+            "window.dashboard.received.filter(r => r.topic.startsWith('voice.') "
+            "|| r.topic === 'tts.spoken').map(r => r.at - r.ts)")
+        await page.screenshot(path=str(artifacts / "dashboard-monitor.png"), full_page=True)
+        await page.click("nav button[data-tab=services]")
+        await page.locator(f'[data-worker="{worker.state.worker_id}"]').wait_for(timeout=5000)
+        services = await page.locator(f'[data-worker="{worker.state.worker_id}"]').inner_text()
+        await page.screenshot(path=str(artifacts / "dashboard-services.png"), full_page=True)
+    assert wer(QUESTION, user_text) <= 0.2, user_text
+    assert bars >= 6, "one stacked bar (6 stages) per answered turn"
+    assert p50.endswith(" s")
+    assert delays and max(delays) < 1.0, f"events reached the page late: {delays}"
+    for part in ("CPU", "RSS", "stt", "llm", "tts", "bus"):
+        assert part in services, services
+
+
+async def test_end_session_from_the_dashboard(worker, speech):
+    """Control round trip: the page's End button ends the session on its worker, acked."""
+    async with websockets.connect(worker.ws_url) as client:
+        await client.send(json.dumps({"type": "start", "sample_rate": 16000}))
+        ready = json.loads(await client.recv())
+        async with chromium(None) as browser:
+            page = await browser.new_page()
+            await page.goto(worker.http_url + "/dashboard/")
+            end = page.locator(f'[data-session="{ready["session_id"]}"] button.danger')
+            await end.click(timeout=10000)
+            await page.click("nav button[data-tab=control]")
+            ack = page.locator("#acks li").first
+            await ack.wait_for(timeout=10000)
+            ack_text = await ack.inner_text()
+        with pytest.raises(websockets.ConnectionClosed):
+            while True:
+                await asyncio.wait_for(client.recv(), 10)
+    assert "session ended" in ack_text
+    assert ready["session_id"] not in worker.state.sessions
+
+
+async def test_set_persona_and_reload_are_acknowledged(worker):
+    async with websockets.connect(worker.http_url.replace("http", "ws") + "/dashboard/ws") as ws:
+        snapshot = json.loads(await ws.recv())
+        assert snapshot["type"] == "snapshot"
+        for request in (
+            {"action": "set_persona", "system_prompt": "You are a pirate. Answer briefly."},
+            {"action": "reload_model", "model_kind": "tts"},
+            {"action": "reload_model", "model_kind": "gpu"},
+        ):
+            await ws.send(json.dumps({"type": "control", "worker": worker.state.worker_id,
+                                      **request}))
+        replies = []
+        while len([r for r in replies if r.get("topic") == "control.ack"]) < 2:
+            replies.append(json.loads(await asyncio.wait_for(ws.recv(), 30)))
+    sent = [r for r in replies if r.get("type") in ("sent", "error")]
+    acks = [r["event"] for r in replies if r.get("topic") == "control.ack"]
+    assert [a["ok"] for a in acks] == [True, True], acks
+    assert sent[-1]["type"] == "error" and "model_kind" in sent[-1]["message"]
+    assert worker.state.persona.system_prompt.startswith("You are a pirate")
+
+
+async def test_token_is_required_when_configured(models):
+    settings = make_settings(dashboard={"token": "s3cret-token"})
+    server = await RunningServer(settings, models).start()
+    base = server.http_url + "/dashboard/"
+    try:
+        assert await asyncio.to_thread(_status, base) == 401
+        assert await asyncio.to_thread(_status, base + "?token=wrong") == 401
+        assert await asyncio.to_thread(_status, base + "?token=s3cret-token") == 200
+        ws_base = base.replace("http", "ws") + "ws"
+        for url in (ws_base, ws_base + "?token=wrong"):
+            async with websockets.connect(url) as ws:
+                with pytest.raises(websockets.ConnectionClosed) as closed:
+                    await ws.recv()
+            assert closed.value.rcvd.code == 4401
+        async with websockets.connect(ws_base + "?token=s3cret-token") as ws:
+            assert json.loads(await ws.recv())["type"] == "snapshot"
+    finally:
+        await server.stop()
+
+
+def test_binding_beyond_loopback_without_a_token_is_refused():
+    from voxline.dashboard.auth import DashboardAuthError, required_token
+
+    settings = make_settings()
+    with pytest.raises(DashboardAuthError, match="dashboard.token"):
+        required_token(settings.dashboard, "0.0.0.0")
+    assert required_token(settings.dashboard, "127.0.0.1") is None
+
+
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as e:
+        return e.code

@@ -1,0 +1,110 @@
+"""What a worker tells the dashboard: status, counters, effective config and log lines."""
+
+import asyncio
+import time
+
+import psutil
+from loguru import logger
+
+from voxline.bus import events
+from voxline.transports.state import AppState
+
+STATUS_PERIOD_SECS = 2.0
+CONFIG_PERIOD_SECS = 30.0
+LOG_LEVEL = "INFO"
+
+
+class WorkerTelemetry:
+    """Publishes `system.service.status` + `metrics.update` every few seconds, `worker.config`
+    now and then, and every INFO+ log line as a `log` event. Never blocks the caller."""
+
+    def __init__(self, state: AppState, *, url: str = ""):
+        self._state = state
+        self._url = url
+        self._process = psutil.Process()
+        self._process.cpu_percent()  # the first reading only starts the measurement
+        self._counters = {"turns": 0, "errors": 0}
+        self._task: asyncio.Task | None = None
+        self._sink_id: int | None = None
+        self._subscription = None
+
+    async def start(self) -> None:
+        """Begin publishing (call from the running loop)."""
+        state = self._state
+        self._subscription = state.bus.subscribe(
+            lambda e: e.source == state.worker_id
+            and isinstance(e, events.TurnMetrics | events.SessionError)
+        )
+        loop = asyncio.get_running_loop()
+        self._sink_id = logger.add(
+            lambda message: loop.call_soon_threadsafe(self._publish_log, message.record),
+            level=LOG_LEVEL, filter=lambda record: not record["name"].startswith("voxline.bus"),
+            enqueue=False,
+        )
+        self._task = asyncio.create_task(self._publish_task_handler(), name="voxline-telemetry")
+
+    async def close(self) -> None:
+        """Stop publishing."""
+        if self._sink_id is not None:
+            logger.remove(self._sink_id)
+            self._sink_id = None
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._subscription:
+            self._subscription.close()
+
+    async def _publish_task_handler(self) -> None:
+        last_config = 0.0
+        while True:
+            self._count_events()
+            self._publish_status()
+            if time.monotonic() - last_config >= CONFIG_PERIOD_SECS:
+                self._publish(events.WorkerConfig, config=self._state.settings.redacted())
+                last_config = time.monotonic()
+            await asyncio.sleep(STATUS_PERIOD_SECS)
+
+    def _count_events(self) -> None:
+        assert self._subscription is not None
+        while not self._subscription.empty():
+            event = self._subscription.get_nowait()
+            key = "turns" if isinstance(event, events.TurnMetrics) else "errors"
+            self._counters[key] += 1
+
+    def _publish_status(self) -> None:
+        state, models = self._state, self._state.models
+        names = models.describe()
+        bus_health = getattr(state.bus, "health", "embedded")
+        components = [
+            events.ComponentStatus(name=kind, health="ok", model=names[kind])
+            for kind in ("vad", "stt", "llm", "tts")
+        ] + [events.ComponentStatus(name="bus", health=bus_health,
+                                    detail=getattr(state.bus, "health_detail", ""))]
+        self._publish(
+            events.ServiceStatus,
+            components=components,
+            cpu_percent=self._process.cpu_percent(),
+            rss_bytes=self._process.memory_info().rss,
+            uptime_secs=time.monotonic() - state.started_at,
+            sessions_active=state.active_sessions,
+            url=self._url,
+        )
+        self._publish(
+            events.MetricsUpdate,
+            sessions_active=state.active_sessions,
+            sessions_total=state.sessions.total,
+            turns_total=self._counters["turns"],
+            bus_dropped=state.bus.dropped,
+            errors_total=self._counters["errors"],
+        )
+
+    def _publish_log(self, record) -> None:
+        session_id = record["extra"].get("session_id", "")
+        self._publish(
+            events.LogLine, level=record["level"].name, message=record["message"][:2000],
+            name=record["name"] or "", session_id="" if session_id == "-" else session_id,
+        )
+
+    def _publish(self, event_cls, **fields) -> None:
+        fields.setdefault("session_id", "")
+        self._state.bus.publish_nowait(event_cls(source=self._state.worker_id, **fields))
