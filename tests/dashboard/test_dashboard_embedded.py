@@ -130,3 +130,30 @@ def _status(url: str) -> int:
             return response.status
     except urllib.error.HTTPError as e:
         return e.code
+
+
+async def test_page_keeps_up_with_25_sessions(worker):
+    """20+ sessions: every one gets its card and transcript, and the page stays responsive."""
+    from voxline.bus import SessionBus
+    from voxline.bus.events import SessionEnded, SessionStarted, TranscriptFinal
+
+    async with chromium(None) as browser:
+        page = await browser.new_page(viewport={"width": 1400, "height": 900})
+        await page.goto(worker.http_url + "/dashboard/")
+        await page.wait_for_function("window.dashboard.connected")
+        buses = [SessionBus(worker.state.bus, session_id=f"load{i:02d}", source="load-worker")
+                 for i in range(25)]
+        for turn in range(4):
+            for i, bus in enumerate(buses):
+                if turn == 0:
+                    bus.publish(SessionStarted, transport="websocket")
+                bus.publish(TranscriptFinal, text=f"session {i} turn {turn}")
+            await asyncio.sleep(0.05)
+        await page.wait_for_function(
+            "document.querySelectorAll('#sessions .session').length >= 25"
+            " && [...document.querySelectorAll('#sessions li.user')].length >= 100",
+            timeout=10000)
+        last = await page.locator('[data-session="load24"] li.user').last.inner_text()
+        for bus in buses:
+            bus.publish(SessionEnded)
+    assert last == "session 24 turn 3"
