@@ -1,5 +1,6 @@
 """The worker's ASGI app: the talk page, WebRTC signalling, `/ws`, `/health`, `/ready`."""
 
+import asyncio
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -43,6 +44,7 @@ def create_app(state: AppState) -> FastAPI:
             "models": state.models.describe(),
             "sessions": state.active_sessions,
             "max_sessions": state.settings.server.max_sessions,
+            "tasks": len(asyncio.all_tasks()),
         }
 
     if gateway:

@@ -58,6 +58,19 @@ def _parser() -> argparse.ArgumentParser:
     dashboard.add_argument("--port", type=int, help="port (default 8100)")
     dashboard.set_defaults(run=_dashboard)
 
+    bench = sub.add_parser("bench", help="measure voice-to-voice latency, stages, WER, CPU, RSS")
+    bench.add_argument("--sessions", type=int, default=1, help="concurrent sessions (default 1)")
+    bench.add_argument("--turns", type=int, default=5, help="turns per session (default 5)")
+    bench.add_argument("--manifest", type=Path, help='JSON lines of {"id","wav","text"}')
+    bench.add_argument("--url", help="a running server's ws URL (default: start one)")
+    bench.add_argument("--baseline", choices=["pipecat"], help="also run stock pipecat")
+    bench.add_argument("--soak", type=float, default=0.0, metavar="MINUTES",
+                       help="repeat rounds for this long and report RSS/task growth")
+    bench.add_argument("--llm", default="qwen2.5-0.5b", choices=["qwen2.5-0.5b", "smollm2-135m"])
+    bench.add_argument("--json", type=Path, help="write every measurement here")
+    bench.add_argument("--plot", type=Path, help="write an HTML latency breakdown here")
+    bench.set_defaults(run=_bench)
+
     models = sub.add_parser("models", help="list each model, its source, size and checksum")
     models.set_defaults(run=_models)
     return parser
@@ -109,6 +122,26 @@ def _dashboard(args: argparse.Namespace) -> int:
         raise _UserFacingError(str(e)) from None
     except OSError as e:
         raise _UserFacingError(f"cannot start the dashboard: {e}") from None
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from voxline.bench.prompts import PromptError
+    from voxline.bench.report import table, write_html, write_json
+    from voxline.bench.runner import BenchOptions, run_bench
+
+    options = BenchOptions(sessions=args.sessions, turns=args.turns, manifest=args.manifest,
+                           url=args.url, baseline=args.baseline, soak_minutes=args.soak,
+                           llm_model=args.llm)
+    try:
+        report = asyncio.run(run_bench(options))
+    except (PromptError, RuntimeError, OSError) as e:
+        raise _UserFacingError(str(e)) from None
+    print(table(report))
+    if args.json:
+        write_json(report, args.json)
+    if args.plot:
+        write_html(report, args.plot)
     return 0
 
 

@@ -1,0 +1,153 @@
+"""One benchmark session: a WebSocket client that talks like a microphone and times the bot."""
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import websockets
+
+from voxline.bench.prompts import SAMPLE_RATE, Prompt
+
+FRAME_SECS = 0.02
+FRAME_BYTES = int(SAMPLE_RATE * FRAME_SECS) * 2
+AUDIBLE_RMS = 0.01
+UNDERRUN_SLACK_SECS = 0.1
+PAUSE_BETWEEN_TURNS_SECS = 1.0
+
+
+@dataclass
+class TurnResult:
+    """What one user turn cost, seen from the client (and, when sent, the server's stages)."""
+
+    session: int
+    turn: int
+    prompt_id: str
+    reference: str
+    transcript: str = ""
+    v2v_secs: float | None = None  # end of user speech → first audible bot audio received
+    stages: dict[str, float] = field(default_factory=dict)
+    bot_audio_secs: float = 0.0
+    underruns: int = 0
+    error: str = ""
+
+
+class Microphone:
+    """Sends 20 ms frames in real time, forever: queued speech, else silence."""
+
+    def __init__(self, ws):
+        self._ws = ws
+        self._frames: asyncio.Queue[tuple[bytes, asyncio.Future | None]] = asyncio.Queue()
+
+    def say(self, prompt: Prompt) -> asyncio.Future:
+        """Queue `prompt`; the future resolves to the monotonic time its speech end was sent."""
+        sent = asyncio.get_running_loop().create_future()
+        marker = int(prompt.speech_end_secs / FRAME_SECS)
+        for index, offset in enumerate(range(0, len(prompt.pcm), FRAME_BYTES)):
+            frame = prompt.pcm[offset: offset + FRAME_BYTES].ljust(FRAME_BYTES, b"\0")
+            self._frames.put_nowait((frame, sent if index == marker else None))
+        if not sent.done() and marker * FRAME_BYTES >= len(prompt.pcm):
+            self._frames.put_nowait((bytes(FRAME_BYTES), sent))
+        return sent
+
+    async def run(self) -> None:
+        """The sending loop (cancel it to stop)."""
+        started, count = time.monotonic(), 0
+        silence = bytes(FRAME_BYTES)
+        while True:
+            frame, marker = (self._frames.get_nowait() if not self._frames.empty()
+                             else (silence, None))
+            await self._ws.send(frame)
+            if marker is not None and not marker.done():
+                marker.set_result(time.monotonic())
+            count += 1
+            await asyncio.sleep(max(0.0, started + count * FRAME_SECS - time.monotonic()))
+
+
+class Listener:
+    """Receives events and bot audio, time-stamped on arrival."""
+
+    def __init__(self, ws):
+        self._ws = ws
+        self.events: asyncio.Queue[tuple[float, dict]] = asyncio.Queue()
+        self.audio: list[tuple[float, float, bool]] = []  # (arrival, seconds, audible)
+
+    async def run(self) -> None:
+        """The receiving loop (ends when the server closes)."""
+        async for message in self._ws:
+            now = time.monotonic()
+            if isinstance(message, bytes):
+                samples = np.frombuffer(message, dtype=np.int16).astype(np.float32) / 32768
+                audible = samples.size > 0 and float(np.sqrt(np.mean(samples**2))) > AUDIBLE_RMS
+                self.audio.append((now, len(message) / 2 / SAMPLE_RATE, audible))
+            else:
+                self.events.put_nowait((now, json.loads(message)))
+
+
+async def run_session(url: str, prompts: list[Prompt], *, session: int, turns: int,
+                      turn_timeout_secs: float = 30.0) -> list[TurnResult]:
+    """Talk `turns` times on one connection; one result per turn (errors recorded, not raised)."""
+    results: list[TurnResult] = []
+    async with websockets.connect(url, max_size=None, open_timeout=20) as ws:
+        await ws.send(json.dumps({"type": "start", "sample_rate": SAMPLE_RATE}))
+        json.loads(await asyncio.wait_for(ws.recv(), 20))  # ready
+        mic, listener = Microphone(ws), Listener(ws)
+        tasks = [asyncio.create_task(mic.run()), asyncio.create_task(listener.run())]
+        try:
+            for turn in range(turns):
+                prompt = prompts[(session + turn) % len(prompts)]
+                result = TurnResult(session, turn, prompt.id, prompt.text)
+                try:
+                    await asyncio.wait_for(_one_turn(mic, listener, prompt, result),
+                                           turn_timeout_secs + prompt.duration_secs)
+                except TimeoutError:
+                    result.error = "no complete reply in time"
+                results.append(result)
+                await asyncio.sleep(PAUSE_BETWEEN_TURNS_SECS)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+    return results
+
+
+async def _one_turn(mic: Microphone, listener: Listener, prompt: Prompt,
+                    result: TurnResult) -> None:
+    audio_mark = len(listener.audio)
+    speech_end = await mic.say(prompt)
+    answered = False
+    while True:
+        _, event = await listener.events.get()
+        kind = event.get("type")
+        if kind == "transcript.final":
+            result.transcript = f"{result.transcript} {event['text']}".strip()
+        elif kind == "turn.metrics":
+            result.stages = event["stages"]
+        elif kind == "bot.started_speaking":
+            answered = True
+        elif kind == "bot.stopped_speaking" and answered:
+            break
+        elif kind == "error":
+            result.error = f"{event.get('code')}: {event.get('message')}"
+    _time_audio(listener.audio[audio_mark:], speech_end, result)
+
+
+def _time_audio(audio: list[tuple[float, float, bool]], speech_end: float,
+                result: TurnResult) -> None:
+    """First audible bot audio after the user's speech ended, and whether playback ran dry."""
+    audible = [(at, secs) for at, secs, loud in audio if loud and at >= speech_end]
+    if not audible:
+        result.error = result.error or "no audible reply"
+        return
+    first = audible[0][0]
+    result.v2v_secs = first - speech_end
+    received, dry = 0.0, False
+    for at, secs, _ in (a for a in audio if a[0] >= first):
+        if at - first > received + UNDERRUN_SLACK_SECS:  # the player would have run out
+            result.underruns += 0 if dry else 1
+            dry = True
+        else:
+            dry = False
+        received += secs
+    result.bot_audio_secs = received

@@ -1,0 +1,185 @@
+"""Runs a benchmark: servers up, concurrent sessions, measurements, summary."""
+
+import asyncio
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import jiwer
+from loguru import logger
+
+from voxline.bench.baseline import baseline_server
+from voxline.bench.client import TurnResult, run_session
+from voxline.bench.prompts import Prompt, built_in_prompts, manifest_prompts
+from voxline.bench.server_process import (
+    ResourceSampler,
+    ServerProcess,
+    free_port,
+    voxline_server,
+)
+
+STAGES = ("vad_secs", "stt_secs", "turn_secs", "llm_secs", "tts_secs", "transport_secs")
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """What to run (the CLI flags)."""
+
+    sessions: int = 1
+    turns: int = 3
+    manifest: Path | None = None
+    url: str | None = None  # an already running server; None starts one
+    baseline: str | None = None  # "pipecat"
+    soak_minutes: float = 0.0
+    llm_model: str = "qwen2.5-0.5b"
+
+
+async def run_bench(options: BenchOptions) -> dict:
+    """Every measurement of one run, as plain data (what --json writes)."""
+    with tempfile.TemporaryDirectory(prefix="voxline-bench-") as folder:
+        prompts = (manifest_prompts(options.manifest) if options.manifest
+                   else built_in_prompts(Path(folder)))
+        report: dict = {"options": {k: str(v) for k, v in asdict(options).items()},
+                        "started": time.time(), "prompts": len(prompts)}
+        report["voxline"] = await _measure(_voxline(options), options, prompts)
+        if options.baseline == "pipecat":
+            report["baseline"] = await _measure(
+                baseline_server(free_port(), options.llm_model), options, prompts)
+            report["ratio"] = _ratios(report["voxline"], report["baseline"])
+        used = {turn["prompt_id"] for turn in report["voxline"]["per_turn"]}
+        report["stt_whole_clip_wer"] = whole_clip_wer([p for p in prompts if p.id in used])
+    return report
+
+
+def _voxline(options: BenchOptions) -> ServerProcess | str:
+    if options.url:
+        return options.url
+    return voxline_server(free_port(), {"VOXLINE_LLM__MODEL": options.llm_model,
+                                        "VOXLINE_SERVER__MAX_SESSIONS": "64"})
+
+
+async def _measure(server: ServerProcess | str, options: BenchOptions,
+                   prompts: list[Prompt]) -> dict:
+    """Run every session against one server and summarise."""
+    own = isinstance(server, ServerProcess)
+    if own:
+        logger.info("bench: starting {} server", server.name)
+        await server.start()
+    url = server.ws_url if own else server
+    sampler = ResourceSampler(server.process.pid) if own else None
+    try:
+        if sampler:
+            sampler.start()
+        rss_idle = sampler.rss_now() if sampler else 0
+        turns = await _sessions(url, prompts, options)
+        result = summarise(turns)
+        if sampler:
+            await sampler.stop()
+            result["resources"] = _resources(sampler, rss_idle, options.sessions)
+            result["resources"]["tasks_after"] = server.ready_info().get("tasks")
+        return result
+    finally:
+        if own:
+            await server.stop()
+
+
+async def _sessions(url: str, prompts: list[Prompt], options: BenchOptions) -> list[TurnResult]:
+    """`options.sessions` concurrent clients; with --soak, rounds until the time is up."""
+    deadline = time.monotonic() + options.soak_minutes * 60
+    results: list[TurnResult] = []
+    while True:
+        rounds = await asyncio.gather(*(
+            run_session(url, prompts, session=i, turns=options.turns)
+            for i in range(options.sessions)
+        ))
+        results += [turn for session in rounds for turn in session]
+        if time.monotonic() >= deadline:
+            return results
+
+
+def summarise(turns: list[TurnResult]) -> dict:
+    """p50/p95/max of voice-to-voice and of each stage, WER, errors; plus every turn."""
+    answered = [t for t in turns if t.v2v_secs is not None]
+    summary = {
+        "turns": len(turns),
+        "answered": len(answered),
+        "v2v_secs": _spread([t.v2v_secs for t in answered]),
+        "stages": {stage: _spread([t.stages[stage] for t in answered if stage in t.stages])
+                   for stage in (*STAGES, "total_secs")},
+        "stt_wer": streaming_wer(turns),
+        "underruns": sum(t.underruns for t in turns),
+        "errors": [f"session {t.session} turn {t.turn}: {t.error}" for t in turns if t.error],
+        "per_turn": [asdict(t) for t in turns],
+    }
+    return summary
+
+
+def _spread(values: list[float]) -> dict:
+    if not values:
+        return {"n": 0, "p50": None, "p95": None, "max": None, "mean": None}
+    ordered = sorted(values)
+    return {
+        "n": len(ordered),
+        "p50": statistics.median(ordered),
+        "p95": ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))],
+        "max": ordered[-1],
+        "mean": statistics.fmean(ordered),
+    }
+
+
+def _normalise(text: str) -> str:
+    return jiwer.RemovePunctuation()(jiwer.ToLowerCase()(text)).strip()
+
+
+def streaming_wer(turns: list[TurnResult]) -> float | None:
+    """WER of the server's final transcripts against the prompts' reference texts."""
+    pairs = [(_normalise(t.reference), _normalise(t.transcript)) for t in turns]
+    if not pairs:
+        return None
+    return jiwer.wer([ref for ref, _ in pairs], [hyp or "<none>" for _, hyp in pairs])
+
+
+def whole_clip_wer(prompts: list[Prompt]) -> float:
+    """WER of decoding each whole clip at once with the same model (streaming's reference)."""
+    from voxline.config import load_settings
+    from voxline.models.catalog import WHISPER_TINY_EN
+    from voxline.models.registry import ModelRegistry
+    from voxline.models.whisper import WhisperEngine
+
+    settings = load_settings()
+    model_dir = ModelRegistry(settings.models.cache_dir).path_of(WHISPER_TINY_EN).parent
+    engine = WhisperEngine(model_dir=model_dir, cpu_threads=2, beam_size=1, language="en")
+    try:
+        hypotheses = [engine.transcribe(p.pcm).text for p in prompts]
+    finally:
+        engine.close()
+    return jiwer.wer([_normalise(p.text) for p in prompts],
+                     [_normalise(h) or "<none>" for h in hypotheses])
+
+
+def _resources(sampler: ResourceSampler, rss_idle: int, sessions: int) -> dict:
+    samples = sampler.samples
+    cpu = [c for _, c, _ in samples]
+    rss = [r for _, _, r in samples]
+    peak = max(rss, default=rss_idle)
+    return {
+        "cpu_percent_mean": statistics.fmean(cpu) if cpu else None,
+        "cpu_percent_max": max(cpu, default=None),
+        "rss_idle_bytes": rss_idle,
+        "rss_peak_bytes": peak,
+        "rss_per_extra_session_bytes": (peak - rss_idle) / max(1, sessions - 1)
+        if sessions > 1 else None,
+        "rss_growth_percent": 100 * (rss[-1] - rss[0]) / rss[0] if len(rss) > 1 else None,
+        "samples": [{"t": round(t, 1), "cpu": c, "rss": r} for t, c, r in samples],
+    }
+
+
+def _ratios(ours: dict, baseline: dict) -> dict:
+    """How many times faster we are (baseline ÷ ours) at p50 and p95 voice-to-voice."""
+    ratio = {}
+    for q in ("p50", "p95"):
+        a, b = ours["v2v_secs"][q], baseline["v2v_secs"][q]
+        ratio[f"v2v_{q}"] = b / a if a and b else None
+    return ratio

@@ -1,0 +1,113 @@
+"""Start a server for the benchmark in its own process, wait until ready, watch its CPU/RSS."""
+
+import asyncio
+import json
+import os
+import socket
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+
+import psutil
+
+READY_TIMEOUT_SECS = 600  # a first run may join split models
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get_json(url: str) -> dict | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return json.loads(response.read())
+    except (OSError, ValueError):
+        return None
+
+
+@dataclass
+class ServerProcess:
+    """A child process serving our WebSocket protocol on `port`."""
+
+    name: str
+    args: list[str]
+    port: int
+    env: dict[str, str] = field(default_factory=dict)
+    process: asyncio.subprocess.Process | None = None
+
+    @property
+    def ws_url(self) -> str:
+        """Where clients connect."""
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    async def start(self, ready_path: str = "/ready") -> None:
+        """Spawn and wait for `ready_path` to answer (or fail with the child's exit)."""
+        self.process = await asyncio.create_subprocess_exec(
+            *self.args, env={**os.environ, **self.env},
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + READY_TIMEOUT_SECS
+        while time.monotonic() < deadline:
+            if self.process.returncode is not None:
+                raise RuntimeError(f"{self.name} server exited with {self.process.returncode}")
+            if await asyncio.to_thread(_get_json, f"http://127.0.0.1:{self.port}{ready_path}"):
+                return
+            await asyncio.sleep(0.2)
+        raise RuntimeError(f"{self.name} server not ready after {READY_TIMEOUT_SECS}s")
+
+    async def stop(self) -> None:
+        """Terminate (kill after 5 s)."""
+        if self.process and self.process.returncode is None:
+            self.process.terminate()
+            try:
+                await asyncio.wait_for(self.process.wait(), 5)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+
+    def ready_info(self) -> dict:
+        """The server's `/ready` answer (sessions, tasks, models)."""
+        return _get_json(f"http://127.0.0.1:{self.port}/ready") or {}
+
+
+def voxline_server(port: int, env: dict[str, str]) -> ServerProcess:
+    """`voxline serve` on `port` with the given settings (as env vars)."""
+    args = [sys.executable, "-m", "voxline", "--log-level", "WARNING", "serve", "--port",
+            str(port)]
+    return ServerProcess("voxline", args, port, env)
+
+
+class ResourceSampler:
+    """Samples a process tree's CPU % and RSS every `period_secs` while running."""
+
+    def __init__(self, pid: int, period_secs: float = 0.5):
+        self._process = psutil.Process(pid)
+        self._period = period_secs
+        self.samples: list[tuple[float, float, int]] = []  # (t, cpu %, rss bytes)
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        """Begin sampling."""
+        self._process.cpu_percent()
+        self._task = asyncio.create_task(self._sample())
+
+    async def stop(self) -> None:
+        """End sampling."""
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def rss_now(self) -> int:
+        """Current RSS in bytes."""
+        return self._process.memory_info().rss
+
+    async def _sample(self) -> None:
+        started = time.monotonic()
+        while True:
+            await asyncio.sleep(self._period)
+            self.samples.append((time.monotonic() - started, self._process.cpu_percent(),
+                                 self._process.memory_info().rss))

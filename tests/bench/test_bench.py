@@ -1,0 +1,80 @@
+"""`voxline bench` in CI's short mode: every field filled with plausible values (figures are
+not asserted here; they belong to the benchmark's own report)."""
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import read_pcm
+from voxline.bench.client import TurnResult, _time_audio
+from voxline.bench.prompts import manifest_prompts, speech_end
+
+
+@pytest.fixture(scope="module")
+async def bench_report(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bench")
+    voxline = Path(sys.executable).parent / "voxline"
+    process = await asyncio.create_subprocess_exec(
+        str(voxline), "--log-level", "WARNING", "bench", "--turns", "3", "--llm", "smollm2-135m",
+        "--baseline", "pipecat", "--json", str(folder / "bench.json"),
+        "--plot", str(folder / "bench.html"),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 600)
+    assert process.returncode == 0, err.decode()[-2000:]
+    return json.loads((folder / "bench.json").read_text()), out.decode(), folder
+
+
+async def test_json_has_every_figure(bench_report):
+    report, _, _ = bench_report
+    for name in ("voxline", "baseline"):
+        result = report[name]
+        assert result["turns"] == 3 and result["answered"] == 3, result["errors"]
+        for q in ("p50", "p95", "max"):
+            assert 0 < result["v2v_secs"][q] < 15
+        assert 0 <= result["stt_wer"] <= 1
+        assert result["resources"]["rss_peak_bytes"] > 50 * 2**20
+        assert result["resources"]["cpu_percent_mean"] > 0
+        for turn in result["per_turn"]:
+            assert turn["transcript"] and turn["v2v_secs"] > 0
+    voxline_stages = report["voxline"]["stages"]
+    for stage in ("stt_secs", "llm_secs", "tts_secs", "total_secs"):
+        assert voxline_stages[stage]["p50"] > 0, stage
+    assert report["ratio"]["v2v_p50"] > 0 and report["ratio"]["v2v_p95"] > 0
+    assert 0 <= report["stt_whole_clip_wer"] <= 1
+
+
+async def test_table_and_plot_are_written(bench_report):
+    _, printed, folder = bench_report
+    assert "voice-to-voice" in printed and "faster at p50" in printed
+    html = (folder / "bench.html").read_text()
+    assert html.count("<rect") >= 6 * 3 and "<circle" in html
+
+
+def test_speech_end_is_found_in_a_padded_clip(speech):
+    pcm = read_pcm(speech("What is the capital of France?"))
+    padded = pcm + bytes(16000 * 2)  # one second of silence after
+    assert abs(speech_end(padded) - speech_end(pcm)) < 0.05
+    assert 1.0 < speech_end(padded) < len(pcm) / 32000 + 0.05
+
+
+def test_voice_to_voice_and_underruns_from_arrival_times():
+    result = TurnResult(0, 0, "p", "ref")
+    # (arrival, seconds of audio, audible): silence first, then speech at t=11.0 for 1 s
+    # delivered 0.5 s at a time, then a gap that leaves the player dry for 0.5 s.
+    audio = [(10.2, 0.1, False), (11.0, 0.5, True), (11.2, 0.5, True), (12.5, 0.5, True)]
+    _time_audio(audio, speech_end=10.0, result=result)
+    assert result.v2v_secs == pytest.approx(1.0)
+    assert result.underruns == 1 and result.bot_audio_secs == pytest.approx(1.5)
+
+
+def test_manifest_errors_name_the_line(tmp_path):
+    from voxline.bench.prompts import PromptError
+
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text('{"id": "a", "wav": "a.wav"}\n')
+    with pytest.raises(PromptError, match=r"m.jsonl:1"):
+        manifest_prompts(manifest)
