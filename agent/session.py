@@ -19,7 +19,6 @@ from pipecat.processors.aggregators.llm_response_universal import (
 from pipecat.processors.audio.vad_processor import VADProcessor
 from pipecat.transports.base_transport import BaseTransport
 from pipecat.turns.user_start import TranscriptionUserTurnStartStrategy, VADUserTurnStartStrategy
-from pipecat.turns.user_stop import SpeechTimeoutUserTurnStopStrategy
 from pipecat.turns.user_turn_strategies import UserTurnStrategies
 from pipecat.workers.runner import WorkerRunner
 
@@ -31,6 +30,7 @@ from voxline.config.settings import AgentSettings, VADSettings, VoxlineSettings
 from voxline.models import ModelSet
 from voxline.pipeline.context_window import ContextWindowProcessor
 from voxline.pipeline.session_events import SessionEventsObserver
+from voxline.pipeline.turn_end import TranscriptTurnStopStrategy
 from voxline.pipeline.turn_metrics import TurnMetricsObserver
 
 
@@ -151,12 +151,12 @@ def _vad_analyzer(vad: VADSettings) -> SileroVADAnalyzer:
 
 
 def _turn_strategies(agent: AgentSettings) -> UserTurnStrategies:
-    """The user's turn starts on speech (barge-in when enabled) and ends as soon as the final
-    transcript of the speech the VAD closed arrives: the silence window is the VAD's stop_secs."""
+    """The user's turn starts on speech (barge-in when enabled) and ends on the final
+    transcript of the speech the VAD closed, with a grace period if it sounds unfinished."""
     return UserTurnStrategies(
         start=[
             VADUserTurnStartStrategy(enable_interruptions=agent.enable_interruptions),
             TranscriptionUserTurnStartStrategy(enable_interruptions=agent.enable_interruptions),
         ],
-        stop=[SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=0.0)],
+        stop=[TranscriptTurnStopStrategy(incomplete_grace_secs=agent.incomplete_grace_secs)],
     )

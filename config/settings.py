@@ -66,7 +66,7 @@ class VADSettings(_Section):
     confidence: float = Field(default=0.6, gt=0, lt=1)
     start_secs: float = Field(default=0.2, ge=0.05, le=2.0)
     stop_secs: float = Field(
-        default=0.5, ge=0.1, le=3.0, description="Silence that ends the user's turn"
+        default=0.3, ge=0.1, le=3.0, description="Silence that ends the user's turn"
     )
     min_volume: float = Field(default=0.5, ge=0, le=1)
 
@@ -136,6 +136,10 @@ class AgentSettings(_Section):
     greeting: str | None = Field(default=None, description="Spoken when a session starts")
     max_history_messages: int = Field(default=12, ge=2, le=200)
     enable_interruptions: bool = Field(default=True, description="Barge-in")
+    incomplete_grace_secs: float = Field(
+        default=0.7, ge=0, le=5.0,
+        description="Extra wait when the user's words sound unfinished (no . ? !, or 'and')",
+    )
     idle_timeout_secs: float = Field(default=300.0, gt=0)
 
 

@@ -58,10 +58,12 @@ class LlamaEngine:
         finally:
             chunks.close()
 
-    def warm_up(self) -> None:
-        """Run one tiny completion so the first user turn does not pay for graph allocation."""
+    def warm_up(self, system_prompt: str = "") -> None:
+        """Run one tiny completion so the first user turn pays neither for graph allocation
+        nor for evaluating the system prompt (its KV cache prefix is kept and reused)."""
+        messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
         for _ in self.stream_chat(
-            [{"role": "user", "content": "Hi"}], max_tokens=2, temperature=0.0,
+            [*messages, {"role": "user", "content": "Hi"}], max_tokens=2, temperature=0.0,
             stop=threading.Event(),
         ):
             pass

@@ -37,6 +37,9 @@ class StreamingWhisperSTTService(SegmentedSTTService):
             settings=STTSettings(model=engine.name, language=language),
             # Measured speech-end → final transcript on 2 cores (tiny.en), see docs/models.md.
             ttfs_p99_latency=1.0,
+            # Whisper needs a little silence after the last word to finish it; the VAD window
+            # already holds `stop_secs` of it, so a short pad is enough.
+            trailing_silence_secs=0.2,
             **kwargs,
         )
         self._engine = engine

@@ -9,6 +9,7 @@ from pipecat.services.settings import TTSSettings
 from pipecat.services.tts_service import TTSService
 
 from voxline.models.loader import SpeechSynthesizer
+from voxline.pipeline.text_aggregation import FirstClauseAggregator
 
 CHUNK_SECS = 0.04
 
@@ -29,6 +30,10 @@ class LocalTTSService(TTSService):
         )
         self._engine = engine
         self._executor = executor
+        # Replace pipecat's sentence aggregator: the first piece of a reply is a clause.
+        self._text_aggregator = FirstClauseAggregator(
+            aggregation_type=self._text_aggregation_mode, language=self._text_aggregator.language
+        )
 
     def can_generate_metrics(self) -> bool:
         """Report TTFB like pipecat's own TTS services."""

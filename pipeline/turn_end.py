@@ -1,0 +1,88 @@
+"""When the user's turn is over: as soon as the final transcript arrives, unless it reads as
+unfinished — a short VAD silence window with a guard against cutting people off."""
+
+import asyncio
+import re
+
+from pipecat.frames.frames import (
+    Frame,
+    TranscriptionFrame,
+    VADUserStartedSpeakingFrame,
+    VADUserStoppedSpeakingFrame,
+)
+from pipecat.turns.types import ProcessFrameResult
+from pipecat.turns.user_stop.base_user_turn_stop_strategy import BaseUserTurnStopStrategy
+
+# Whisper punctuates what it hears: a finished sentence ends in . ? or ! ("What is the capital
+# of France?"), a trailing-off one mostly does not ("I would like to"), nor does one ending in
+# a word that needs more ("and", "the").
+_FINISHED = re.compile(r"[.?!…][\"')\]]*\s*$")
+_DANGLING = re.compile(r"\b(and|or|but|the|a|an|to|of|with|because|so|if|my|your)\W*$", re.I)
+
+
+def sounds_finished(text: str) -> bool:
+    """True when a transcript reads as a complete utterance."""
+    return bool(_FINISHED.search(text)) and not _DANGLING.search(text.rstrip(".?!… "))
+
+
+class TranscriptTurnStopStrategy(BaseUserTurnStopStrategy):
+    """Ends the turn on the final transcript of the speech the VAD closed.
+
+    If that transcript sounds unfinished, it waits `incomplete_grace_secs` more; speech in that
+    time continues the same turn. So the VAD's stop window can be short (fast replies) without
+    answering people mid-sentence.
+    """
+
+    def __init__(self, *, incomplete_grace_secs: float = 0.7, **kwargs):
+        super().__init__(**kwargs)
+        self._grace_secs = incomplete_grace_secs
+        self._text = ""
+        self._is_vad_stopped = False
+        self._grace_task: asyncio.Task | None = None
+
+    async def process_frame(self, frame: Frame) -> ProcessFrameResult:
+        """Track the VAD and the transcripts; decide when both say the user is done."""
+        if isinstance(frame, VADUserStartedSpeakingFrame):
+            self._is_vad_stopped = False
+            await self._cancel_grace()
+        elif isinstance(frame, VADUserStoppedSpeakingFrame):
+            self._is_vad_stopped = True
+        elif isinstance(frame, TranscriptionFrame) and frame.text.strip():
+            self._text = f"{self._text} {frame.text}".strip()
+            if self._is_vad_stopped:
+                await self._decide()
+        return ProcessFrameResult.CONTINUE
+
+    async def handle_user_turn_started(self):
+        """A new turn: forget the last one's text."""
+        await self._reset()
+
+    async def handle_user_turn_stopped(self):
+        """The turn is over."""
+        await self._reset()
+
+    async def cleanup(self):
+        """Stop a pending grace timer."""
+        await self._cancel_grace()
+        await super().cleanup()
+
+    async def _decide(self):
+        if sounds_finished(self._text):
+            await self.trigger_user_turn_stopped()
+        elif self._grace_task is None:
+            self._grace_task = self.task_manager.create_task(
+                self._grace_task_handler(), f"{self}::grace")
+
+    async def _grace_task_handler(self):
+        await asyncio.sleep(self._grace_secs)
+        self._grace_task = None
+        await self.trigger_user_turn_stopped()
+
+    async def _reset(self):
+        self._text = ""
+        await self._cancel_grace()
+
+    async def _cancel_grace(self):
+        if self._grace_task:
+            await self.task_manager.cancel_task(self._grace_task)
+            self._grace_task = None

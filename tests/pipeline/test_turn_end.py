@@ -1,0 +1,45 @@
+"""Turn end: short VAD window, but no answering mid-sentence; first TTS piece is a clause."""
+
+import pytest
+
+from voxline.pipeline.text_aggregation import FirstClauseAggregator
+from voxline.pipeline.turn_end import sounds_finished
+
+
+@pytest.mark.parametrize("text", ["What is the capital of France?", "Thanks.", "Stop!",
+                                  "I said \"hello.\""])
+def test_finished_sentences(text):
+    assert sounds_finished(text)
+
+
+@pytest.mark.parametrize("text", ["What is the capital of", "I would like to", "Tea and",
+                                  "so the.", "My name is"])
+def test_unfinished_sentences(text):
+    assert not sounds_finished(text)
+
+
+async def _pieces(aggregator, tokens):
+    out = []
+    for token in tokens:
+        out += [a.text async for a in aggregator.aggregate(token)]
+    tail = await aggregator.flush()
+    return out + ([tail.text] if tail and tail.text else [])
+
+
+async def test_first_piece_of_each_reply_is_a_clause_then_sentences():
+    aggregator = FirstClauseAggregator(min_words=3)
+    reply = ["Sure", ",", " the", " capital", " of", " France", ",", " as", " you", " know", ",",
+             " is", " Paris", ".", " It", " is", " lovely", ".", " Really", "."]
+    pieces = await _pieces(aggregator, reply)
+    assert pieces[0] == "Sure, the capital of France,"
+    assert pieces[1] == "as you know, is Paris."
+    assert pieces[2:] == ["It is lovely.", "Really."]
+    # The next reply starts with a clause again.
+    again = await _pieces(aggregator, ["Well", ",", " I", " think", " so", ",", " yes", "."])
+    assert again[0] == "Well, I think so,"
+
+
+async def test_short_lead_in_is_not_cut_alone():
+    aggregator = FirstClauseAggregator(min_words=3)
+    pieces = await _pieces(aggregator, ["Yes", ",", " it", " is", "."])
+    assert pieces == ["Yes, it is."]
