@@ -26,6 +26,7 @@ class TurnResult:
     prompt_id: str
     reference: str
     transcript: str = ""
+    reply: str = ""  # the bot's words as spoken (bot.text)
     v2v_secs: float | None = None  # end of user speech → first audible bot audio received
     stages: dict[str, float] = field(default_factory=dict)
     bot_audio_secs: float = 0.0
@@ -124,6 +125,8 @@ async def _one_turn(mic: Microphone, listener: Listener, prompt: Prompt,
             result.transcript = f"{result.transcript} {event['text']}".strip()
         elif kind == "turn.metrics":
             result.stages = event["stages"]
+        elif kind == "bot.text":
+            result.reply = f"{result.reply} {event['text']}".strip()
         elif kind == "bot.started_speaking":
             answered = True
         elif kind == "bot.stopped_speaking" and answered:

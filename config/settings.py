@@ -146,8 +146,18 @@ class AgentSettings(_Section):
 class BusSettings(_Section):
     """Event bus. No url: the in-process bus."""
 
-    url: str | None = None
+    url: str | None = Field(default=None, description="redis://host:port/db")
     queue_size: int = Field(default=1000, ge=10)
+
+    @field_validator("url")
+    @classmethod
+    def _redis_url(cls, url: str | None) -> str | None:
+        if url and not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(
+                "must be a Redis URL such as redis://127.0.0.1:6379/0 (or unset for the "
+                "in-process bus)"
+            )
+        return url
 
 
 class DashboardSettings(_Section):
