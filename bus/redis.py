@@ -94,7 +94,8 @@ class RedisBus(EventBus):
                 self._mark(publisher=True)
                 backoff.reset()
                 try:
-                    await asyncio.wait_for(self._wake.wait(), PING_EVERY_SECS)
+                    async with asyncio.timeout(PING_EVERY_SECS):  # no helper task, unlike wait_for
+                        await self._wake.wait()
                 except TimeoutError:
                     await self._client.ping()  # notice an outage even when idle
                 self._wake.clear()

@@ -24,6 +24,7 @@ MAX_LOG_LINES = 500
 MAX_TRANSCRIPT_LINES = 200
 ENDED_SESSIONS_KEPT = 20
 VIEWER_QUEUE_SIZE = 1000
+BUS_HEALTH_PERIOD_SECS = 1.0
 
 
 class Viewer:
@@ -50,18 +51,21 @@ class Collector:
         self.turns: deque[dict] = deque(maxlen=history_turns)
         self.logs: deque[dict] = deque(maxlen=MAX_LOG_LINES)
         self._viewers: set[Viewer] = set()
-        self._task: asyncio.Task | None = None
+        self._tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:
         """Subscribe to the bus (call from the running loop)."""
         subscription = self._bus.subscribe()
-        self._task = asyncio.create_task(self._consume(subscription), name="dashboard-collector")
+        self._tasks = [
+            asyncio.create_task(self._consume(subscription), name="dashboard-collector"),
+            asyncio.create_task(self._watch_bus(), name="dashboard-bus-health"),
+        ]
 
     async def close(self) -> None:
         """Stop consuming."""
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def add_viewer(self) -> Viewer:
         """A new browser: it gets `snapshot()` first, then every event."""
@@ -81,10 +85,21 @@ class Collector:
             "sessions": self.sessions,
             "turns": list(self.turns),
             "logs": list(self.logs),
-            "bus": {"health": getattr(self._bus, "health", "embedded"),
-                    "detail": getattr(self._bus, "health_detail", ""),
-                    "dropped": self._bus.dropped},
+            "bus": self._bus_health(),
         }
+
+    def _bus_health(self) -> dict:
+        return {"type": "bus", "health": self._bus.health, "detail": self._bus.health_detail,
+                "dropped": self._bus.dropped}
+
+    async def _watch_bus(self) -> None:
+        """The dashboard's own view of the bus, every second: when Redis is down, no worker's
+        status can reach us, so this is how the page learns it."""
+        while True:
+            await asyncio.sleep(BUS_HEALTH_PERIOD_SECS)
+            health = self._bus_health()
+            for viewer in tuple(self._viewers):
+                viewer.offer(health)
 
     async def _consume(self, subscription) -> None:
         try:

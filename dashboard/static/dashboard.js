@@ -62,6 +62,8 @@ function onMessage(message) {
     dash.received.push({ topic: message.topic, at: Date.now() / 1000, ts: message.event.ts });
     if (dash.received.length > 500) dash.received.shift();
     apply(message.topic, message.event);
+  } else if (message.type === "bus") {
+    dash.bus = message;
   } else if (message.type === "error") {
     notice(message.message);
   }
@@ -116,9 +118,12 @@ function draw() {
 }
 
 function drawBus() {
-  const healths = Object.values(dash.workers).map((w) =>
-    w.status?.components.find((c) => c.name === "bus")?.health).filter(Boolean);
-  const health = healths.includes("degraded") ? "degraded" : healths[0] || dash.bus.health || "embedded";
+  // Our own connection first (when Redis is down no worker status reaches us), then workers'.
+  const now = Date.now() / 1000;
+  const healths = Object.values(dash.workers).filter((w) => now - (w.last_seen || 0) < STALE_SECS)
+    .map((w) => w.status?.components.find((c) => c.name === "bus")?.health).filter(Boolean);
+  const health = dash.bus.health === "degraded" || healths.includes("degraded") ? "degraded"
+    : dash.bus.health || healths[0] || "embedded";
   dash.busHealth = health;
   setPill("bus-state", health, `bus ${health}`);
 }
