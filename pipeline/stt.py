@@ -69,8 +69,13 @@ class StreamingWhisperSTTService(SegmentedSTTService):
             await self._stop_interims()
 
     async def cleanup(self):
-        """Stop the interim task with the service."""
+        """Stop the interim and segment tasks with the service.
+
+        The segment task is also cancelled here because a session cancelled while starting can
+        see `cancel()` before `start()` created it (regression: it outlived the session).
+        """
         await self._stop_interims()
+        await self._cancel_segment_task()
         await super().cleanup()
 
     async def run_stt(self, audio: bytes) -> AsyncGenerator[Frame, None]:

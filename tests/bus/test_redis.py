@@ -2,6 +2,7 @@
 floods."""
 
 import asyncio
+from contextlib import asynccontextmanager
 
 import pytest
 
@@ -29,50 +30,48 @@ def _texts(subscription) -> list[str]:
     return out
 
 
-async def test_an_event_reaches_the_other_process_once_and_its_own_once():
-    async with RedisServer() as server:
-        a = RedisBus(server.url, queue_size=100, origin="a")
-        b = RedisBus(server.url, queue_size=100, origin="b")
-        await a.start(), await b.start()
-        try:
-            await _until(lambda: a.health == b.health == "healthy")
-            at_a, at_b = a.subscribe(), b.subscribe()
-            a.publish_nowait(TranscriptPartial(session_id="s1", source="a", text="hello"))
-            await _until(lambda: not at_b.empty())
-            await asyncio.sleep(0.2)  # time for a duplicate to show up, if there were one
-            assert _texts(at_b) == ["hello"]
-            assert _texts(at_a) == ["hello"]
-        finally:
-            await a.close(), await b.close()
-
-
-async def test_redis_outage_degrades_then_recovers_without_losing_or_doubling():
+@asynccontextmanager
+async def two_processes():
+    """A Redis server and two buses on it, as two processes would have, both connected."""
     async with RedisServer() as server:
         a = RedisBus(server.url, queue_size=1000, origin="a")
         b = RedisBus(server.url, queue_size=1000, origin="b")
         await a.start(), await b.start()
         try:
             await _until(lambda: a.health == b.health == "healthy")
-            at_a, at_b = a.subscribe(), b.subscribe()
-            a.publish_nowait(TranscriptPartial(session_id="s", source="a", text="0"))
-            await _until(lambda: not at_b.empty())
-            await server.stop()
-            await _until(lambda: a.health == "degraded" and b.health == "degraded", 5)
-            assert "publishing" in a.health_detail or "subscribing" in a.health_detail
-            for i in range(1, 6):  # the conversation goes on: local delivery is immediate
-                a.publish_nowait(TranscriptPartial(session_id="s", source="a", text=str(i)))
-            assert _texts(at_a) == ["0", "1", "2", "3", "4", "5"]
-            await server.start()
-            await _until(lambda: a.health == b.health == "healthy", 15)
-            a.publish_nowait(TranscriptPartial(session_id="s", source="a", text="6"))
-            await _until(lambda: "6" in [e.text for e in list(at_b._queue._queue)], 10)
-            received = _texts(at_b)
-            assert len(received) == len(set(received)), f"duplicates: {received}"
-            assert received[0] == "0" and received[-1] == "6"
-            # Queued while down, published after recovery (if B's subscription was back in time).
-            assert set(received) >= {"0", "6"}
+            yield server, a, b
         finally:
             await a.close(), await b.close()
+
+
+async def test_an_event_reaches_the_other_process_once_and_its_own_once():
+    async with two_processes() as (_, a, b):
+        at_a, at_b = a.subscribe(), b.subscribe()
+        a.publish_nowait(TranscriptPartial(session_id="s1", source="a", text="hello"))
+        await _until(lambda: not at_b.empty())
+        await asyncio.sleep(0.2)  # time for a duplicate to show up, if there were one
+        assert _texts(at_b) == ["hello"]
+        assert _texts(at_a) == ["hello"]
+
+
+async def test_redis_outage_degrades_then_recovers_without_losing_or_doubling():
+    async with two_processes() as (server, a, b):
+        at_a, at_b = a.subscribe(), b.subscribe()
+        a.publish_nowait(TranscriptPartial(session_id="s", source="a", text="0"))
+        await _until(lambda: not at_b.empty())
+        await server.stop()
+        await _until(lambda: a.health == "degraded" and b.health == "degraded", 5)
+        assert "publishing" in a.health_detail or "subscribing" in a.health_detail
+        for i in range(1, 6):  # the conversation goes on: local delivery is immediate
+            a.publish_nowait(TranscriptPartial(session_id="s", source="a", text=str(i)))
+        assert _texts(at_a) == ["0", "1", "2", "3", "4", "5"]
+        await server.start()
+        await _until(lambda: a.health == b.health == "healthy", 15)
+        a.publish_nowait(TranscriptPartial(session_id="s", source="a", text="6"))
+        await _until(lambda: "6" in [e.text for e in list(at_b._queue._queue)], 10)
+        received = _texts(at_b)
+        assert len(received) == len(set(received)), f"duplicates: {received}"
+        assert received[0] == "0" and received[-1] == "6"
 
 
 async def test_a_flood_never_blocks_the_loop_and_drops_are_counted():

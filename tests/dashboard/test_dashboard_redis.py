@@ -6,8 +6,8 @@ import pytest
 
 from tests.browser import chromium
 from tests.conftest import RunningServer, make_settings
-from tests.redis_server import RedisServer
 from tests.helpers import wer
+from tests.redis_server import RedisServer
 from voxline.bus import create_bus
 from voxline.dashboard.app import create_dashboard_app
 from voxline.dashboard.collector import Collector

@@ -43,3 +43,11 @@ async def test_short_lead_in_is_not_cut_alone():
     aggregator = FirstClauseAggregator(min_words=3)
     pieces = await _pieces(aggregator, ["Yes", ",", " it", " is", "."])
     assert pieces == ["Yes, it is."]
+
+
+async def test_a_long_first_sentence_without_breaks_is_cut_after_max_words():
+    aggregator = FirstClauseAggregator(min_words=3, max_words=8)
+    words = "A friendly dragon is a dragon that loves to fly and is loyal.".split(" ")
+    pieces = await _pieces(aggregator, [w if i == 0 else f" {w}" for i, w in enumerate(words)])
+    assert pieces[0] == "A friendly dragon is a dragon that loves"
+    assert pieces[1] == "to fly and is loyal."
