@@ -5,8 +5,11 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 
 def trim_messages(messages: list, max_messages: int) -> list:
-    """Keep leading system messages plus the newest `max_messages` others, starting at a user turn.
+    """Past `max_messages`, keep leading system messages plus the newest half, from a user turn.
 
+    Cutting to half rather than to the limit means the history's start changes only every
+    `max_messages / 2` turns: in between, llama.cpp reuses the KV cache of the whole previous
+    prompt (a cut changes the prefix and costs a full re-evaluation, ~2 s on 2 cores).
     Starting at a user message keeps chat templates valid (they expect user/assistant pairs).
     """
     head = 0
@@ -15,7 +18,7 @@ def trim_messages(messages: list, max_messages: int) -> list:
     system, rest = messages[:head], messages[head:]
     if len(rest) <= max_messages:
         return messages
-    window = rest[-max_messages:]
+    window = rest[-max(2, max_messages // 2):]
     while window and _role(window[0]) != "user":
         window = window[1:]
     return system + window
