@@ -1,7 +1,9 @@
 """Streaming speech to text: interim transcripts while the user speaks, a final one at the end."""
 
 import asyncio
+import time
 from collections.abc import AsyncGenerator
+from dataclasses import dataclass
 
 from loguru import logger
 from pipecat.frames.frames import (
@@ -16,7 +18,17 @@ from pipecat.services.settings import STTSettings
 from pipecat.services.stt_service import SegmentedSTTService
 from pipecat.utils.time import time_now_iso8601
 
-from voxline.models.whisper import WHISPER_SAMPLE_RATE, WhisperEngine
+from voxline.models.whisper import WHISPER_SAMPLE_RATE, Transcript, WhisperEngine
+
+MIN_TAIL_SECS = 0.1  # silence an interim must include after the speech to serve as the final
+
+
+@dataclass(frozen=True)
+class _Interim:
+    """An interim decode: when its audio was taken, and its (shared) result."""
+
+    snapshot_at: float  # time.monotonic()
+    result: asyncio.Future[Transcript]  # the engine thread's future (not a task)
 
 
 class StreamingWhisperSTTService(SegmentedSTTService):
@@ -45,7 +57,10 @@ class StreamingWhisperSTTService(SegmentedSTTService):
         self._engine = engine
         self._interim_interval_secs = interim_interval_secs
         self._interim_task: asyncio.Task | None = None
-        self._utterance = 0  # bumps at each VAD start, so a late interim is recognised and dropped
+        self._interim: _Interim | None = None  # the latest interim decode of this utterance
+        self._speculative_final: asyncio.Future[Transcript] | None = None
+        self._is_speaking = False
+        self._finals = 0  # final transcripts pushed: an interim started before one is stale
 
     @property
     def wants_wav_segments(self) -> bool:
@@ -60,13 +75,14 @@ class StreamingWhisperSTTService(SegmentedSTTService):
         """Start interims with the user's speech and stop them when it ends."""
         await super().process_frame(frame, direction)
         if isinstance(frame, VADUserStartedSpeakingFrame):
-            self._utterance += 1
             await self._stop_interims()
-            self._interim_task = self.create_task(self._interim_task_handler(self._utterance))
+            self._is_speaking = True
+            self._interim_task = self.create_task(self._interim_task_handler())
         elif isinstance(frame, VADUserStoppedSpeakingFrame):
-            # Not on InterruptionFrame: the user starting to speak is what causes one.
-            self._utterance += 1
-            await self._stop_interims()
+            # The interim task finishes the decode it may have in flight (its partial still
+            # comes before the final), then ends. Not on InterruptionFrame: the user starting
+            # to speak is what causes one.
+            self._is_speaking = False
 
     async def cleanup(self):
         """Stop the interim and segment tasks with the service.
@@ -78,30 +94,49 @@ class StreamingWhisperSTTService(SegmentedSTTService):
         await self._cancel_segment_task()
         await super().cleanup()
 
+    async def _handle_user_stopped_speaking(self, frame: VADUserStoppedSpeakingFrame):
+        # The latest interim is a speculative final if it began after the speech had ended
+        # (inside the VAD's silence window): no new speech came since, so reuse its result.
+        speech_ended_at = time.monotonic() - frame.stop_secs
+        if self._interim and self._interim.snapshot_at >= speech_ended_at + MIN_TAIL_SECS:
+            self._speculative_final = self._interim.result
+        self._interim = None
+        await super()._handle_user_stopped_speaking(frame)
+
     async def run_stt(self, audio: bytes) -> AsyncGenerator[Frame, None]:
         """Final transcript of one utterance (called by the base class after VAD stop)."""
         await self.start_processing_metrics()
-        transcript = await self._decode(audio)
+        speculative, self._speculative_final = self._speculative_final, None
+        if speculative is not None:
+            transcript = (await speculative).text
+        else:
+            transcript = (await self._transcribe(audio)).text
         await self.stop_processing_metrics()
+        self._finals += 1  # interims of this utterance arriving later are stale
         if transcript:
             logger.debug("{}: final transcript {!r}", self, transcript)
             yield TranscriptionFrame(transcript, self._user_id, time_now_iso8601(), finalized=True)
 
-    async def _decode(self, audio: bytes) -> str:
+    def _transcribe(self, audio: bytes) -> asyncio.Future[Transcript]:
+        """Decode on the engine's thread; the future is awaitable (and shieldable)."""
         loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(self._engine.executor, self._engine.transcribe, audio)
-        return result.text
+        return loop.run_in_executor(self._engine.executor, self._engine.transcribe, audio)
 
-    async def _interim_task_handler(self, utterance: int):
-        last_size = 0
-        while True:
+    async def _interim_task_handler(self):
+        last_size, finals = 0, self._finals
+        while self._is_speaking:
             await asyncio.sleep(self._interim_interval_secs)
+            if not self._is_speaking:
+                return
             audio = bytes(self._audio_buffer)
             if len(audio) <= last_size:
                 continue
             last_size = len(audio)
-            text = await self._decode(audio)
-            if text and utterance == self._utterance:
+            # Shielded: stopping interims at the VAD stop must not cancel a decode that may be
+            # reused as the final transcript.
+            self._interim = _Interim(time.monotonic(), self._transcribe(audio))
+            text = (await asyncio.shield(self._interim.result)).text
+            if text and finals == self._finals:
                 await self.push_frame(
                     InterimTranscriptionFrame(text, self._user_id, time_now_iso8601())
                 )
