@@ -1,6 +1,7 @@
 """The WebSocket wire protocol (docs/protocol.md): client messages in, events and errors out."""
 
 import json
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -14,6 +15,10 @@ CLOSE_NORMAL = 1000
 CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_BAD_START = 4400
 CLOSE_START_TIMEOUT = 4408
+
+# C0 controls and DEL, except tab, newline and carriage return: meaningless in text that is
+# spoken or prompted, and a NUL makes Piper's espeak phonemizer fail ("embedded null character").
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 class ProtocolError(Exception):
@@ -31,8 +36,10 @@ class StartMessage(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["start"]
-    sample_rate: int = Field(description="Rate of the PCM the client will send, Hz")
-    output_sample_rate: int | None = Field(default=None, description="Default: sample_rate")
+    # Strict: "16000" or 16000.0 is refused, and `true` is not read as a rate of 1 Hz.
+    sample_rate: int = Field(strict=True, description="Rate of the PCM the client will send, Hz")
+    output_sample_rate: int | None = Field(default=None, strict=True,
+                                           description="Default: sample_rate")
     system_prompt: str | None = Field(default=None, max_length=MAX_SYSTEM_PROMPT_CHARS)
     greeting: str | None = Field(default=None, max_length=500)
 
@@ -45,6 +52,16 @@ class StartMessage(BaseModel):
                 f"{', '.join(map(str, SUPPORTED_SAMPLE_RATES))}"
             )
         return rate
+
+    @field_validator("system_prompt", "greeting")
+    @classmethod
+    def _plain_text(cls, text: str | None) -> str | None:
+        if text is not None and (found := _CONTROL_CHARACTER.search(text)):
+            raise ValueError(
+                f"control character U+{ord(found.group()):04X} at position {found.start()}; "
+                "send plain text (tabs and newlines are fine)"
+            )
+        return text
 
     @property
     def out_rate(self) -> int:
@@ -77,8 +94,11 @@ def parse_start(message: dict) -> StartMessage:
         first = e.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "message"
         reason = first["msg"].removeprefix("Value error, ")
-        code = "bad_sample_rate" if "sample_rate" in field else "bad_start"
-        raise ProtocolError(code, f"start message: {field}: {reason}") from None
+        if "sample_rate" not in field:
+            raise ProtocolError("bad_start", f"start message: {field}: {reason}") from None
+        if "use one of" not in reason:  # e.g. missing, or a string: name the accepted values
+            reason += f"; use an integer, one of {', '.join(map(str, SUPPORTED_SAMPLE_RATES))}"
+        raise ProtocolError("bad_sample_rate", f"start message: {field}: {reason}") from None
 
 
 def error_message(code: str, message: str) -> dict:

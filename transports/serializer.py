@@ -75,7 +75,8 @@ class PCMSerializer(FrameSerializer):
             # Ask the worker to end: queued frames (the current reply) flush first, then close.
             return EndWorkerFrame(reason="client sent stop")
         if kind == "start":
-            raise ProtocolError("already_started", "the session has already started")
+            raise ProtocolError("already_started", "the session has already started; send audio, "
+                                "or {\"type\": \"stop\"} to end it")
         raise ProtocolError(
             "unknown_type", f"unknown message type '{kind[:40]}'; expected 'stop' or binary audio"
         )

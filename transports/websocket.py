@@ -31,12 +31,11 @@ MAX_BAD_STARTS = 5
 async def websocket_endpoint(websocket: WebSocket, state: AppState) -> None:
     """One client connection, from handshake to close. Never raises into the server."""
     await websocket.accept()
-    if state.active_sessions >= state.settings.server.max_sessions:
-        await _refuse(websocket, CLOSE_TRY_AGAIN_LATER, "server_busy",
-                      f"all {state.settings.server.max_sessions} session slots are in use; retry")
+    if await _refused_when_busy(websocket, state):
         return
     start = await _receive_start(websocket, state)
-    if start is None:
+    # Checked again: other clients may have taken the free slots while this one sent `start`.
+    if start is None or await _refused_when_busy(websocket, state):
         return
     session_id = uuid.uuid4().hex[:12]
     outbox = ClientOutbox(lambda message: websocket.send_text(json.dumps(message)))
@@ -105,7 +104,8 @@ async def _receive_start(websocket: WebSocket, state: AppState) -> StartMessage 
             message = await asyncio.wait_for(websocket.receive(), server.start_timeout_secs)
         except TimeoutError:
             await _refuse(websocket, CLOSE_START_TIMEOUT, "start_timeout",
-                          f"no start message within {server.start_timeout_secs:g}s")
+                          f"no start message within {server.start_timeout_secs:g}s; send "
+                          "{\"type\": \"start\", \"sample_rate\": 16000} first")
             return None
         if message["type"] == "websocket.disconnect":
             return None
@@ -118,6 +118,16 @@ async def _receive_start(websocket: WebSocket, state: AppState) -> StartMessage 
     await _refuse(websocket, CLOSE_BAD_START, "bad_start",
                   f"{MAX_BAD_STARTS} invalid start messages; closing")
     return None
+
+
+async def _refused_when_busy(websocket: WebSocket, state: AppState) -> bool:
+    """Refuse (server_busy, 1013) when every session slot is in use; say whether it did."""
+    max_sessions = state.settings.server.max_sessions
+    if state.active_sessions < max_sessions:
+        return False
+    await _refuse(websocket, CLOSE_TRY_AGAIN_LATER, "server_busy",
+                  f"all {max_sessions} session slots are in use; retry")
+    return True
 
 
 async def _refuse(websocket: WebSocket, code: int, error: str, reason: str) -> None:

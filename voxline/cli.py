@@ -1,4 +1,4 @@
-"""The `voxline` command: serve, talk, models."""
+"""The `voxline` command: serve, talk, dashboard, bench, models."""
 
 import argparse
 import asyncio
@@ -9,6 +9,31 @@ from loguru import logger
 
 from voxline.config import ConfigError, load_settings
 from voxline.logs import configure_logging
+
+DESCRIPTIONS = {
+    "serve": (
+        "Load every model once (a progress line each), then serve the talk page (/), WebRTC "
+        "signalling (/api/offer), the WebSocket voice protocol (/ws), /health, /ready and the "
+        "dashboard (/dashboard/)."
+    ),
+    "talk": (
+        "Stream a wav file to a running server in real time, like a microphone; print the "
+        "transcripts, the bot's words and the turn's latency; save the bot's reply."
+    ),
+    "dashboard": (
+        "Serve the monitoring dashboard for every worker that publishes on the Redis bus "
+        "(bus.url)."
+    ),
+    "bench": (
+        "Drive real sessions against a server (self-started unless --url), measure voice-to- "
+        "voice latency, per-stage times, STT word error rate, CPU and memory; optionally "
+        "against a stock pipecat bot on the same models."
+    ),
+    "models": (
+        "List every packaged model with its source package, size and whether its sha256 "
+        "checksum verifies."
+    ),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,26 +64,38 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO", help="TRACE, DEBUG, INFO, WARNING, ERROR")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="load the models and serve /ws")
+    serve = sub.add_parser(
+        "serve", help="load the models and serve /ws",
+        description=DESCRIPTIONS["serve"],
+    )
     serve.add_argument("--host", help="bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 8000; 0 picks a free one)")
     serve.add_argument("--ssl-certfile", type=Path, help="TLS certificate (PEM) for HTTPS")
     serve.add_argument("--ssl-keyfile", type=Path, help="TLS private key (PEM) for HTTPS")
     serve.set_defaults(run=_serve)
 
-    talk = sub.add_parser("talk", help="speak a wav file to a running server, save the reply")
+    talk = sub.add_parser(
+        "talk", help="speak a wav file to a running server, save the reply",
+        description=DESCRIPTIONS["talk"],
+    )
     talk.add_argument("--wav", type=Path, required=True, help="16-bit mono PCM wav to send")
     talk.add_argument("--out", type=Path, help="write the bot's reply audio here (wav)")
     talk.add_argument("--url", default="ws://127.0.0.1:8000/ws", help="server WebSocket URL")
     talk.add_argument("--timeout", type=float, default=60.0, help="give up after this many s")
     talk.set_defaults(run=_talk)
 
-    dashboard = sub.add_parser("dashboard", help="watch every worker on the Redis bus")
+    dashboard = sub.add_parser(
+        "dashboard", help="watch every worker on the Redis bus",
+        description=DESCRIPTIONS["dashboard"],
+    )
     dashboard.add_argument("--host", help="bind address (default 127.0.0.1; others need a token)")
     dashboard.add_argument("--port", type=int, help="port (default 8100)")
     dashboard.set_defaults(run=_dashboard)
 
-    bench = sub.add_parser("bench", help="measure voice-to-voice latency, stages, WER, CPU, RSS")
+    bench = sub.add_parser(
+        "bench", help="measure voice-to-voice latency, stages, WER, CPU, RSS",
+        description=DESCRIPTIONS["bench"],
+    )
     bench.add_argument("--sessions", type=int, default=1, help="concurrent sessions (default 1)")
     bench.add_argument("--turns", type=int, default=5, help="turns per session (default 5)")
     bench.add_argument("--manifest", type=Path, help='JSON lines of {"id","wav","text"}')
@@ -71,7 +108,10 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--plot", type=Path, help="write an HTML latency breakdown here")
     bench.set_defaults(run=_bench)
 
-    models = sub.add_parser("models", help="list each model, its source, size and checksum")
+    models = sub.add_parser(
+        "models", help="list each model, its source, size and checksum",
+        description=DESCRIPTIONS["models"],
+    )
     models.set_defaults(run=_models)
     return parser
 

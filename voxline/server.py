@@ -91,6 +91,11 @@ def uvicorn_config(app, settings: VoxlineSettings) -> uvicorn.Config:
 
 async def serve(settings: VoxlineSettings) -> None:
     """Load the models (a progress line each), then serve until interrupted."""
+    # Take the port first: a port in use should fail in a second, not after loading models.
+    listener = socket.create_server(
+        (settings.server.host, settings.server.port),
+        family=socket.AF_INET6 if ":" in settings.server.host else socket.AF_INET,
+    )
     logger.info("voxline: loading models")
     started = time.perf_counter()
     models = await asyncio.to_thread(
@@ -101,7 +106,7 @@ async def serve(settings: VoxlineSettings) -> None:
     await worker.start()
     server = VoxlineServer(uvicorn_config(worker.app, settings))
     try:
-        await server.serve()
+        await server.serve(sockets=[listener])
     finally:
         await worker.close()
         models.close()

@@ -60,7 +60,9 @@ async def talk(*, url: str, wav: Path, out: Path | None, timeout_secs: float,
                 sender.cancel()
                 await asyncio.gather(sender, return_exceptions=True)
     except (OSError, websockets.InvalidHandshake, websockets.InvalidURI) as e:
-        raise TalkError(f"cannot connect to {url}: {e}") from None
+        raise TalkError(
+            f"cannot connect to {url}: {e}; is `voxline serve` running there?"
+        ) from None
     except websockets.ConnectionClosed as e:
         reason = f" ({e.rcvd.code} {e.rcvd.reason})" if e.rcvd else ""
         raise TalkError(f"the server closed the connection mid-reply{reason}") from None

@@ -5,124 +5,29 @@ on that same connection is still transcribed afterwards."""
 import asyncio
 import json
 import time
-import urllib.request
 
 import pytest
-import websockets
 
 from tests.conftest import RunningServer, make_settings
 from tests.helpers import read_pcm, words
+from tests.ws_client import (
+    ANSWER_TIMEOUT_SECS,
+    CHUNK_BYTES,
+    QUESTION,
+    ask,
+    assert_still_answers,
+    connect,
+    events_until,
+    expect_close,
+    expect_error,
+    http_get,
+    next_event,
+    speak,
+    start,
+    wait_for_no_sessions,
+)
 from voxline.config.settings import SUPPORTED_SAMPLE_RATES
 
-QUESTION = "What is the capital of France?"
-CHUNK_BYTES = 640  # 20 ms of 16-bit PCM at 16 kHz
-TRAILING_SILENCE_SECS = 1.5  # the VAD must hear the end of the question
-MESSAGE_TIMEOUT_SECS = 10
-ANSWER_TIMEOUT_SECS = 45  # 2 shared CPU cores: STT of a 2 s clip can queue behind other tests
-
-
-# --- a small client -----------------------------------------------------------------------------
-
-def connect(url: str):
-    """A client that, like `voxline talk`, accepts bot audio of any size."""
-    return websockets.connect(url, max_size=None, open_timeout=10)
-
-
-async def next_event(ws, timeout_secs: float = MESSAGE_TIMEOUT_SECS) -> dict:
-    """The next JSON message from the server (bot audio in between is skipped)."""
-    async with asyncio.timeout(timeout_secs):
-        while True:
-            message = await ws.recv()
-            if isinstance(message, str):
-                return json.loads(message)
-
-
-async def expect_error(ws, code: str) -> str:
-    """Wait for the next `error` (skipping other events); check its shape; return its message."""
-    async with asyncio.timeout(MESSAGE_TIMEOUT_SECS):
-        while (event := await next_event(ws))["type"] != "error":
-            pass
-    assert event == {"type": "error", "code": code, "message": event["message"]}, event
-    message = event["message"]
-    assert isinstance(message, str) and 10 < len(message) < 300, message
-    assert "Traceback" not in message and "Exception" not in message, message
-    return message
-
-
-async def start(ws, **fields) -> dict:
-    """Send a valid `start` (16 kHz unless overridden) and return the `ready` reply."""
-    await ws.send(json.dumps({"type": "start", "sample_rate": 16000, **fields}))
-    ready = await next_event(ws)
-    assert ready["type"] == "ready", ready
-    return ready
-
-
-async def speak(ws, pcm: bytes) -> None:
-    """Send `pcm` in real time, 20 ms per frame, as a microphone would."""
-    started = time.monotonic()
-    for i, offset in enumerate(range(0, len(pcm), CHUNK_BYTES)):
-        await ws.send(pcm[offset: offset + CHUNK_BYTES])
-        await asyncio.sleep(max(0.0, started + (i + 1) * 0.02 - time.monotonic()))
-
-
-async def _microphone(ws, pcm: bytes) -> None:
-    """`pcm`, then silence for as long as it runs (a live microphone; the VAD hears the end)."""
-    await speak(ws, pcm)
-    while True:
-        await speak(ws, bytes(int(16000 * TRAILING_SILENCE_SECS) * 2))
-
-
-async def ask(ws, wav, until: str = "transcript.final") -> list[dict]:
-    """Speak `wav` on a started connection; return the events up to the first `until`.
-
-    Any `error` on the way fails the test: the session must be healthy again.
-    """
-    seen: list[dict] = []
-    microphone = asyncio.create_task(_microphone(ws, read_pcm(wav)), name="test-microphone")
-    try:
-        async with asyncio.timeout(ANSWER_TIMEOUT_SECS):
-            while True:
-                event = await next_event(ws, ANSWER_TIMEOUT_SECS)
-                seen.append(event)
-                assert event["type"] != "error", f"unexpected error after recovery: {event}"
-                if event["type"] == until:
-                    return seen
-    finally:
-        microphone.cancel()
-        await asyncio.gather(microphone, return_exceptions=True)
-
-
-async def assert_still_answers(ws, speech) -> None:
-    """The proof that a connection survived: a spoken question is transcribed on it."""
-    events = await ask(ws, speech(QUESTION))
-    final = events[-1]["text"]
-    assert {"capital", "france"} <= words(final), f"transcript was {final!r}"
-
-
-async def expect_close(ws, code: int) -> websockets.frames.Close:
-    """Read (and drop) what is left until the server closes; check the close code."""
-    with pytest.raises(websockets.ConnectionClosed) as closed:
-        async with asyncio.timeout(MESSAGE_TIMEOUT_SECS):
-            while True:
-                await ws.recv()
-    assert closed.value.rcvd is not None, "closed without a close frame from the server"
-    assert closed.value.rcvd.code == code, closed.value.rcvd
-    return closed.value.rcvd
-
-
-async def wait_for_no_sessions(server) -> None:
-    """Every session the test opened has ended and released its slot (polled, bounded)."""
-    async with asyncio.timeout(MESSAGE_TIMEOUT_SECS):
-        while server.state.active_sessions:
-            await asyncio.sleep(0.05)
-
-
-def http_get(url: str) -> tuple[int, dict]:
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return response.status, json.loads(response.read())
-
-
-# --- before `start` -----------------------------------------------------------------------------
 
 async def test_non_json_text_before_start(server, speech):
     async with connect(server.ws_url) as ws:
@@ -133,14 +38,14 @@ async def test_non_json_text_before_start(server, speech):
         await assert_still_answers(ws, speech)
 
 
-@pytest.mark.parametrize("raw", ['{"sample_rate": 16000}', '{"type": 7}', "[1, 2]", '"start"',
-                                 "null"])
-async def test_json_without_a_string_type_before_start(server, raw):
+async def test_json_without_a_string_type_before_start(server, speech):
     async with connect(server.ws_url) as ws:
-        await ws.send(raw)
-        message = await expect_error(ws, "bad_message")
-        assert "object" in message and "'type'" in message
-        await start(ws)
+        for raw in ('{"sample_rate": 16000}', '{"type": 7}', '[1, 2]', '"start"'):
+            await ws.send(raw)
+            message = await expect_error(ws, "bad_message")
+            assert "object" in message and "'type'" in message, (raw, message)
+        await start(ws)  # the fifth message
+        await assert_still_answers(ws, speech)
 
 
 async def test_json_without_type_after_start(server, speech):
@@ -169,32 +74,39 @@ async def test_binary_audio_before_start(server, speech):
         await assert_still_answers(ws, speech)
 
 
-@pytest.mark.parametrize("field, value", [("sample_rate", 12345), ("sample_rate", "16000"),
-                                          ("sample_rate", None), ("output_sample_rate", 1)])
-async def test_unsupported_sample_rate_then_a_valid_start(server, field, value):
+async def test_unsupported_sample_rates_then_a_valid_start(server, speech):
+    bad = [("sample_rate", 11025), ("output_sample_rate", 1), ("sample_rate", "16000"),
+           ("sample_rate", True)]  # four bad starts: the fifth message may still be valid
     async with connect(server.ws_url) as ws:
-        start_message = {"type": "start", "sample_rate": 16000, field: value}
-        await ws.send(json.dumps(start_message))
-        message = await expect_error(ws, "bad_sample_rate")
-        assert field in message, message
-        if isinstance(value, int):
-            assert str(value) in message, message
+        for field, value in bad:
+            await ws.send(json.dumps({"type": "start", "sample_rate": 16000, field: value}))
+            message = await expect_error(ws, "bad_sample_rate")
+            assert message.startswith(f"start message: {field}: "), message
             assert all(str(rate) in message for rate in SUPPORTED_SAMPLE_RATES), message
+            if type(value) is int:
+                assert f"unsupported sample rate {value};" in message, message
+            else:
+                assert "integer" in message, message
         ready = await start(ws, sample_rate=48000)
         assert ready["sample_rate"] == ready["output_sample_rate"] == 48000
+        await assert_still_answers(ws, speech, rate=48000)
 
 
-async def test_missing_sample_rate_names_the_field(server):
+async def test_sample_rate_that_is_not_an_integer_is_refused(server):
+    """Regression: `"16000"` and `16000.0` were accepted although the protocol asks for an
+    integer, and `true` was read as 1 Hz ("unsupported sample rate 1")."""
+    async with connect(server.ws_url) as ws:
+        for value in ("16000", 16000.0, True, None):
+            await ws.send(json.dumps({"type": "start", "sample_rate": value}))
+            message = await expect_error(ws, "bad_sample_rate")
+            assert "valid integer" in message and "16000, 22050" in message, message
+            assert "rate 1;" not in message, message
+
+
+async def test_missing_sample_rate_names_the_field(server, speech):
     async with connect(server.ws_url) as ws:
         await ws.send(json.dumps({"type": "start"}))
         assert "sample_rate" in await expect_error(ws, "bad_sample_rate")
-        await start(ws)
-
-
-async def test_bad_sample_rate_then_a_valid_start_answers(server, speech):
-    async with connect(server.ws_url) as ws:
-        await ws.send(json.dumps({"type": "start", "sample_rate": 11025}))
-        await expect_error(ws, "bad_sample_rate")
         await start(ws)
         await assert_still_answers(ws, speech)
 
@@ -208,13 +120,14 @@ async def test_start_with_an_unknown_field(server, speech):
         await assert_still_answers(ws, speech)
 
 
-async def test_too_long_system_prompt(server):
+async def test_too_long_system_prompt(server, speech):
     async with connect(server.ws_url) as ws:
         await ws.send(json.dumps({"type": "start", "sample_rate": 16000,
                                   "system_prompt": "x" * 4001}))
         message = await expect_error(ws, "bad_start")
         assert "system_prompt" in message and "4000" in message, message
         await start(ws)
+        await assert_still_answers(ws, speech)
 
 
 async def test_too_many_bad_starts_close_with_4400(server):
@@ -320,29 +233,43 @@ async def test_one_megabyte_text_message(server, speech):
         await assert_still_answers(ws, speech)
 
 
-async def test_frame_over_the_transport_limit_ends_only_that_connection(server):
+@pytest.mark.parametrize("is_started", [False, True])
+async def test_frame_over_the_transport_limit_ends_only_that_connection(server, speech,
+                                                                        is_started):
     """Past 16 × the limits uvicorn itself closes with 1009 (docs/protocol.md); nothing else."""
     async with connect(server.ws_url) as ws:
-        await start(ws)
+        if is_started:
+            await start(ws)
+            await assert_still_answers(ws, speech)  # the pipeline is running
         await ws.send(bytes(4 * 1024 * 1024))
         await expect_close(ws, 1009)
+    await wait_for_no_sessions(server)
     async with connect(server.ws_url) as ws:
         await start(ws)
-    await wait_for_no_sessions(server)
+        await assert_still_answers(ws, speech)
 
 
-@pytest.mark.parametrize("text", ["\u0000\u202e☃", "\x1b[31mred\x07\u2028\ufeff", "\ud800 lone"])
-async def test_control_and_unusual_characters_in_strings(server, speech, text):
-    """Accepted (or refused with a clear error), never a crash; the bot still answers."""
+@pytest.mark.parametrize("text, refusal", [
+    ("\u202e☃\u2028\ufeff\u200bé 日本", None),  # format characters and any script: accepted
+    ("\u0000\u202e☃", "control character U+0000 at position 15; send plain text"),
+    ("\x1b[31mred\x07", "control character U+001B at position 15; send plain text"),
+    ("\ud800 lone", "Input should be a valid string"),  # a lone surrogate is not text
+])
+async def test_control_and_unusual_characters_in_strings(server, speech, text, refusal):
+    """Accepted, or refused with a clear error; never a crash; the bot still speaks and answers."""
     async with connect(server.ws_url) as ws:
         await ws.send(json.dumps({"type": "start", "sample_rate": 16000,
-                                  "system_prompt": f"You are terse. {text}"}))
-        first = await next_event(ws)
-        if first["type"] == "error":
-            assert first["code"] == "bad_start" and "system_prompt" in first["message"], first
-            await start(ws)
+                                  "system_prompt": f"You are terse. {text}",
+                                  "greeting": f"Hello {text}."}))
+        if refusal:
+            message = await expect_error(ws, "bad_start")
+            assert message.startswith("start message: system_prompt: "), message
+            assert refusal in message, message
+            await start(ws, greeting="Hello.")
         else:
-            assert first["type"] == "ready", first
+            assert (await next_event(ws))["type"] == "ready"
+        greeting = await events_until(ws, "bot.text")
+        assert greeting[-1]["text"].startswith("Hello"), greeting
         await ws.send(json.dumps({"type": text}))
         message = await expect_error(ws, "unknown_type")
         assert "expected 'stop'" in message
@@ -350,11 +277,26 @@ async def test_control_and_unusual_characters_in_strings(server, speech, text):
         assert any(e["type"] == "transcript.final" for e in events), events
 
 
-async def test_stop_ends_the_session_with_a_normal_close(server):
+async def test_greeting_with_a_nul_character_is_refused(server, speech):
+    """Regression: a NUL in `greeting` was accepted, then Piper's phonemizer failed on it and the
+    client got `pipeline_error` "Error processing frame: embedded null character"."""
+    async with connect(server.ws_url) as ws:
+        await ws.send(json.dumps({"type": "start", "sample_rate": 16000, "greeting": "Hi\u0000"}))
+        message = await expect_error(ws, "bad_start")
+        assert message == ("start message: greeting: control character U+0000 at position 2; "
+                           "send plain text (tabs and newlines are fine)")
+        await start(ws, greeting="Hi\tthere.\n")
+        greeting = await events_until(ws, "bot.text")
+        assert words(greeting[-1]["text"]) == {"hi", "there"}, greeting
+        await assert_still_answers(ws, speech)
+
+
+async def test_stop_ends_the_session_with_a_normal_close(server, speech):
     async with connect(server.ws_url) as ws:
         await start(ws)
+        await assert_still_answers(ws, speech)
         await ws.send(json.dumps({"type": "stop"}))
-        await expect_close(ws, 1000)
+        await expect_close(ws, 1000, timeout_secs=ANSWER_TIMEOUT_SECS)  # the reply finishes first
     await wait_for_no_sessions(server)
 
 
@@ -373,11 +315,12 @@ async def test_busy_server_refuses_with_1013_while_the_first_client_is_connected
         await wait_for_no_sessions(single)
         async with connect(single.ws_url) as third:  # the slot is free again
             await start(third)
+            await assert_still_answers(third, speech)
     finally:
         await single.stop()
 
 
-async def test_busy_server_when_two_clients_wait_to_start(models):
+async def test_busy_server_when_two_clients_wait_to_start(models, speech):
     """Regression: the slot check ran only on connect, so two clients that connected before
     either sent `start` both got a session past `server.max_sessions`."""
     single = await RunningServer(make_settings(server={"max_sessions": 1}), models).start()
@@ -385,10 +328,12 @@ async def test_busy_server_when_two_clients_wait_to_start(models):
         async with connect(single.ws_url) as first, connect(single.ws_url) as second:
             await start(first)
             await second.send(json.dumps({"type": "start", "sample_rate": 16000}))
-            message = await expect_error(second, "server_busy")
-            assert "retry" in message
+            reply = await next_event(second)
+            assert reply["type"] == "error", f"a second session past max_sessions=1: {reply}"
+            assert reply["code"] == "server_busy" and "retry" in reply["message"], reply
             await expect_close(second, 1013)
             assert single.state.active_sessions == 1
+            await assert_still_answers(first, speech)
     finally:
         await single.stop()
 
@@ -414,6 +359,24 @@ async def test_client_that_vanishes_mid_reply_does_not_hurt_the_next(server, spe
     async with connect(server.ws_url) as ws:
         await start(ws)
         await assert_still_answers(ws, speech)
+
+
+async def test_client_that_leaves_right_after_ready_leaves_no_task_behind(server):
+    """Regression: a session cancelled while its pipeline was still starting left pipecat's
+    `_segment_task_handler` waiting forever (one task, holding the STT service, per client)."""
+    before = set(asyncio.all_tasks())
+    async with connect(server.ws_url) as ws:
+        await start(ws)
+    await wait_for_no_sessions(server)
+    started = [t for t in asyncio.all_tasks() - before if not t.done()]
+    if started:
+        await asyncio.wait(started, timeout=3)
+    leaked = [t for t in started if not t.done()]
+    names = [t.get_name() for t in leaked]
+    for task in leaked:  # so that this bug fails here, not in every later test
+        task.cancel()
+    await asyncio.gather(*leaked, return_exceptions=True)
+    assert not names, f"tasks left behind by a finished session: {names}"
 
 
 async def test_server_is_healthy_after_all_of_the_above(server):

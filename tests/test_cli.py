@@ -1,0 +1,166 @@
+"""The `voxline` command, run as users run it: the installed script in a subprocess."""
+
+import asyncio
+import re
+import socket
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import words
+
+VOXLINE = Path(sys.executable).parent / "voxline"
+QUESTION = "What is the capital of France?"
+REQUIRED_MODELS = ("whisper-tiny.en", "qwen2.5-0.5b", "smollm2-135m", "piper-en_US-joe-medium",
+                   "silero-vad")
+
+
+def voxline(*args: str, timeout_secs: float = 60) -> subprocess.CompletedProcess:
+    """Run the installed `voxline` script (blocking: only for commands that need no server)."""
+    return subprocess.run([str(VOXLINE), *args], capture_output=True, text=True,
+                          timeout=timeout_secs, check=False)
+
+
+async def voxline_async(*args: str, timeout_secs: float = 120) -> tuple[int, str, str]:
+    """Run `voxline` without blocking the event loop (the test server lives in it)."""
+    process = await asyncio.create_subprocess_exec(
+        str(VOXLINE), *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout_secs)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
+    return process.returncode, stdout.decode(), stderr.decode()
+
+
+def assert_one_error_line(stderr: str, *fragments: str) -> str:
+    """The whole of stderr is one `voxline: error: ...` line naming each fragment."""
+    assert "Traceback" not in stderr, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("voxline: error: "), stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]
+
+
+@pytest.fixture
+def unused_port():
+    """A port that is bound (so nobody else takes it) but not listening: connections are refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
+# --- help ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("command, described", [
+    ((), {"--config": "YAML config file", "--log-level": "TRACE, DEBUG",
+          "serve": "load the models and serve /ws", "talk": "speak a wav file",
+          "models": "list each model"}),
+    (("serve",), {"--host": "bind address", "--port": "0 picks a free one",
+                  "--ssl-certfile": "TLS certificate", "--ssl-keyfile": "TLS private key"}),
+    (("talk",), {"--wav": "16-bit mono PCM wav", "--out": "reply audio",
+                 "--url": "server WebSocket URL", "--timeout": "give up after"}),
+    (("models",), {"-h, --help": "show this help message"}),
+])
+def test_help_describes_every_option(command, described):
+    result = voxline(*command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"usage: voxline {' '.join(command)}".rstrip()), result.stdout
+    assert result.stderr == ""
+    for option, description in described.items():
+        line = next((line for line in result.stdout.splitlines()
+                     if line.lstrip().startswith(option)), None)
+        assert line is not None, f"{option} is not in:\n{result.stdout}"
+        # The description may wrap onto the next line; it follows the option either way.
+        after = result.stdout[result.stdout.index(line):]
+        assert description in " ".join(after.split())[:200], (option, after[:200])
+
+
+def test_no_command_is_a_usage_error():
+    result = voxline()
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "the following arguments are required: command" in result.stderr
+
+
+# --- models -------------------------------------------------------------------------------------
+
+def test_models_lists_every_model_with_a_good_checksum():
+    result = voxline("models")
+    assert result.returncode == 0, result.stdout + result.stderr
+    header, *rows = result.stdout.splitlines()
+    assert header.split() == ["model", "kind", "size", "checksum", "source"]
+    for name in REQUIRED_MODELS:
+        row = next((row for row in rows if row.split()[0] == name), None)
+        assert row is not None, f"{name} is not listed:\n{result.stdout}"
+        assert re.match(rf"{re.escape(name)}\s+(vad|stt|llm|tts)\s+[\d.]+ MB\s+ok\s+package \S",
+                        row), row
+
+
+# --- talk ---------------------------------------------------------------------------------------
+
+def test_talk_with_a_missing_wav_is_one_clear_line(tmp_path):
+    missing = tmp_path / "missing.wav"
+    result = voxline("talk", "--wav", str(missing))
+    assert result.returncode == 1
+    assert_one_error_line(result.stderr, str(missing), "cannot read wav", "No such file")
+    assert result.stdout == ""
+
+
+def test_talk_with_a_wav_that_is_not_16_bit_mono_names_the_fix(tmp_path):
+    stereo = tmp_path / "stereo.wav"
+    with wave.open(str(stereo), "wb") as w:
+        w.setnchannels(2), w.setsampwidth(2), w.setframerate(16000)
+        w.writeframes(bytes(6400))
+    result = voxline("talk", "--wav", str(stereo))
+    assert result.returncode == 1
+    assert_one_error_line(result.stderr, "need 16-bit mono PCM wav", "sox")
+
+
+def test_talk_to_a_port_where_nothing_listens_is_one_clear_line(speech, unused_port):
+    url = f"ws://127.0.0.1:{unused_port}/ws"
+    result = voxline("talk", "--wav", str(speech(QUESTION)), "--url", url, "--timeout", "10")
+    assert result.returncode == 1
+    assert_one_error_line(result.stderr, f"cannot connect to {url}: ")
+
+
+async def test_talk_to_the_running_server_prints_the_turn_and_saves_the_reply(server, speech,
+                                                                              tmp_path):
+    out = tmp_path / "reply.wav"
+    rc, stdout, stderr = await voxline_async(
+        "talk", "--wav", str(speech(QUESTION)), "--url", server.ws_url, "--out", str(out),
+        "--timeout", "90")
+    assert rc == 0, stdout + stderr
+    assert "Traceback" not in stderr
+    lines = stdout.splitlines()
+    assert lines[0] == "ready", stdout
+    final = next(line for line in lines if line.startswith("transcript.final: "))
+    assert {"capital", "france"} <= words(final), final
+    latency = next(line for line in lines if line.startswith("latency: "))
+    assert re.fullmatch(r"latency: vad [\d.]+s, stt [\d.]+s, .*total [\d.]+s", latency), latency
+    assert any(line.startswith("bot.text: ") for line in lines), stdout
+    assert re.fullmatch(rf"reply audio: [\d.]+s -> {re.escape(str(out))}", lines[-1]), stdout
+    with wave.open(str(out), "rb") as w:
+        assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, 16000)
+        assert w.getnframes() > 16000 * 0.5, f"only {w.getnframes()} frames of reply"
+
+
+# --- serve --------------------------------------------------------------------------------------
+
+async def test_serve_on_a_port_in_use_is_one_clear_line():
+    """Regression: uvicorn caught the bind error itself and exited 3 after loading every model;
+    now the port is taken before the models load and the CLI says what to do."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        rc, _, stderr = await voxline_async("--log-level", "WARNING", "serve", "--port",
+                                            str(port))
+    assert rc == 1, stderr
+    assert_one_error_line(stderr, f"cannot listen on 127.0.0.1:{port}", "in use", "--port")
