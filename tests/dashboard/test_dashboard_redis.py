@@ -20,19 +20,24 @@ QUESTIONS = ["What is the capital of France?", "Tell me something interesting ab
 class DashboardServer:
     """`voxline dashboard` in the test's loop: its own bus connection, collector and app."""
 
-    def __init__(self, redis_url: str):
-        settings = make_settings(bus={"url": redis_url})
+    def __init__(self, redis_url: str, port: int = 0):
+        self._settings = make_settings(bus={"url": redis_url}, server={"port": port})
+
+    async def start(self) -> "DashboardServer":
+        """Start (again): a fresh bus connection, collector and server on the same port."""
+        settings = self._settings
         self.bus = create_bus(settings.bus, origin="dashboard-test")
         self.collector = Collector(self.bus, history_turns=50)
         app = create_dashboard_app(self.collector, self.bus, token=None, source="dashboard")
         self._server = VoxlineServer(uvicorn_config(app, settings))
-
-    async def start(self) -> "DashboardServer":
         await self.bus.start()
         await self.collector.start()
         self._task = asyncio.create_task(self._server.serve())
         await self._server.ready.wait()
-        self.url = f"http://127.0.0.1:{self._server.port}/"
+        self.port = self._server.port
+        self._settings = make_settings(bus={"url": settings.bus.url},
+                                       server={"port": self.port})
+        self.url = f"http://127.0.0.1:{self.port}/"
         return self
 
     async def stop(self) -> None:
@@ -111,3 +116,24 @@ async def test_redis_outage_mid_conversation(cluster, speech):
             ".filter(l => l.who === 'user').length")
     assert result.texts("transcript.final") and result.reply_pcm
     assert finals == 1, "each event shown once (no duplicates after reconnecting)"
+
+
+async def test_the_page_reconnects_by_itself_when_the_dashboard_restarts(cluster):
+    redis_server, _, dashboard = cluster
+    async with chromium(None) as browser:
+        page = await browser.new_page()
+        await page.goto(dashboard.url)
+        await page.wait_for_function("window.dashboard.connected")
+        port = dashboard.port
+        await dashboard.stop()
+        await page.wait_for_function("!window.dashboard.connected", timeout=10000)
+        state = await page.locator("#feed-state").inner_text()
+        restarted = await DashboardServer(redis_server.url, port=port).start()
+        try:
+            await page.wait_for_function("window.dashboard.connected", timeout=15000)
+            await page.wait_for_function(
+                "Object.keys(window.dashboard.workers).length >= 2", timeout=10000)
+        finally:
+            await restarted.stop()
+            await dashboard.start()  # the module's other tests keep their dashboard
+    assert state == "reconnecting…"
