@@ -119,21 +119,20 @@ async def test_redis_outage_mid_conversation(cluster, speech):
 
 
 async def test_the_page_reconnects_by_itself_when_the_dashboard_restarts(cluster):
-    redis_server, _, dashboard = cluster
+    redis_server = cluster[0]
+    dashboard = await DashboardServer(redis_server.url).start()
     async with chromium(None) as browser:
         page = await browser.new_page()
         await page.goto(dashboard.url)
         await page.wait_for_function("window.dashboard.connected")
-        port = dashboard.port
         await dashboard.stop()
         await page.wait_for_function("!window.dashboard.connected", timeout=10000)
         state = await page.locator("#feed-state").inner_text()
-        restarted = await DashboardServer(redis_server.url, port=port).start()
+        await dashboard.start()  # same port
         try:
             await page.wait_for_function("window.dashboard.connected", timeout=15000)
             await page.wait_for_function(
                 "Object.keys(window.dashboard.workers).length >= 2", timeout=10000)
         finally:
-            await restarted.stop()
-            await dashboard.start()  # the module's other tests keep their dashboard
+            await dashboard.stop()
     assert state == "reconnecting…"
