@@ -11,6 +11,9 @@ import pytest
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
+NO_DEVICE = Path("/nonexistent/no-microphone")  # `chromium(NO_DEVICE)`: allowed, but no device
+
+
 def chromium_args(mic_wav: Path | None) -> list[str]:
     """Flags for a loopback-only, no-network, fake-device browser."""
     args = [
@@ -21,7 +24,9 @@ def chromium_args(mic_wav: Path | None) -> list[str]:
         "--disable-features=WebRtcHideLocalIpsWithMdns",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
     ]
-    if mic_wav is not None:
+    if mic_wav == NO_DEVICE:
+        args += ["--use-fake-ui-for-media-stream"]  # permission granted, but no device at all
+    elif mic_wav is not None:
         args += [
             "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
             f"--use-file-for-fake-audio-capture={mic_wav}",

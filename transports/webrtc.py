@@ -5,6 +5,7 @@ the peer's data channel, in the same JSON as on the WebSocket (docs/protocol.md)
 """
 
 import asyncio
+import time
 import uuid
 from typing import Literal
 
@@ -30,6 +31,7 @@ from voxline.transports.state import AppState
 
 WEBRTC_OUTPUT_SAMPLE_RATE = 24000  # Opus resamples to 48 kHz itself; 24 kHz keeps TTS cheap
 KEEPALIVE_CHECK_SECS = 1.0
+CONNECT_TIMEOUT_SECS = 20.0
 
 
 class SignallingError(Exception):
@@ -166,14 +168,18 @@ class WebRTCGateway:
 
 async def _hang_up_when_silent(connection: SmallWebRTCConnection) -> None:
     """A closed tab sends nothing; ICE would notice only after ~30 s (consent expiry). The page
-    pings over the data channel every second, so a peer silent for 3 s is gone: hang up."""
-    was_connected = False
+    pings over the data channel every second, so a peer that pinged and then fell silent for
+    3 s is gone, and so is one that never connected within `CONNECT_TIMEOUT_SECS`: hang up."""
+    started = time.monotonic()
     while True:
         await asyncio.sleep(KEEPALIVE_CHECK_SECS)
         if connection.is_connected():
-            was_connected = True
-        elif was_connected:
-            logger.info("WebRTC peer {} stopped answering; hanging up", connection.pc_id)
+            continue
+        # pipecat records the last ping; it has none until the page's data channel is open.
+        has_pinged = getattr(connection, "_last_received_time", None) is not None
+        if has_pinged or time.monotonic() - started > CONNECT_TIMEOUT_SECS:
+            logger.info("WebRTC peer {} is gone or never connected; hanging up",
+                        connection.pc_id)
             await connection.disconnect()
             return
 

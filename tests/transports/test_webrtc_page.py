@@ -165,3 +165,42 @@ def _post(url: str, data: bytes) -> tuple[int, dict]:
 def _status(url: str) -> int:
     with urllib.request.urlopen(url, timeout=10) as response:
         return response.status
+
+
+async def test_no_microphone_gets_a_clear_message(webrtc_server):
+    from tests.browser import NO_DEVICE
+
+    async with chromium(NO_DEVICE) as browser:
+        page = await browser.new_page()
+        await page.goto(webrtc_server.http_url)
+        await page.click("#talk")
+        await page.wait_for_selector("#error:not([hidden])", timeout=10000)
+        message = await page.locator("#error").inner_text()
+    assert "microphone" in message.lower(), message
+
+
+async def test_ice_failure_gets_a_clear_message(webrtc_server, speech, tmp_path):
+    """Loopback ICE cannot really fail (peer-reflexive candidates rescue any pair), so the
+    browser's `failed` state is simulated on the live connection: the page must explain it,
+    hang up, and the server must free the session (keepalive watchdog)."""
+    mic = mic_file(tmp_path / "mic.wav", (speech(QUESTION), 1.0))
+    async with chromium(mic) as browser:
+        page = await browser.new_page()
+        await page.goto(webrtc_server.http_url)
+        await page.click("#talk")
+        await page.wait_for_function("window.voxline.events.some(e => e.type === 'ready')")
+        await page.evaluate("""() => {
+            const pc = window.voxline.pc;
+            Object.defineProperty(pc, 'iceConnectionState', { value: 'failed' });
+            pc.oniceconnectionstatechange();
+        }""")
+        await page.wait_for_selector("#error:not([hidden])", timeout=10000)
+        message = await page.locator("#error").inner_text()
+        hangup_disabled = await page.locator("#hangup").is_disabled()
+        for _ in range(100):
+            if webrtc_server.state.active_sessions == 0:
+                break
+            await asyncio.sleep(0.1)
+    assert "ICE failed" in message and "TURN" in message, message
+    assert hangup_disabled
+    assert webrtc_server.state.active_sessions == 0
