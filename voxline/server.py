@@ -7,7 +7,9 @@ import time
 import uuid
 
 import uvicorn
+from fastapi import Response
 from loguru import logger
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from voxline.agent.persona import Persona
 from voxline.bus import create_bus
@@ -16,6 +18,7 @@ from voxline.control import WorkerControl
 from voxline.dashboard.app import create_dashboard_app
 from voxline.dashboard.auth import DashboardAuthError, required_token
 from voxline.dashboard.collector import Collector
+from voxline.metrics import WorkerMetrics
 from voxline.models import ModelSet, load_models
 from voxline.telemetry import WorkerTelemetry
 from voxline.transports.app import create_app
@@ -51,6 +54,11 @@ class Worker:
                 self.collector, state.bus, token=token, source=state.worker_id))
         self._telemetry = WorkerTelemetry(state)
         self._control = WorkerControl(state)
+        self.metrics = WorkerMetrics(state)
+
+        @self.app.get("/metrics")
+        async def metrics():
+            return Response(self.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     async def start(self) -> None:
         """Connect the bus and start publishing (before the server accepts clients)."""
@@ -59,9 +67,11 @@ class Worker:
             await self.collector.start()
         await self._telemetry.start()
         await self._control.start()
+        await self.metrics.start()
 
     async def close(self) -> None:
         """Stop everything `start` began."""
+        await self.metrics.close()
         await self._control.close()
         await self._telemetry.close()
         if self.collector:

@@ -1,0 +1,72 @@
+"""Prometheus metrics of one worker (`/metrics`), fed from the bus like the dashboard."""
+
+import asyncio
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from voxline.bus import events
+from voxline.transports.state import AppState
+
+STAGE_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+STAGES = ("vad", "stt", "turn", "llm", "tts", "transport", "total")
+
+
+class WorkerMetrics:
+    """`voxline_*` metrics in their own registry, updated from this worker's bus events."""
+
+    def __init__(self, state: AppState):
+        self._state = state
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.sessions_active = Gauge("voxline_sessions_active", "Live sessions", registry=r)
+        self.turns = Counter("voxline_turns_total", "Answered turns", registry=r)
+        self.turn_latency = Histogram(
+            "voxline_turn_latency_seconds", "Per-turn latency by stage", ["stage"],
+            buckets=STAGE_BUCKETS, registry=r)
+        self.stt = Histogram("voxline_stt_seconds", "End of speech (VAD) → final transcript",
+                             buckets=STAGE_BUCKETS, registry=r)
+        self.tts_first_audio = Histogram(
+            "voxline_tts_first_audio_seconds", "First LLM token → first TTS audio",
+            buckets=STAGE_BUCKETS, registry=r)
+        self.llm_first_token = Histogram(
+            "voxline_llm_first_token_seconds", "LLM request → first token",
+            buckets=STAGE_BUCKETS, registry=r)
+        self.bus_dropped = Gauge("voxline_bus_dropped_total", "Bus events dropped", registry=r)
+        self.errors = Counter("voxline_errors_total", "Errors", ["kind"], registry=r)
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        """Follow this worker's events (call from the running loop)."""
+        worker_id = self._state.worker_id
+        subscription = self._state.bus.subscribe(
+            lambda e: e.source == worker_id
+            and isinstance(e, events.TurnMetrics | events.SessionError)
+        )
+        self._task = asyncio.create_task(self._follow(subscription), name="voxline-metrics")
+
+    async def close(self) -> None:
+        """Stop following."""
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def render(self) -> bytes:
+        """The text exposition format, with gauges read now."""
+        self.sessions_active.set(self._state.active_sessions)
+        self.bus_dropped.set(self._state.bus.dropped)
+        return generate_latest(self.registry)
+
+    async def _follow(self, subscription) -> None:
+        try:
+            async for event in subscription:
+                if isinstance(event, events.SessionError):
+                    self.errors.labels(kind=event.code).inc()
+                    continue
+                self.turns.inc()
+                for stage in STAGES:
+                    self.turn_latency.labels(stage=stage).observe(getattr(event, f"{stage}_secs"))
+                self.stt.observe(event.stt_secs)
+                self.llm_first_token.observe(event.llm_secs)
+                self.tts_first_audio.observe(event.tts_secs)
+        finally:
+            subscription.close()
