@@ -12,6 +12,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 NO_DEVICE = Path("/nonexistent/no-microphone")  # `chromium(NO_DEVICE)`: allowed, but no device
+DENIED = Path("/nonexistent/denied")  # `chromium(DENIED)`: a device, but permission refused
 
 
 def chromium_args(mic_wav: Path | None) -> list[str]:
@@ -26,6 +27,8 @@ def chromium_args(mic_wav: Path | None) -> list[str]:
     ]
     if mic_wav == NO_DEVICE:
         args += ["--use-fake-ui-for-media-stream"]  # permission granted, but no device at all
+    elif mic_wav == DENIED:
+        args += ["--use-fake-device-for-media-stream"]  # no fake UI: headless refuses the prompt
     elif mic_wav is not None:
         args += [
             "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",

@@ -39,7 +39,10 @@ async function start() {
   };
   channel = pc.createDataChannel("events", { ordered: true });
   channel.onmessage = (e) => onEvent(JSON.parse(e.data));
-  channel.onopen = () => { pingTimer = setInterval(() => channel.send("ping"), 1000); };
+  channel.onopen = () => {
+    channel.send("ping"); // at once: the server hangs up on a peer that pinged, then went silent
+    pingTimer = setInterval(() => channel.send("ping"), 1000);
+  };
   await pc.setLocalDescription(await pc.createOffer());
   await iceGatheringDone(pc);
   const answer = await fetchJson("/api/offer", {
