@@ -148,7 +148,8 @@ class WebRTCGateway:
                 audio_in_enabled=True, audio_out_enabled=True,
                 audio_out_sample_rate=WEBRTC_OUTPUT_SAMPLE_RATE,
             ))
-            watchdog = asyncio.create_task(_hang_up_when_silent(connection), name="webrtc-watchdog")
+            watchdog = asyncio.create_task(
+                _hang_up_when_silent(connection, asyncio.current_task()), name="webrtc-watchdog")
             async with forwarding_session_events(state.bus, session_id, outbox):
                 await run_session(transport, state.models, state.settings, state.bus,
                                   SessionOptions(
@@ -166,7 +167,7 @@ class WebRTCGateway:
             await connection.disconnect()
 
 
-async def _hang_up_when_silent(connection: SmallWebRTCConnection) -> None:
+async def _hang_up_when_silent(connection: SmallWebRTCConnection, session: asyncio.Task) -> None:
     """A closed tab sends nothing; ICE would notice only after ~30 s (consent expiry). The page
     pings over the data channel every second, so a peer that pinged and then fell silent for
     3 s is gone, and so is one that never connected within `CONNECT_TIMEOUT_SECS`: hang up."""
@@ -181,6 +182,10 @@ async def _hang_up_when_silent(connection: SmallWebRTCConnection) -> None:
             logger.info("WebRTC peer {} is gone or never connected; hanging up",
                         connection.pc_id)
             await connection.disconnect()
+            # A peer that never reached "connected" gets no disconnect event from pipecat's
+            # transport, so its session would wait forever: end it here (if the disconnect has
+            # not already; its `finally` cancels this task first).
+            session.cancel()
             return
 
 
