@@ -45,6 +45,9 @@ class SessionOptions:
     client: str = ""
     audio_in_sample_rate: int = 16000  # what reaches the pipeline (VAD and Whisper want 16 kHz)
     audio_out_sample_rate: int = 16000
+    guild: str = ""  # Discord: where, and whom this session listens to
+    channel: str = ""
+    speaker: str = ""
 
 
 async def run_session(
@@ -124,7 +127,8 @@ async def _run(
     started = time.monotonic()
     session_bus.publish(
         events.SessionStarted, transport=options.transport, client=options.client,
-        output_sample_rate=options.audio_out_sample_rate,
+        output_sample_rate=options.audio_out_sample_rate, guild=options.guild,
+        channel=options.channel, speaker=options.speaker,
     )
     runner = WorkerRunner(handle_sigint=False, handle_sigterm=False)
     try:

@@ -23,6 +23,9 @@ class SessionStarted(Event):
     transport: Literal["websocket", "webrtc", "discord"]
     client: str = ""
     output_sample_rate: int = Field(default=16000, description="Hz of the bot audio it is sent")
+    guild: str = Field(default="", description="Discord: the server's name")
+    channel: str = Field(default="", description="Discord: the voice channel's name")
+    speaker: str = Field(default="", description="Discord: the member this session listens to")
 
 
 class SessionEnded(Event):

@@ -4,6 +4,7 @@ Each component receives only its own section (or plain values taken from it); no
 config/ reads the environment.
 """
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -172,6 +173,32 @@ class DashboardSettings(_Section):
     history_turns: int = Field(default=50, ge=5, le=1000, description="Turns in the chart")
 
 
+def _discord_token_from_env() -> SecretStr | None:
+    """Discord's own convention, DISCORD_TOKEN, works as well as VOXLINE_DISCORD__TOKEN."""
+    token = os.environ.get("DISCORD_TOKEN")
+    return SecretStr(token) if token else None
+
+
+class DiscordSettings(_Section):
+    """The Discord voice bot (`voxline discord`)."""
+
+    token: SecretStr | None = Field(
+        default_factory=_discord_token_from_env,
+        description="Bot token from the Developer Portal; or env DISCORD_TOKEN. Never logged",
+    )
+    guild_ids: list[int] = Field(
+        default_factory=list,
+        description="Register slash commands in these servers at once (global ones can take "
+        "up to an hour to appear)",
+    )
+    idle_leave_secs: float = Field(
+        default=120.0, gt=0, description="Leave a voice channel with no one else in it after this"
+    )
+    max_speakers: int = Field(
+        default=4, ge=1, le=25, description="Members listened to at once in one channel"
+    )
+
+
 class ModelStoreSettings(_Section):
     """Where joined model files (split across several packages) are written."""
 
@@ -199,6 +226,7 @@ class VoxlineSettings(BaseSettings):
     agent: AgentSettings = AgentSettings()
     bus: BusSettings = BusSettings()
     dashboard: DashboardSettings = DashboardSettings()
+    discord: DiscordSettings = Field(default_factory=DiscordSettings)
     models: ModelStoreSettings = ModelStoreSettings()
 
     def redacted(self) -> dict:

@@ -1,4 +1,4 @@
-"""The `voxline` command: serve, talk, dashboard, bench, models."""
+"""The `voxline` command: serve, talk, dashboard, discord, bench, models."""
 
 import argparse
 import asyncio
@@ -28,6 +28,11 @@ DESCRIPTIONS = {
         "Drive real sessions against a server (self-started unless --url), measure voice-to- "
         "voice latency, per-stage times, STT word error rate, CPU and memory; optionally "
         "against a stock pipecat bot on the same models."
+    ),
+    "discord": (
+        "Run the Discord voice bot: load the models, log in with DISCORD_TOKEN, and answer "
+        "/join, /leave, /persona and /status; each member who speaks in the bot's voice channel "
+        "gets their own conversation."
     ),
     "models": (
         "List every packaged model with its source package, size and whether its sha256 "
@@ -108,6 +113,12 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--plot", type=Path, help="write an HTML latency breakdown here")
     bench.set_defaults(run=_bench)
 
+    discord_bot = sub.add_parser(
+        "discord", help="run the Discord voice bot (needs DISCORD_TOKEN)",
+        description=DESCRIPTIONS["discord"],
+    )
+    discord_bot.set_defaults(run=_discord)
+
     models = sub.add_parser(
         "models", help="list each model, its source, size and checksum",
         description=DESCRIPTIONS["models"],
@@ -162,6 +173,20 @@ def _dashboard(args: argparse.Namespace) -> int:
         raise _UserFacingError(str(e)) from None
     except OSError as e:
         raise _UserFacingError(f"cannot start the dashboard: {e}") from None
+    return 0
+
+
+def _discord(args: argparse.Namespace) -> int:
+    from voxline.discord_bot import DiscordBotError, run_discord
+    from voxline.models import ModelFileError
+
+    settings = _settings(args)
+    try:
+        _run_loop(run_discord(settings))
+    except (DiscordBotError, ModelFileError) as e:
+        raise _UserFacingError(str(e)) from None
+    except OSError as e:
+        raise _UserFacingError(f"cannot reach Discord: {e}") from None
     return 0
 
 

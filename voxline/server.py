@@ -25,10 +25,12 @@ from voxline.transports.app import create_app
 from voxline.transports.state import AppState
 
 
-def build_state(settings: VoxlineSettings, models: ModelSet) -> AppState:
+def build_state(
+    settings: VoxlineSettings, models: ModelSet, *, worker_id: str | None = None
+) -> AppState:
     """Everything the app shares, around already-loaded models."""
     port = settings.server.port
-    worker_id = f"{socket.gethostname()}:{port if port else uuid.uuid4().hex[:6]}"
+    worker_id = worker_id or f"{socket.gethostname()}:{port if port else uuid.uuid4().hex[:6]}"
     return AppState(
         settings=settings,
         models=models,

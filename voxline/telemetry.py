@@ -2,6 +2,7 @@
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import psutil
 from loguru import logger
@@ -18,9 +19,13 @@ class WorkerTelemetry:
     """Publishes `system.service.status` + `metrics.update` every few seconds, `worker.config`
     now and then, and every INFO+ log line as a `log` event. Never blocks the caller."""
 
-    def __init__(self, state: AppState, *, url: str = ""):
+    def __init__(
+        self, state: AppState, *, url: str = "",
+        extra_components: Callable[[], list[events.ComponentStatus]] = list,
+    ):
         self._state = state
         self._url = url
+        self._extra_components = extra_components  # e.g. the Discord gateway connection
         self._process = psutil.Process()
         self._process.cpu_percent()  # the first reading only starts the measurement
         self._counters = {"turns": 0, "errors": 0}
@@ -80,6 +85,7 @@ class WorkerTelemetry:
             for kind in ("vad", "stt", "llm", "tts")
         ] + [events.ComponentStatus(name="bus", health=bus_health,
                                     detail=getattr(state.bus, "health_detail", ""))]
+        components += self._extra_components()
         self._publish(
             events.ServiceStatus,
             components=components,

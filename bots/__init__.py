@@ -1,0 +1,1 @@
+"""Chat-platform bots that run the same pipeline as the browser (Discord voice)."""

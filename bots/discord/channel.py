@@ -1,0 +1,201 @@
+"""The bot in one voice channel: its connection, its voice and one conversation per member."""
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import discord
+from loguru import logger
+
+from voxline.agent import Persona, SessionOptions, run_session
+from voxline.bots.discord.floor import PlaybackFloor
+from voxline.bots.discord.receive import ReceiveStats
+from voxline.bots.discord.transport import DISCORD_SAMPLE_RATE, SpeakerTransport
+from voxline.bots.discord.voice_client import ListeningVoiceClient
+from voxline.transports.state import AppState
+
+DISCORD_PROMPT = (
+    "\nYou are speaking in a Discord voice channel. You are talking with {name}; address them "
+    "by name when it helps."
+)
+WATCHDOG_PERIOD_SECS = 1.0
+REJOIN_AFTER_SECS = 10.0  # discord.py retries a dropped voice connection itself first
+
+
+@dataclass
+class _Speaker:
+    transport: SpeakerTransport
+    task: asyncio.Task
+
+
+class VoiceChannelSession:
+    """Joined by `/join`, closed by `/leave`, an empty channel or the bot's shutdown.
+
+    Each member who speaks (not bots, not muted members) gets their own `run_session`: their own
+    VAD, turn state and LLM context with their display name in it. Replies share one voice and
+    take turns (`PlaybackFloor`). If the voice connection is lost for good, the watchdog joins
+    again and the members' sessions go on.
+    """
+
+    def __init__(
+        self, *, voice: ListeningVoiceClient, state: AppState, persona: Persona,
+        max_speakers: int, idle_leave_secs: float,
+        on_closed: Callable[["VoiceChannelSession"], None] = lambda _session: None,
+    ):
+        self.voice = voice
+        self.persona = persona
+        self._state = state
+        self._max_speakers = max_speakers
+        self._idle_leave_secs = idle_leave_secs
+        self._on_closed = on_closed
+        self._speakers: dict[int, _Speaker] = {}
+        self._floor = PlaybackFloor(voice)
+        self._stats_before_rejoin = ReceiveStats()
+        self._closing = asyncio.Event()
+        self._watchdog_task: asyncio.Task | None = None
+        self._close_task: asyncio.Task | None = None
+
+    @property
+    def channel(self) -> discord.VoiceChannel:
+        return self.voice.channel  # follows moves
+
+    @property
+    def guild(self) -> discord.Guild:
+        return self.voice.guild
+
+    @property
+    def speakers(self) -> list[int]:
+        return list(self._speakers)
+
+    @property
+    def receive_stats(self) -> ReceiveStats:
+        return self.voice.receiver.stats if self.voice.receiver else self._stats_before_rejoin
+
+    def start(self) -> None:
+        """Begin listening (call once the voice connection is up)."""
+        self.voice.listen(self._on_audio)
+        self._watchdog_task = asyncio.create_task(
+            self._watchdog_task_handler(), name=f"discord-voice-watchdog-{self.guild.id}"
+        )
+
+    async def close(self, reason: str) -> None:
+        """End every member's session and leave the channel."""
+        if self._closing.is_set():
+            return
+        self._closing.set()
+        logger.info("Discord: leaving #{} in {} ({})", self.channel.name, self.guild.name, reason)
+        if self._watchdog_task and self._watchdog_task is not asyncio.current_task():
+            self._watchdog_task.cancel()
+            await asyncio.gather(self._watchdog_task, return_exceptions=True)
+        await asyncio.gather(*(self.end_speaker(uid, reason) for uid in list(self._speakers)))
+        await self._floor.close()
+        await self.voice.disconnect(force=True)
+        self._on_closed(self)
+
+    async def set_persona(self, persona: Persona) -> None:
+        """New instructions apply at once: each member's next words start a fresh session."""
+        self.persona = persona
+        await asyncio.gather(*(self.end_speaker(uid, "persona changed")
+                               for uid in list(self._speakers)))
+
+    async def end_speaker(self, user_id: int, reason: str) -> None:
+        """End one member's session (they left, went mute or the bot leaves)."""
+        speaker = self._speakers.get(user_id)
+        if speaker is None:
+            return
+        await speaker.transport.disconnect(reason)
+        await asyncio.gather(speaker.task, return_exceptions=True)
+
+    def humans_present(self) -> list[discord.Member]:
+        """Members in the channel other than bots."""
+        return [m for m in self.channel.members if not m.bot]
+
+    def _on_audio(self, user_id: int, pcm: bytes) -> None:
+        """A packet's worth of one member's speech (on the loop, from the receiver)."""
+        if self._closing.is_set():
+            return
+        member = self.guild.get_member(user_id)
+        if not self._should_listen_to(member):
+            return
+        speaker = self._speakers.get(user_id)
+        if speaker is None:
+            if len(self._speakers) >= self._max_speakers:
+                logger.warning("Discord: {} speakers already; not listening to {}",
+                               self._max_speakers, member.display_name)
+                return
+            speaker = self._start_speaker(member)
+        speaker.transport.feed(pcm)
+
+    def _should_listen_to(self, member: discord.Member | None) -> bool:
+        if member is None or member.bot:
+            return False
+        voice = member.voice
+        return (voice is not None and voice.channel == self.channel
+                and not (voice.self_mute or voice.mute))
+
+    def _start_speaker(self, member: discord.Member) -> _Speaker:
+        name = member.display_name
+        transport = SpeakerTransport(floor=self._floor, name=f"discord-{member.id}")
+        transport.output().configure(enable_barge_in=self._state.settings.agent.enable_interruptions)
+        options = SessionOptions(
+            session_id=f"discord-{uuid.uuid4().hex[:12]}", transport="discord",
+            persona=Persona(self.persona.system_prompt + DISCORD_PROMPT.format(name=name)),
+            worker_id=self._state.worker_id,
+            client=f"{name} in #{self.channel.name} ({self.guild.name})",
+            audio_in_sample_rate=16000, audio_out_sample_rate=DISCORD_SAMPLE_RATE,
+            guild=self.guild.name, channel=self.channel.name, speaker=name,
+        )
+        logger.info("Discord: {} started talking in #{}", name, self.channel.name)
+        task = asyncio.create_task(self._run_speaker(transport, options),
+                                   name=f"discord-session-{member.id}")
+        speaker = self._speakers[member.id] = _Speaker(transport, task)
+        task.add_done_callback(lambda _t, uid=member.id, s=speaker: self._forget(uid, s))
+        return speaker
+
+    async def _run_speaker(self, transport: SpeakerTransport, options: SessionOptions) -> None:
+        state = self._state
+        state.active_sessions += 1
+        try:
+            await run_session(transport, state.models, state.settings, state.bus, options,
+                              state.sessions)
+        except Exception:  # the boundary of one member's session: the others go on
+            logger.exception("Discord: session {} failed", options.session_id)
+        finally:
+            state.active_sessions -= 1
+
+    def _forget(self, user_id: int, speaker: _Speaker) -> None:
+        if self._speakers.get(user_id) is speaker:
+            del self._speakers[user_id]
+
+    async def _watchdog_task_handler(self) -> None:
+        """Leave an empty channel after the idle time; join again if the connection is gone."""
+        empty_since: float | None = None
+        disconnected_since: float | None = None
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(WATCHDOG_PERIOD_SECS)
+            now = loop.time()
+            empty_since = (empty_since or now) if not self.humans_present() else None
+            if empty_since is not None and now - empty_since >= self._idle_leave_secs:
+                await self.close("channel empty")
+                return
+            connected = self.voice.is_connected()
+            disconnected_since = None if connected else (disconnected_since or now)
+            if disconnected_since is not None and now - disconnected_since >= REJOIN_AFTER_SECS:
+                await self._rejoin()
+                disconnected_since = None
+
+    async def _rejoin(self) -> None:
+        """The voice connection is lost for good: connect again; sessions keep running."""
+        channel = self.channel
+        logger.warning("Discord: voice connection to #{} lost; joining again", channel.name)
+        self._stats_before_rejoin = self.receive_stats
+        try:
+            await self.voice.disconnect(force=True)
+            self.voice = await channel.connect(cls=ListeningVoiceClient, reconnect=True)
+        except (discord.DiscordException, TimeoutError, OSError) as e:
+            logger.warning("Discord: joining #{} again failed: {}", channel.name, e)
+            return
+        self._floor.set_player(self.voice)
+        self.voice.listen(self._on_audio)

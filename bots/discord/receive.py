@@ -1,0 +1,183 @@
+"""DAVE-aware voice receive: UDP datagrams in, each speaker's 16 kHz mono PCM out.
+
+discord.py only sends. Its socket reader thread hands us every datagram; per packet we strip the
+RTP header, undo the transport encryption, undo DAVE's end-to-end encryption with the sender's
+key (or pass through when the call has no DAVE), decode Opus and downsample. A packet that fails
+any step is dropped and counted, never passed on as silence.
+"""
+
+import asyncio
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import davey
+import numpy as np
+import soxr
+from discord.opus import Decoder, OpusError
+from loguru import logger
+
+from voxline.bots.discord.rtp import TransportDecryptError, decrypt_payload, parse_rtp
+
+OUTPUT_SAMPLE_RATE = 16000  # what VAD and Whisper take
+MAX_CONCEALED_PACKETS = 3  # a gap this short is filled by Opus loss concealment
+_HALF_SEQUENCE_SPACE = 0x8000
+
+
+@dataclass
+class ReceiveStats:
+    """Counters for one voice connection; read by `/status` and the tests."""
+
+    packets: int = 0
+    decoded: int = 0
+    concealed: int = 0
+    held: int = 0  # waited for their SSRC's speaking event
+    dropped_transport: int = 0  # failed transport authentication
+    dropped_dave: int = 0  # replayed, corrupted or undecryptable end-to-end frames
+    dropped_late: int = 0  # duplicates and packets older than one already played
+    dropped_opus: int = 0
+    dropped_unmapped: int = 0  # their SSRC never got a speaking event in time
+
+    @property
+    def dropped(self) -> int:
+        return (self.dropped_transport + self.dropped_dave + self.dropped_late
+                + self.dropped_opus + self.dropped_unmapped)
+
+
+@dataclass(frozen=True)
+class ReceiveKeys:
+    """What decrypting needs right now; both change on reconnects and DAVE transitions."""
+
+    secret_key: bytes
+    dave_session: davey.DaveSession | None  # None: the call has no DAVE (passthrough)
+
+
+class _SpeakerStream:
+    """Decoder state of one SSRC: Opus decoder, downmix + resampler, last sequence number."""
+
+    def __init__(self):
+        self.decoder = Decoder()
+        self.resampler = soxr.ResampleStream(Decoder.SAMPLING_RATE, OUTPUT_SAMPLE_RATE, 1,
+                                             dtype="int16")
+        self.last_sequence: int | None = None
+
+    def gap_before(self, sequence: int) -> int | None:
+        """Packets missing before `sequence`; None if it is a duplicate or late."""
+        if self.last_sequence is None:
+            return 0
+        delta = (sequence - self.last_sequence) & 0xFFFF
+        if delta == 0 or delta >= _HALF_SEQUENCE_SPACE:
+            return None
+        return delta - 1
+
+    def decode(self, opus: bytes, gap: int) -> tuple[bytes, int]:
+        """16 kHz mono PCM for this frame (after concealing a short gap) and frames concealed."""
+        concealed = gap if 0 < gap <= MAX_CONCEALED_PACKETS else 0
+        pcm = b"".join(self.decoder.decode(None, fec=False) for _ in range(concealed))
+        pcm += self.decoder.decode(opus, fec=False)
+        stereo = np.frombuffer(pcm, dtype=np.int16).reshape(-1, Decoder.CHANNELS)
+        mono = stereo.mean(axis=1).astype(np.int16)
+        return self.resampler.resample_chunk(mono).tobytes(), concealed
+
+
+class VoiceReceiver:
+    """Receive for one voice connection. `on_datagram` runs on discord.py's socket thread,
+    `on_speaking`/`forget_user` on the event loop; `on_audio(user_id, pcm)` is called on the loop.
+
+    Packets of an SSRC whose member is not known yet (the speaking event can come after the
+    first packets) are held, up to `max_held_packets`, and played once it is.
+    """
+
+    def __init__(
+        self,
+        *,
+        keys: Callable[[], ReceiveKeys | None],
+        on_audio: Callable[[int, bytes], None],
+        loop: asyncio.AbstractEventLoop,
+        max_held_packets: int = 50,
+    ):
+        self._keys = keys
+        self._on_audio = on_audio
+        self._loop = loop
+        self._max_held = max_held_packets
+        self._lock = threading.Lock()
+        self._user_by_ssrc: dict[int, int] = {}
+        self._streams: dict[int, _SpeakerStream] = {}
+        self._held: dict[int, deque[tuple[int, bytes]]] = {}
+        self.stats = ReceiveStats()
+
+    def on_speaking(self, user_id: int, ssrc: int) -> None:
+        """Voice op 5: `ssrc` belongs to `user_id`; play what was held for it."""
+        with self._lock:
+            self._user_by_ssrc[ssrc] = user_id
+            held = self._held.pop(ssrc, ())
+            if held:
+                keys = self._keys()
+                for sequence, payload in held:
+                    self._deliver(user_id, ssrc, sequence, payload, keys)
+
+    def forget_user(self, user_id: int) -> None:
+        """Voice op 13 (a member left the call): drop their decoder state."""
+        with self._lock:
+            for ssrc in [s for s, u in self._user_by_ssrc.items() if u == user_id]:
+                del self._user_by_ssrc[ssrc]
+                self._streams.pop(ssrc, None)
+
+    def on_datagram(self, datagram: bytes) -> None:
+        """One UDP datagram from the voice server (socket thread; must not block)."""
+        packet = parse_rtp(datagram)
+        keys = self._keys() if packet is not None else None
+        if packet is None or keys is None:
+            return
+        with self._lock:
+            self.stats.packets += 1
+            try:
+                payload = decrypt_payload(packet, keys.secret_key)
+            except TransportDecryptError as e:
+                self.stats.dropped_transport += 1
+                logger.debug("Discord receive: dropped a packet from SSRC {}: {}", packet.ssrc, e)
+                return
+            user_id = self._user_by_ssrc.get(packet.ssrc)
+            if user_id is None:
+                self._hold(packet.ssrc, packet.sequence, payload)
+            else:
+                self._deliver(user_id, packet.ssrc, packet.sequence, payload, keys)
+
+    def _hold(self, ssrc: int, sequence: int, payload: bytes) -> None:
+        held = self._held.setdefault(ssrc, deque())
+        if len(held) >= self._max_held:
+            held.popleft()
+            self.stats.dropped_unmapped += 1
+        held.append((sequence, payload))
+        self.stats.held += 1
+
+    def _deliver(self, user_id: int, ssrc: int, sequence: int, payload: bytes,
+                 keys: ReceiveKeys | None) -> None:
+        stream = self._streams.get(ssrc) or self._streams.setdefault(ssrc, _SpeakerStream())
+        gap = stream.gap_before(sequence)
+        if gap is None:
+            self.stats.dropped_late += 1
+            return
+        opus = payload
+        if keys is not None and keys.dave_session is not None:
+            try:
+                opus = keys.dave_session.decrypt(user_id, davey.MediaType.audio, payload)
+            except ValueError as e:  # davey raises ValueError for every failure, naming it
+                self.stats.dropped_dave += 1
+                logger.debug("Discord receive: dropped a DAVE frame of user {}: {}", user_id, e)
+                return
+        try:
+            pcm, concealed = stream.decode(opus, gap)
+        except OpusError as e:
+            self.stats.dropped_opus += 1
+            logger.debug("Discord receive: undecodable Opus from user {}: {}", user_id, e)
+            return
+        stream.last_sequence = sequence
+        self.stats.decoded += 1
+        self.stats.concealed += concealed
+        if pcm:
+            try:
+                self._loop.call_soon_threadsafe(self._on_audio, user_id, pcm)
+            except RuntimeError:  # the loop closed while the socket thread was still reading
+                pass

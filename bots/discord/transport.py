@@ -1,0 +1,151 @@
+"""The pipecat transport of one member's conversation in a voice channel.
+
+Input: that member's 16 kHz mono speech from the channel's receiver. Output: the bot's voice,
+through the channel's `PlaybackFloor` so replies to different members never overlap.
+"""
+
+import asyncio
+
+import numpy as np
+from pipecat.frames.frames import (
+    CancelFrame,
+    EndFrame,
+    Frame,
+    InputAudioRawFrame,
+    InterruptionFrame,
+    OutputAudioRawFrame,
+    StartFrame,
+    UserStartedSpeakingFrame,
+)
+from pipecat.processors.frame_processor import FrameDirection
+from pipecat.transports.base_input import BaseInputTransport
+from pipecat.transports.base_output import BaseOutputTransport
+from pipecat.transports.base_transport import BaseTransport, TransportParams
+
+from voxline.bots.discord.floor import PlaybackFloor
+from voxline.bots.discord.receive import OUTPUT_SAMPLE_RATE
+
+DISCORD_SAMPLE_RATE = 48000
+MAX_QUEUED_INPUT_FRAMES = 250  # ~5 s of 20 ms packets; older audio is dropped if the loop lags
+
+
+def speaker_transport_params() -> TransportParams:
+    """Mono 16 kHz in; 48 kHz out in 20 ms chunks, real audio only (no auto silence: a quiet
+    session must give up the floor), and no write timeout short enough to fire while a reply
+    waits its turn behind others."""
+    return TransportParams(
+        audio_in_enabled=True, audio_in_sample_rate=OUTPUT_SAMPLE_RATE,
+        audio_out_enabled=True, audio_out_sample_rate=DISCORD_SAMPLE_RATE,
+        audio_out_10ms_chunks=2, audio_out_auto_silence=False,
+        audio_out_write_timeout_secs=600.0,
+    )
+
+
+class SpeakerInput(BaseInputTransport):
+    """Pushes the member's audio, fed from the loop by the channel, into the pipeline."""
+
+    def __init__(self, params: TransportParams, **kwargs):
+        super().__init__(params, **kwargs)
+        self._queue: asyncio.Queue[InputAudioRawFrame] = asyncio.Queue(MAX_QUEUED_INPUT_FRAMES)
+        self._feed_task: asyncio.Task | None = None
+
+    def feed(self, pcm: bytes) -> None:
+        """16 kHz mono s16 from the receiver; dropped before start and while the queue is full."""
+        if self._feed_task is None:
+            return
+        if self._queue.full():
+            self._queue.get_nowait()
+        self._queue.put_nowait(
+            InputAudioRawFrame(audio=pcm, sample_rate=OUTPUT_SAMPLE_RATE, num_channels=1)
+        )
+
+    async def start(self, frame: StartFrame):
+        await super().start(frame)
+        await self.set_transport_ready(frame)
+        self._feed_task = self.create_task(self._feed_task_handler())
+
+    async def stop(self, frame: EndFrame):
+        await self._stop_feeding()
+        await super().stop(frame)
+
+    async def cancel(self, frame: CancelFrame):
+        await self._stop_feeding()
+        await super().cancel(frame)
+
+    async def _stop_feeding(self):
+        if self._feed_task:
+            await self.cancel_task(self._feed_task)
+            self._feed_task = None
+
+    async def _feed_task_handler(self):
+        while True:
+            await self.push_audio_frame(await self._queue.get())
+
+
+class SpeakerOutput(BaseOutputTransport):
+    """Writes the bot's reply to this member onto the channel's floor, in turn.
+
+    A member who starts speaking cuts whatever reply is playing (barge-in); a reply cut because
+    *another* member spoke interrupts this session's pipeline too, so its LLM stops.
+    """
+
+    def __init__(self, params: TransportParams, *, floor: PlaybackFloor, **kwargs):
+        super().__init__(params, **kwargs)
+        self._floor = floor
+        self._enable_barge_in = True
+
+    def configure(self, *, enable_barge_in: bool) -> None:
+        self._enable_barge_in = enable_barge_in
+
+    async def start(self, frame: StartFrame):
+        await super().start(frame)
+        await self.set_transport_ready(frame)
+
+    async def stop(self, frame: EndFrame):
+        await super().stop(frame)
+        self._floor.drop(self)
+
+    async def cancel(self, frame: CancelFrame):
+        await super().cancel(frame)
+        self._floor.drop(self)
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection):
+        await super().process_frame(frame, direction)
+        if isinstance(frame, InterruptionFrame):
+            self._floor.drop(self)
+        elif isinstance(frame, UserStartedSpeakingFrame) and self._enable_barge_in:
+            self._floor.barge_in(self)
+
+    async def write_audio_frame(self, frame: OutputAudioRawFrame) -> bool:
+        mono = np.frombuffer(frame.audio, dtype=np.int16)
+        stereo = np.repeat(mono, 2) if frame.num_channels == 1 else mono
+        await self._floor.write(self, stereo.tobytes())
+        return True
+
+    def on_floor_taken(self) -> None:
+        """Another member barged in on this session's reply: stop generating it."""
+        self.create_task(self.broadcast_interruption())
+
+
+class SpeakerTransport(BaseTransport):
+    """`run_session`'s transport for one member; `disconnect()` ends that session."""
+
+    def __init__(self, *, floor: PlaybackFloor, name: str):
+        super().__init__(name=name)
+        params = speaker_transport_params()
+        self._input = SpeakerInput(params, name=f"{name}#input")
+        self._output = SpeakerOutput(params, floor=floor, name=f"{name}#output")
+        self._register_event_handler("on_client_disconnected")
+
+    def input(self) -> SpeakerInput:
+        return self._input
+
+    def output(self) -> SpeakerOutput:
+        return self._output
+
+    def feed(self, pcm: bytes) -> None:
+        self._input.feed(pcm)
+
+    async def disconnect(self, reason: str) -> None:
+        """The member left (or the bot did): end their session."""
+        await self._call_event_handler("on_client_disconnected", reason)

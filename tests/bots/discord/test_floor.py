@@ -1,0 +1,74 @@
+"""PlaybackFloor: replies to different members take turns on one voice; barge-in cuts them."""
+
+import asyncio
+
+from tests.bots.discord.player import ThreadPlayer
+from voxline.bots.discord.audio_source import FRAME_BYTES
+from voxline.bots.discord.floor import PlaybackFloor
+
+
+class Owner:
+    def __init__(self, byte: int):
+        self.chunk = bytes([byte]) * FRAME_BYTES
+        self.cut = 0
+
+    def on_floor_taken(self) -> None:
+        self.cut += 1
+
+
+async def _reply(floor, owner, frames):
+    for _ in range(frames):
+        await floor.write(owner, owner.chunk)
+
+
+async def test_replies_take_turns_first_come_first_served():
+    player = ThreadPlayer()
+    floor = PlaybackFloor(player)
+    alice, bob = Owner(1), Owner(2)
+    try:
+        first = asyncio.create_task(_reply(floor, alice, 10))
+        await asyncio.sleep(0.05)
+        second = asyncio.create_task(_reply(floor, bob, 10))
+        await asyncio.wait_for(asyncio.gather(first, second), timeout=5)
+        while player.is_playing():
+            await asyncio.sleep(0.02)
+    finally:
+        await floor.close()
+    assert player.played == [1] * 10 + [2] * 10  # never interleaved
+    assert floor.owner is None
+
+
+async def test_barge_in_by_another_member_cuts_the_reply_and_tells_its_owner():
+    player = ThreadPlayer()
+    floor = PlaybackFloor(player)
+    alice, bob = Owner(1), Owner(2)
+    try:
+        reply = asyncio.create_task(_reply(floor, alice, 100))
+        while len(player.played) < 3:
+            await asyncio.sleep(0.01)
+        floor.barge_in(bob)
+        assert not player.is_playing()
+        assert alice.cut == 1 and bob.cut == 0
+        floor.drop(alice)  # what alice's session does when its interruption arrives
+        reply.cancel()
+        await asyncio.gather(reply, return_exceptions=True)
+    finally:
+        await floor.close()
+    assert len(player.played) < 20
+
+
+async def test_a_dropped_waiting_reply_is_not_played():
+    player = ThreadPlayer()
+    floor = PlaybackFloor(player)
+    alice, bob = Owner(1), Owner(2)
+    try:
+        first = asyncio.create_task(_reply(floor, alice, 10))
+        await asyncio.sleep(0.05)
+        waiting = asyncio.create_task(floor.write(bob, bob.chunk))
+        await asyncio.sleep(0.05)
+        floor.drop(bob)  # bob's session was interrupted before its turn
+        assert await asyncio.wait_for(waiting, 1) is False
+        await asyncio.wait_for(first, 5)
+    finally:
+        await floor.close()
+    assert 2 not in player.played

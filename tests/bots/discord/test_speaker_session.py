@@ -1,0 +1,63 @@
+"""One member's conversation through `SpeakerTransport` and the real models, without Discord:
+their speech in at 16 kHz, the bot's answer out through the floor at 48 kHz stereo."""
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from tests.bots.discord.player import ThreadPlayer
+from tests.helpers import read_pcm, rms, transcribe, words
+from voxline.agent import Persona, SessionOptions, run_session
+from voxline.bots.discord.floor import PlaybackFloor
+from voxline.bots.discord.transport import SpeakerTransport
+from voxline.bus import events
+from voxline.bus.inprocess import InProcessBus
+
+pytestmark = pytest.mark.slow
+CHUNK = 640  # 20 ms of 16 kHz mono s16, as the receiver delivers it
+
+
+async def _speak(transport: SpeakerTransport, pcm: bytes, *, silence_secs: float) -> None:
+    """Feed speech then silence in real time, like packets from Discord."""
+    pcm += bytes(int(silence_secs * 32000))
+    for i in range(0, len(pcm), CHUNK):
+        transport.feed(pcm[i:i + CHUNK])
+        await asyncio.sleep(0.02)
+
+
+async def test_a_member_is_heard_and_answered_through_the_floor(models, settings, speech):
+    bus = InProcessBus()
+    subscription = bus.subscribe()
+    player = ThreadPlayer()
+    floor = PlaybackFloor(player)
+    transport = SpeakerTransport(floor=floor, name="discord-42")
+    options = SessionOptions(
+        session_id="discord-test", transport="discord", persona=Persona("Answer in one sentence."),
+        audio_out_sample_rate=48000, guild="Guild", channel="General", speaker="Alice",
+    )
+    session = asyncio.create_task(run_session(transport, models, settings, bus, options))
+    try:
+        speech_pcm = read_pcm(speech("What is the capital of France?"))
+        await _speak(transport, speech_pcm, silence_secs=1.0)
+        seen: dict[type, events.Event] = {}
+        async with asyncio.timeout(30):
+            async for event in subscription:
+                seen.setdefault(type(event), event)
+                if isinstance(event, events.BotStoppedSpeaking):
+                    break
+        await transport.disconnect("left the channel")
+        await asyncio.wait_for(session, 10)
+    finally:
+        session.cancel()
+        await asyncio.gather(session, return_exceptions=True)
+        await floor.close()
+    started = seen[events.SessionStarted]
+    assert (started.transport, started.guild, started.channel, started.speaker) == (
+        "discord", "Guild", "General", "Alice")
+    assert "france" in words(seen[events.TranscriptFinal].text)
+    stereo = np.frombuffer(bytes(player.audio), dtype=np.int16).reshape(-1, 2)
+    assert (stereo[:, 0] == stereo[:, 1]).all()
+    mono = stereo[:, 0].tobytes()
+    assert rms(mono) > 0.01
+    assert words(transcribe(models, mono, 48000)), "the bot's reply should be intelligible"

@@ -1,0 +1,60 @@
+"""`voxline discord`: the Discord bot process, publishing on the bus like any worker."""
+
+import asyncio
+import os
+import socket
+import time
+
+import discord
+from loguru import logger
+
+from voxline.bots.discord.bot import VoxlineDiscordBot
+from voxline.config.settings import VoxlineSettings
+from voxline.control import WorkerControl
+from voxline.models import load_models
+from voxline.server import build_state
+from voxline.telemetry import WorkerTelemetry
+
+
+class DiscordBotError(Exception):
+    """A failure the operator fixes (no token, a token Discord refuses); one line."""
+
+
+async def run_discord(settings: VoxlineSettings, **client_kwargs) -> None:
+    """Load the models, connect to Discord and serve until interrupted.
+
+    `client_kwargs` reach `discord.Client` (the tests pass a connector for a local fake).
+    """
+    if settings.discord.token is None:
+        raise DiscordBotError(
+            "no Discord bot token: set DISCORD_TOKEN (or discord.token in the config file); "
+            "see the README section 'Discord bot'"
+        )
+    logger.info("voxline discord: loading models")
+    started = time.perf_counter()
+    models = await asyncio.to_thread(
+        load_models, settings, lambda line, secs: logger.info("  {:<44} {:6.2f}s", line, secs)
+    )
+    logger.info("voxline discord: models ready in {:.1f}s", time.perf_counter() - started)
+    state = build_state(settings, models, worker_id=f"{socket.gethostname()}:discord:{os.getpid()}")
+    bot = VoxlineDiscordBot(state=state, settings=settings.discord, **client_kwargs)
+    telemetry = WorkerTelemetry(state, extra_components=lambda: [bot.component_status()])
+    control = WorkerControl(state)
+    await state.bus.start()
+    await telemetry.start()
+    await control.start()
+    try:
+        async with bot:
+            await bot.start(settings.discord.token.get_secret_value())
+    except discord.LoginFailure:
+        raise DiscordBotError(
+            "Discord refused the bot token: copy it again from the Developer Portal (Bot → "
+            "Reset Token) into DISCORD_TOKEN"
+        ) from None
+    except discord.PrivilegedIntentsRequired:
+        raise DiscordBotError("Discord refused the bot's intents") from None
+    finally:
+        await control.close()
+        await telemetry.close()
+        await state.bus.close()
+        models.close()
