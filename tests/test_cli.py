@@ -61,7 +61,7 @@ def unused_port():
 @pytest.mark.parametrize("command, described", [
     ((), {"--config": "YAML config file", "--log-level": "TRACE, DEBUG",
           "serve": "load the models and serve /ws", "talk": "speak a wav file",
-          "models": "list each model"}),
+          "models": "list each model", "discord": "run the Discord voice bot"}),
     (("serve",), {"--host": "bind address", "--port": "0 picks a free one",
                   "--ssl-certfile": "TLS certificate", "--ssl-keyfile": "TLS private key"}),
     (("talk",), {"--wav": "16-bit mono PCM wav", "--out": "reply audio",
@@ -164,3 +164,13 @@ async def test_serve_on_a_port_in_use_is_one_clear_line():
                                             str(port))
     assert rc == 1, stderr
     assert_one_error_line(stderr, f"cannot listen on 127.0.0.1:{port}", "in use", "--port")
+
+
+# --- discord ------------------------------------------------------------------------------------
+
+def test_discord_without_a_token_says_where_to_put_it(monkeypatch):
+    monkeypatch.delenv("DISCORD_TOKEN", raising=False)
+    monkeypatch.delenv("VOXLINE_DISCORD__TOKEN", raising=False)
+    result = voxline("discord", timeout_secs=30)
+    assert result.returncode == 1
+    assert_one_error_line(result.stderr, "no Discord bot token", "DISCORD_TOKEN")

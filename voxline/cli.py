@@ -57,6 +57,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+NO_DISCORD_TOKEN = (
+    "no Discord bot token: set DISCORD_TOKEN (or discord.token in the config file); see the "
+    "README section 'Discord bot'"
+)
+
+
 class _UserFacingError(Exception):
     """An expected failure whose message is the whole story."""
 
@@ -177,10 +183,12 @@ def _dashboard(args: argparse.Namespace) -> int:
 
 
 def _discord(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if settings.discord.token is None:  # before the imports below, which load pipecat
+        raise _UserFacingError(NO_DISCORD_TOKEN)
     from voxline.discord_bot import DiscordBotError, run_discord
     from voxline.models import ModelFileError
 
-    settings = _settings(args)
     try:
         _run_loop(run_discord(settings))
     except (DiscordBotError, ModelFileError) as e:

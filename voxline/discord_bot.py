@@ -26,10 +26,7 @@ async def run_discord(settings: VoxlineSettings, **client_kwargs) -> None:
     `client_kwargs` reach `discord.Client` (the tests pass a connector for a local fake).
     """
     if settings.discord.token is None:
-        raise DiscordBotError(
-            "no Discord bot token: set DISCORD_TOKEN (or discord.token in the config file); "
-            "see the README section 'Discord bot'"
-        )
+        raise DiscordBotError("no Discord bot token: set DISCORD_TOKEN")
     logger.info("voxline discord: loading models")
     started = time.perf_counter()
     models = await asyncio.to_thread(

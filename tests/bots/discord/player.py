@@ -12,6 +12,7 @@ class ThreadPlayer:
     def __init__(self):
         self.played: list[int] = []  # first byte of every non-silent frame, in play order
         self.audio = bytearray()  # everything played, 48 kHz stereo s16
+        self.is_audible = threading.Event()  # set once 3 non-silent frames were played
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -29,12 +30,19 @@ class ThreadPlayer:
             self.audio += frame
             if any(frame):
                 self.played.append(frame[0])
+                if len(self.played) >= 3:
+                    self.is_audible.set()
             time.sleep(0.02)
 
     def stop(self) -> None:
         self._stop.set()
         if self._thread:
             self._thread.join()
+
+    def join(self, timeout_secs: float) -> None:
+        """Wait (in a thread) for playback to end by itself."""
+        if self._thread:
+            self._thread.join(timeout_secs)
 
     def is_playing(self) -> bool:
         return self._thread is not None and self._thread.is_alive()

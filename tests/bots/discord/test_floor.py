@@ -30,8 +30,7 @@ async def test_replies_take_turns_first_come_first_served():
         await asyncio.sleep(0.05)
         second = asyncio.create_task(_reply(floor, bob, 10))
         await asyncio.wait_for(asyncio.gather(first, second), timeout=5)
-        while player.is_playing():
-            await asyncio.sleep(0.02)
+        await asyncio.to_thread(player.join, 5)
     finally:
         await floor.close()
     assert player.played == [1] * 10 + [2] * 10  # never interleaved
@@ -44,8 +43,7 @@ async def test_barge_in_by_another_member_cuts_the_reply_and_tells_its_owner():
     alice, bob = Owner(1), Owner(2)
     try:
         reply = asyncio.create_task(_reply(floor, alice, 100))
-        while len(player.played) < 3:
-            await asyncio.sleep(0.01)
+        assert await asyncio.to_thread(player.is_audible.wait, 5)
         floor.barge_in(bob)
         assert not player.is_playing()
         assert alice.cut == 1 and bob.cut == 0
