@@ -28,6 +28,7 @@ from voxline.agent.services import build_llm, build_stt, build_tts
 from voxline.bus import EventBus, SessionBus, events
 from voxline.config.settings import AgentSettings, VADSettings, VoxlineSettings
 from voxline.models import ModelSet
+from voxline.pipeline.circuit_breaker import CircuitBreaker
 from voxline.pipeline.context_window import ContextWindowProcessor
 from voxline.pipeline.session_events import SessionEventsObserver
 from voxline.pipeline.turn_end import TranscriptTurnStopStrategy
@@ -54,11 +55,14 @@ async def run_session(
     bus: EventBus,
     options: SessionOptions,
     registry: SessionRegistry | None = None,
+    llm_breaker: CircuitBreaker | None = None,
 ) -> None:
     """Run one conversation until the client leaves, the session idles out or fails.
 
     transport in → VAD → STT → user context → history window → LLM → TTS → transport out →
     assistant context (only what was actually played), with observers publishing to the bus.
+    `registry` and `llm_breaker` (a remote LLM's circuit breaker) are the worker's, shared by
+    its sessions.
     """
     session_bus = SessionBus(bus, session_id=options.session_id, source=options.worker_id)
     with logger.contextualize(session_id=options.session_id):
@@ -75,7 +79,8 @@ async def run_session(
             build_stt(models, settings.stt),
             aggregators.user(),
             ContextWindowProcessor(max_messages=settings.agent.max_history_messages),
-            build_llm(models, settings.llm, system_prompt=options.persona.system_prompt),
+            build_llm(models, settings.llm, system_prompt=options.persona.system_prompt,
+                      breaker=llm_breaker),
             build_tts(models),
             transport.output(),
             aggregators.assistant(),

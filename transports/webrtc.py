@@ -157,7 +157,7 @@ class WebRTCGateway:
                                       persona=state.persona, worker_id=state.worker_id,
                                       client=connection.pc_id,
                                       audio_out_sample_rate=WEBRTC_OUTPUT_SAMPLE_RATE,
-                                  ), state.sessions)
+                                  ), state.sessions, state.llm_breaker)
         except Exception:  # one peer's boundary: log once, keep the server up
             logger.exception("WebRTC session {} failed", session_id)
         finally:

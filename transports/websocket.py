@@ -56,6 +56,7 @@ async def websocket_endpoint(websocket: WebSocket, state: AppState) -> None:
                     audio_out_sample_rate=start.out_rate,
                 ),
                 state.sessions,
+                state.llm_breaker,
             )
     except Exception:  # the boundary of one connection: log once, keep the server up
         logger.exception("Session {} failed", session_id)

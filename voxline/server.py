@@ -12,7 +12,7 @@ from fastapi import Response
 from loguru import logger
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from voxline.agent.persona import Persona
+from voxline.agent import Persona, llm_breaker
 from voxline.bus import create_bus
 from voxline.config.settings import VoxlineSettings
 from voxline.control import WorkerControl
@@ -36,6 +36,7 @@ def build_state(settings: VoxlineSettings, models: ModelSet) -> AppState:
         bus=create_bus(settings.bus, origin=f"{worker_id}:{os.getpid()}"),
         persona=Persona(settings.agent.system_prompt, settings.agent.greeting),
         worker_id=worker_id,
+        llm_breaker=llm_breaker(settings.llm),
     )
 
 
