@@ -105,7 +105,8 @@ async def run_session(
 
         @transport.event_handler("on_client_disconnected")
         async def on_client_disconnected(_transport, _client):
-            ending["reason"] = "client disconnected"
+            if ending["reason"] == "ended":  # not already ended for another reason
+                ending["reason"] = "client disconnected"
             await worker.cancel(reason="client disconnected")
 
         @worker.event_handler("on_idle_timeout")
@@ -115,7 +116,8 @@ async def run_session(
         if options.persona.greeting:
             await worker.queue_frame(TTSSpeakFrame(options.persona.greeting))
         registry = registry if registry is not None else SessionRegistry()
-        registry.add(options.session_id, worker)
+        registry.add(options.session_id, worker,
+                     on_end=lambda reason: ending.update(reason=reason))
         try:
             await _run(worker, session_bus, options, ending)
         finally:

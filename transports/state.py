@@ -7,6 +7,7 @@ from voxline.agent import CircuitBreaker, Persona, SessionRegistry
 from voxline.bus import EventBus
 from voxline.config.settings import VoxlineSettings
 from voxline.models import ModelSet
+from voxline.transports.client_events import ClientOutbox
 
 
 @dataclass
@@ -23,3 +24,5 @@ class AppState:
     sessions: SessionRegistry = field(default_factory=SessionRegistry)
     started_at: float = field(default_factory=time.monotonic)
     llm_breaker: CircuitBreaker | None = None
+    # Each live session's outbox, to tell its client before a shutdown ends the session.
+    client_outboxes: set[ClientOutbox] = field(default_factory=set)

@@ -141,6 +141,7 @@ class WebRTCGateway:
         outbox = ClientOutbox(send)
         watchdog: asyncio.Task = asyncio.create_task(asyncio.sleep(0))
         state.active_sessions += 1
+        state.client_outboxes.add(outbox)
         try:
             outbox.put({"type": "ready", "session_id": session_id,
                         "output_sample_rate": WEBRTC_OUTPUT_SAMPLE_RATE})
@@ -163,6 +164,7 @@ class WebRTCGateway:
         finally:
             watchdog.cancel()
             state.active_sessions -= 1
+            state.client_outboxes.discard(outbox)
             await outbox.close()
             await connection.disconnect()
 

@@ -40,6 +40,7 @@ async def websocket_endpoint(websocket: WebSocket, state: AppState) -> None:
     session_id = uuid.uuid4().hex[:12]
     outbox = ClientOutbox(lambda message: websocket.send_text(json.dumps(message)))
     state.active_sessions += 1
+    state.client_outboxes.add(outbox)
     try:
         outbox.put({"type": "ready", "session_id": session_id,
                     "sample_rate": start.sample_rate, "output_sample_rate": start.out_rate})
@@ -63,6 +64,7 @@ async def websocket_endpoint(websocket: WebSocket, state: AppState) -> None:
         outbox.error("internal_error", "the session failed on the server; please reconnect")
     finally:
         state.active_sessions -= 1
+        state.client_outboxes.discard(outbox)
         await outbox.close()
 
 
