@@ -16,6 +16,7 @@ from pipecat.processors.aggregators.llm_response_universal import (
     LLMContextAggregatorPair,
     LLMUserAggregatorParams,
 )
+from pipecat.processors.audio.audio_buffer_processor import AudioBufferProcessor
 from pipecat.processors.audio.vad_processor import VADProcessor
 from pipecat.transports.base_transport import BaseTransport
 from pipecat.turns.user_start import TranscriptionUserTurnStartStrategy, VADUserTurnStartStrategy
@@ -26,10 +27,16 @@ from voxline.agent.persona import Persona
 from voxline.agent.registry import SessionRegistry
 from voxline.agent.services import build_llm, build_stt, build_tts
 from voxline.bus import EventBus, SessionBus, events
-from voxline.config.settings import AgentSettings, VADSettings, VoxlineSettings
+from voxline.config.settings import (
+    AgentSettings,
+    PrivacySettings,
+    VADSettings,
+    VoxlineSettings,
+)
 from voxline.models import ModelSet
 from voxline.pipeline.circuit_breaker import CircuitBreaker
 from voxline.pipeline.context_window import ContextWindowProcessor
+from voxline.pipeline.recording import session_recorder
 from voxline.pipeline.session_events import SessionEventsObserver
 from voxline.pipeline.turn_end import TranscriptTurnStopStrategy
 from voxline.pipeline.turn_metrics import TurnMetricsObserver
@@ -46,6 +53,7 @@ class SessionOptions:
     client: str = ""
     audio_in_sample_rate: int = 16000  # what reaches the pipeline (VAD and Whisper want 16 kHz)
     audio_out_sample_rate: int = 16000
+    record: bool = False  # the client asked; recorded only if privacy.allow_recording too
 
 
 async def run_session(
@@ -83,6 +91,7 @@ async def run_session(
                       breaker=llm_breaker),
             build_tts(models),
             transport.output(),
+            *_recorder(settings.privacy, options),
             aggregators.assistant(),
         ])
         worker = PipelineWorker(
@@ -146,6 +155,13 @@ async def _run(
         session_bus.publish(events.SessionEnded, reason=ending["reason"], duration_secs=elapsed)
         logger.info("Session {} ended ({}) after {:.1f}s", options.session_id, ending["reason"],
                     elapsed)
+
+
+def _recorder(privacy: PrivacySettings, options: SessionOptions) -> list[AudioBufferProcessor]:
+    """The session's WAV recorder, only when both the server and the client want one."""
+    if not (options.record and privacy.allow_recording):
+        return []
+    return [session_recorder(path=privacy.recordings_dir / f"{options.session_id}.wav")]
 
 
 def _vad_analyzer(vad: VADSettings) -> SileroVADAnalyzer:

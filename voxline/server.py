@@ -56,7 +56,9 @@ class Worker:
         self.collector: Collector | None = None
         if settings.dashboard.mount_in_serve:
             token = required_token(settings.dashboard, settings.server.host)
-            self.collector = Collector(state.bus, history_turns=settings.dashboard.history_turns)
+            self.collector = Collector(
+                state.bus, history_turns=settings.dashboard.history_turns,
+                transcript_retention=settings.privacy.transcript_retention)
             self.app.mount("/dashboard", create_dashboard_app(
                 self.collector, state.bus, token=token, source=state.worker_id))
         self._telemetry = WorkerTelemetry(state)
@@ -161,7 +163,8 @@ async def serve_dashboard(settings: VoxlineSettings) -> None:
     token = required_token(settings.dashboard, settings.dashboard.host)
     bus = create_bus(settings.bus, origin=f"dashboard:{socket.gethostname()}:{os.getpid()}")
     await bus.start()
-    collector = Collector(bus, history_turns=settings.dashboard.history_turns)
+    collector = Collector(bus, history_turns=settings.dashboard.history_turns,
+                          transcript_retention=settings.privacy.transcript_retention)
     await collector.start()
     app = create_dashboard_app(collector, bus, token=token, source="dashboard")
     config = uvicorn_config(app, settings)
