@@ -2,6 +2,9 @@
 
 from voxline.agent.persona import Persona
 from voxline.agent.registry import SessionRegistry
+from voxline.agent.services import llm_breaker
 from voxline.agent.session import SessionOptions, run_session
+from voxline.pipeline.circuit_breaker import CircuitBreaker
 
-__all__ = ["Persona", "SessionOptions", "SessionRegistry", "run_session"]
+__all__ = ["CircuitBreaker", "Persona", "SessionOptions", "SessionRegistry", "llm_breaker",
+           "run_session"]

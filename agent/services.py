@@ -1,11 +1,12 @@
 """Builds the per-session STT, LLM and TTS processors around the shared models."""
 
 from pipecat.services.llm_service import LLMService
-from pipecat.services.openai.llm import OpenAILLMService
 
 from voxline.config.settings import LLMSettings, STTSettings
 from voxline.models import ModelSet
+from voxline.pipeline.circuit_breaker import CircuitBreaker
 from voxline.pipeline.llm import LlamaCppLLMService
+from voxline.pipeline.remote_llm import RemoteLLMService
 from voxline.pipeline.stt import StreamingWhisperSTTService
 from voxline.pipeline.tts import LocalTTSService
 
@@ -17,13 +18,28 @@ def build_stt(models: ModelSet, stt: STTSettings) -> StreamingWhisperSTTService:
     )
 
 
-def build_llm(models: ModelSet, llm: LLMSettings, *, system_prompt: str) -> LLMService:
-    """llama.cpp in-process, or pipecat's OpenAI service for any OpenAI-compatible server."""
+def llm_breaker(llm: LLMSettings) -> CircuitBreaker | None:
+    """The process-wide circuit breaker of a remote LLM (None for the in-process one)."""
+    if llm.provider != "openai":
+        return None
+    return CircuitBreaker(failure_threshold=llm.breaker_failure_threshold,
+                          reset_secs=llm.breaker_reset_secs)
+
+
+def build_llm(
+    models: ModelSet, llm: LLMSettings, *, system_prompt: str,
+    breaker: CircuitBreaker | None = None,
+) -> LLMService:
+    """llama.cpp in-process, or pipecat's OpenAI service for any OpenAI-compatible server,
+    behind `breaker` (the worker's, shared by its sessions; a new one when None)."""
     if llm.provider == "openai":
-        service = OpenAILLMService(
+        service = RemoteLLMService(
+            breaker=breaker or llm_breaker(llm),
+            first_token_timeout_secs=llm.first_token_timeout_secs,
+            apology=llm.apology_text,
             api_key=llm.api_key.get_secret_value(),
             base_url=llm.base_url,
-            settings=OpenAILLMService.Settings(
+            settings=RemoteLLMService.Settings(
                 model=llm.remote_model, system_instruction=system_prompt,
                 max_completion_tokens=llm.max_tokens, temperature=llm.temperature,
             ),

@@ -16,6 +16,7 @@ from pipecat.processors.aggregators.llm_response_universal import (
     LLMContextAggregatorPair,
     LLMUserAggregatorParams,
 )
+from pipecat.processors.audio.audio_buffer_processor import AudioBufferProcessor
 from pipecat.processors.audio.vad_processor import VADProcessor
 from pipecat.transports.base_transport import BaseTransport
 from pipecat.turns.user_start import TranscriptionUserTurnStartStrategy, VADUserTurnStartStrategy
@@ -26,9 +27,16 @@ from voxline.agent.persona import Persona
 from voxline.agent.registry import SessionRegistry
 from voxline.agent.services import build_llm, build_stt, build_tts
 from voxline.bus import EventBus, SessionBus, events
-from voxline.config.settings import AgentSettings, VADSettings, VoxlineSettings
+from voxline.config.settings import (
+    AgentSettings,
+    PrivacySettings,
+    VADSettings,
+    VoxlineSettings,
+)
 from voxline.models import ModelSet
+from voxline.pipeline.circuit_breaker import CircuitBreaker
 from voxline.pipeline.context_window import ContextWindowProcessor
+from voxline.pipeline.recording import session_recorder
 from voxline.pipeline.session_events import SessionEventsObserver
 from voxline.pipeline.turn_end import TranscriptTurnStopStrategy
 from voxline.pipeline.turn_metrics import TurnMetricsObserver
@@ -48,6 +56,7 @@ class SessionOptions:
     guild: str = ""  # Discord: where, and whom this session listens to
     channel: str = ""
     speaker: str = ""
+    record: bool = False  # the client asked; recorded only if privacy.allow_recording too
 
 
 async def run_session(
@@ -57,11 +66,14 @@ async def run_session(
     bus: EventBus,
     options: SessionOptions,
     registry: SessionRegistry | None = None,
+    llm_breaker: CircuitBreaker | None = None,
 ) -> None:
     """Run one conversation until the client leaves, the session idles out or fails.
 
     transport in → VAD → STT → user context → history window → LLM → TTS → transport out →
     assistant context (only what was actually played), with observers publishing to the bus.
+    `registry` and `llm_breaker` (a remote LLM's circuit breaker) are the worker's, shared by
+    its sessions.
     """
     session_bus = SessionBus(bus, session_id=options.session_id, source=options.worker_id)
     with logger.contextualize(session_id=options.session_id):
@@ -78,9 +90,11 @@ async def run_session(
             build_stt(models, settings.stt),
             aggregators.user(),
             ContextWindowProcessor(max_messages=settings.agent.max_history_messages),
-            build_llm(models, settings.llm, system_prompt=options.persona.system_prompt),
+            build_llm(models, settings.llm, system_prompt=options.persona.system_prompt,
+                      breaker=llm_breaker),
             build_tts(models),
             transport.output(),
+            *_recorder(settings.privacy, options),
             aggregators.assistant(),
         ])
         worker = PipelineWorker(
@@ -103,7 +117,8 @@ async def run_session(
 
         @transport.event_handler("on_client_disconnected")
         async def on_client_disconnected(_transport, _client):
-            ending["reason"] = "client disconnected"
+            if ending["reason"] == "ended":  # not already ended for another reason
+                ending["reason"] = "client disconnected"
             await worker.cancel(reason="client disconnected")
 
         @worker.event_handler("on_idle_timeout")
@@ -113,7 +128,8 @@ async def run_session(
         if options.persona.greeting:
             await worker.queue_frame(TTSSpeakFrame(options.persona.greeting))
         registry = registry if registry is not None else SessionRegistry()
-        registry.add(options.session_id, worker)
+        registry.add(options.session_id, worker,
+                     on_end=lambda reason: ending.update(reason=reason))
         try:
             await _run(worker, session_bus, options, ending)
         finally:
@@ -143,6 +159,13 @@ async def _run(
         session_bus.publish(events.SessionEnded, reason=ending["reason"], duration_secs=elapsed)
         logger.info("Session {} ended ({}) after {:.1f}s", options.session_id, ending["reason"],
                     elapsed)
+
+
+def _recorder(privacy: PrivacySettings, options: SessionOptions) -> list[AudioBufferProcessor]:
+    """The session's WAV recorder, only when both the server and the client want one."""
+    if not (options.record and privacy.allow_recording):
+        return []
+    return [session_recorder(path=privacy.recordings_dir / f"{options.session_id}.wav")]
 
 
 def _vad_analyzer(vad: VADSettings) -> SileroVADAnalyzer:

@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 from voxline.bus.base import EventBus, EventFilter, Subscription
 from voxline.bus.events import EVENT_BY_TOPIC, Event
 from voxline.bus.inprocess import InProcessBus
+from voxline.config.settings import mask_url_credentials
 
 CHANNEL_PREFIX = "voxline."
 BACKOFF_FIRST_SECS = 0.1
@@ -158,7 +159,7 @@ class RedisBus(EventBus):
             self._detail = why
         if was != self.health:
             if self.health == "healthy":
-                logger.info("Redis bus: connected to {}", _safe(self._url))
+                logger.info("Redis bus: connected to {}", mask_url_credentials(self._url))
             else:
                 logger.warning("Redis bus degraded ({}); conversations go on, retrying", why)
 
@@ -178,11 +179,3 @@ class Backoff:
     def reset(self) -> None:
         """After a success."""
         self._delay = BACKOFF_FIRST_SECS
-
-
-def _safe(url: str) -> str:
-    """The URL without a password, for logs."""
-    if "@" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    return f"{scheme}://***@{rest.split('@', 1)[1]}"

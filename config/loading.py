@@ -6,7 +6,7 @@ import yaml
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, YamlConfigSettingsSource
 
-from voxline.config.settings import VoxlineSettings
+from voxline.config.settings import VoxlineSettings, mask_url_credentials
 
 DEFAULT_CONFIG_FILE = Path(__file__).with_name("default.yaml")
 # A key containing one of these holds a secret: its value never appears in an error or log.
@@ -88,6 +88,8 @@ def _describe(error: ValidationError) -> str:
     is_section = isinstance(value, dict)  # a whole section failed (e.g. a cross-field check)
     env_name = "VOXLINE_" + "__".join([p.upper() for p in loc] + (["*"] if is_section else []))
     is_secret = any(word in part.lower() for part in loc for word in _SECRET_WORDS)
+    if isinstance(value, str):
+        value = mask_url_credentials(value)
     shown = "" if is_section or is_secret else f" = {_short(repr(value))}"
     more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
     if first["type"] == "extra_forbidden":

@@ -14,6 +14,17 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 SUPPORTED_SAMPLE_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
 
 
+def mask_url_credentials(url: str) -> str:
+    """`url` with its password (or a lone user-info token) replaced by `***`, for logs, status
+    events and error messages: redis://:pw@host/0 → redis://:***@host/0."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not sep or not at:
+        return url
+    user, colon, _password = userinfo.partition(":")
+    return f"{scheme}://{user}:***@{host}" if colon else f"{scheme}://***@{host}"
+
+
 def _expand_home(path: Path | None) -> Path | None:
     """`~` in a path from YAML or env is not expanded by pydantic; expand it once, here."""
     return path.expanduser() if path is not None else None
@@ -111,6 +122,20 @@ class LLMSettings(_Section):
     base_url: str = Field(default="http://127.0.0.1:8080/v1", description="provider 'openai'")
     remote_model: str = Field(default="default", description="Model name sent to the server")
     api_key: SecretStr = SecretStr("none")
+    first_token_timeout_secs: float = Field(
+        default=5.0, gt=0, le=300,
+        description="provider 'openai': a turn with no token by then fails (apology spoken)",
+    )
+    breaker_failure_threshold: int = Field(
+        default=3, ge=1, le=100, description="Consecutive failures that open the circuit"
+    )
+    breaker_reset_secs: float = Field(
+        default=30.0, gt=0, le=3600, description="Open circuit: fail fast this long, then probe"
+    )
+    apology_text: str = Field(
+        default="Sorry, I can't think right now. Please try again in a moment.",
+        min_length=1, max_length=500, description="Spoken when the remote LLM fails a turn",
+    )
 
     _expand_model_path = field_validator("model_path")(_expand_home)
 
@@ -144,10 +169,29 @@ class AgentSettings(_Section):
     idle_timeout_secs: float = Field(default=300.0, gt=0)
 
 
+class PrivacySettings(_Section):
+    """What is kept of a conversation: by default, nothing after it ends."""
+
+    allow_recording: bool = Field(
+        default=False, description="Clients may ask for a recording ('record': true in start)"
+    )
+    recordings_dir: Path = Field(
+        default=Path("~/.local/share/voxline/recordings").expanduser(),
+        description="One WAV per recorded session",
+    )
+    transcript_retention: Literal["none", "memory"] = Field(
+        default="none", description="none: the dashboard forgets a transcript when its "
+        "session ends; memory: it keeps the last ended sessions' in memory",
+    )
+
+    _expand_recordings_dir = field_validator("recordings_dir")(_expand_home)
+
+
 class BusSettings(_Section):
     """Event bus. No url: the in-process bus."""
 
-    url: str | None = Field(default=None, description="redis://host:port/db")
+    # Not in repr(): it may hold a password (redacted() masks it).
+    url: str | None = Field(default=None, description="redis://host:port/db", repr=False)
     queue_size: int = Field(default=1000, ge=10)
 
     @field_validator("url")
@@ -224,11 +268,16 @@ class VoxlineSettings(BaseSettings):
     llm: LLMSettings = LLMSettings()
     tts: TTSSettings = TTSSettings()
     agent: AgentSettings = AgentSettings()
+    privacy: PrivacySettings = PrivacySettings()
     bus: BusSettings = BusSettings()
     dashboard: DashboardSettings = DashboardSettings()
     discord: DiscordSettings = Field(default_factory=DiscordSettings)
     models: ModelStoreSettings = ModelStoreSettings()
 
     def redacted(self) -> dict:
-        """The effective settings as plain data, with secrets masked (for logs and dashboards)."""
-        return self.model_dump(mode="json")
+        """The effective settings as plain data, with secrets masked (for logs and dashboards):
+        `SecretStr` fields and the password in `bus.url`."""
+        data = self.model_dump(mode="json")
+        if self.bus.url:
+            data["bus"]["url"] = mask_url_credentials(self.bus.url)
+        return data

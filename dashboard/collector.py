@@ -2,6 +2,7 @@
 
 import asyncio
 from collections import deque
+from typing import Literal
 
 from voxline.bus import EventBus
 from voxline.bus.events import (
@@ -44,8 +45,11 @@ class Viewer:
 class Collector:
     """The dashboard's picture of every worker and live session, built only from the bus."""
 
-    def __init__(self, bus: EventBus, *, history_turns: int):
+    def __init__(self, bus: EventBus, *, history_turns: int,
+                 transcript_retention: Literal["none", "memory"] = "none"):
         self._bus = bus
+        # none: a session's transcript is shown while it is live and forgotten when it ends.
+        self.transcript_retention = transcript_retention
         self.workers: dict[str, dict] = {}
         self.sessions: dict[str, dict] = {}
         self.turns: deque[dict] = deque(maxlen=history_turns)
@@ -86,6 +90,7 @@ class Collector:
             "turns": list(self.turns),
             "logs": list(self.logs),
             "bus": self._bus_health(),
+            "transcript_retention": self.transcript_retention,
         }
 
     def _bus_health(self) -> dict:
@@ -130,6 +135,8 @@ class Collector:
             case SessionEnded():
                 if session := self.sessions.get(event.session_id):
                     session.update(ended=event.ts, state="ended", reason=event.reason)
+                    if self.transcript_retention == "none":
+                        session.update(transcript=[], partial="", is_transcript_forgotten=True)
                 self._forget_old_sessions()
             case LogLine():
                 self.logs.append(event.model_dump(mode="json"))

@@ -18,6 +18,7 @@ from pipecat.transports.base_output import BaseOutputTransport
 
 from voxline.bus import events
 from voxline.bus.base import SessionBus
+from voxline.pipeline.remote_llm import RemoteLLMError
 
 PROGRESS_EVERY_TOKENS = 8
 
@@ -42,7 +43,7 @@ class SessionEventsObserver(BaseObserver):
         frame, publish = data.frame, self._bus.publish
         if isinstance(frame, ErrorFrame):  # processors push errors upstream
             if data.first_push:
-                publish(events.SessionError, code="pipeline_error", message=frame.error)
+                publish(events.SessionError, code=_error_code(frame), message=frame.error)
             return
         if data.direction != FrameDirection.DOWNSTREAM:
             return
@@ -86,3 +87,11 @@ class SessionEventsObserver(BaseObserver):
         self._reply, self._is_replying = [], False
         if text:
             self._bus.publish(events.LLMResponseReady, text=text, interrupted=interrupted)
+
+
+def _error_code(frame: ErrorFrame) -> str:
+    """The client's error code: the remote LLM says which failure it was
+    (llm_unavailable, llm_timeout, llm_circuit_open); anything else is pipeline_error."""
+    if isinstance(frame.exception, RemoteLLMError):
+        return frame.exception.code
+    return "pipeline_error"

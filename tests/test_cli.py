@@ -1,16 +1,22 @@
 """The `voxline` command, run as users run it: the installed script in a subprocess."""
 
 import asyncio
+import json
+import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 import wave
 from pathlib import Path
 
 import pytest
+import websockets
 
-from tests.helpers import words
+from tests.helpers import read_pcm, words
+from tests.ws_client import connect, speak, start
 
 VOXLINE = Path(sys.executable).parent / "voxline"
 QUESTION = "What is the capital of France?"
@@ -174,3 +180,63 @@ def test_discord_without_a_token_says_where_to_put_it(monkeypatch):
     result = voxline("discord", timeout_secs=30)
     assert result.returncode == 1
     assert_one_error_line(result.stderr, "no Discord bot token", "DISCORD_TOKEN")
+
+async def _serve_until_listening(port: int, env: dict) -> asyncio.subprocess.Process:
+    """Start `voxline serve` and return once it logs that it listens (its readiness line)."""
+    process = await asyncio.create_subprocess_exec(
+        str(VOXLINE), "serve", "--port", str(port), env=env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    assert process.stderr is not None
+    async with asyncio.timeout(120):
+        while line := await process.stderr.readline():
+            if b"voxline: listening on" in line:
+                return process
+    raise AssertionError(f"voxline serve exited ({await process.wait()}) before listening")
+
+
+async def test_sigterm_during_a_conversation_ends_it_cleanly_and_exits_0_within_5_s(speech):
+    """Regression: uvicorn dropped live WebSockets (close 1012) with no word to the client,
+    `session.ended` said "client disconnected", and after its clean shutdown uvicorn re-raised
+    the SIGTERM, so the process died with status -15 instead of exiting 0."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "VOXLINE_LLM__MODEL": "smollm2-135m"}
+    process = await _serve_until_listening(port, env)
+    stderr = bytearray()
+
+    async def drain():  # keep reading, or a full pipe would block the server
+        assert process.stderr is not None
+        while chunk := await process.stderr.read(65536):
+            stderr.extend(chunk)
+
+    drainer = asyncio.create_task(drain(), name="test-serve-stderr")
+    try:
+        async with connect(f"ws://127.0.0.1:{port}/ws") as ws:
+            await start(ws)
+            await speak(ws, read_pcm(speech(QUESTION)))  # a live conversation, mid-turn
+            process.send_signal(signal.SIGTERM)
+            terminated = time.monotonic()
+            messages = []
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                async with asyncio.timeout(5):
+                    while True:
+                        if isinstance(message := await ws.recv(), str):
+                            messages.append(json.loads(message))
+            rc = await asyncio.wait_for(process.wait(), 5 - (time.monotonic() - terminated))
+        exit_secs = time.monotonic() - terminated
+        await drainer
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        drainer.cancel()
+        await asyncio.gather(drainer, return_exceptions=True)
+    log = stderr.decode(errors="replace")
+    assert rc == 0, log[-3000:]
+    assert exit_secs < 5, exit_secs
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1000, closed.value
+    error = messages[-1]
+    assert error["type"] == "error" and error["code"] == "server_shutdown", messages
+    assert "(server shutdown) after" in log, log[-3000:]
+    assert "Traceback" not in log, log[-3000:]

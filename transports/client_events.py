@@ -40,16 +40,25 @@ class ClientOutbox:
         logger.info("Client error {}: {}", code, message)
         self.put(error_message(code, message))
 
+    async def say_shutting_down(self) -> None:
+        """Tell the client the server is going away, and wait (briefly) until it is sent:
+        ending the session closes the connection right after."""
+        self.error("server_shutdown", "the server is shutting down; reconnect to go on")
+        await self._flush()
+
     async def close(self) -> None:
         """Flush what is queued (briefly), then stop. Safe to call twice."""
         if self._task.done():
             return
-        try:
-            await asyncio.wait_for(self._queue.join(), timeout=0.5)
-        except TimeoutError:
-            pass
+        await self._flush()
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _flush(self, timeout_secs: float = 0.5) -> None:
+        try:
+            await asyncio.wait_for(self._queue.join(), timeout=timeout_secs)
+        except TimeoutError:
+            pass
 
     async def _send_task_handler(self):
         while True:

@@ -42,6 +42,8 @@ class StartMessage(BaseModel):
                                            description="Default: sample_rate")
     system_prompt: str | None = Field(default=None, max_length=MAX_SYSTEM_PROMPT_CHARS)
     greeting: str | None = Field(default=None, max_length=500)
+    record: bool = Field(default=False, strict=True,
+                         description="Record this session (only where privacy.allow_recording)")
 
     @field_validator("sample_rate", "output_sample_rate")
     @classmethod

@@ -3,15 +3,17 @@
 import time
 from dataclasses import dataclass, field
 
-from voxline.agent import Persona, SessionRegistry
+from voxline.agent import CircuitBreaker, Persona, SessionRegistry
 from voxline.bus import EventBus
 from voxline.config.settings import VoxlineSettings
 from voxline.models import ModelSet
+from voxline.transports.client_events import ClientOutbox
 
 
 @dataclass
 class AppState:
-    """The worker's settings, loaded models, bus and live-session count."""
+    """The worker's settings, loaded models, bus, live-session count and, for a remote LLM,
+    the circuit breaker all its sessions share."""
 
     settings: VoxlineSettings
     models: ModelSet
@@ -21,3 +23,6 @@ class AppState:
     active_sessions: int = 0
     sessions: SessionRegistry = field(default_factory=SessionRegistry)
     started_at: float = field(default_factory=time.monotonic)
+    llm_breaker: CircuitBreaker | None = None
+    # Each live session's outbox, to tell its client before a shutdown ends the session.
+    client_outboxes: set[ClientOutbox] = field(default_factory=set)

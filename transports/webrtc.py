@@ -141,6 +141,7 @@ class WebRTCGateway:
         outbox = ClientOutbox(send)
         watchdog: asyncio.Task = asyncio.create_task(asyncio.sleep(0))
         state.active_sessions += 1
+        state.client_outboxes.add(outbox)
         try:
             outbox.put({"type": "ready", "session_id": session_id,
                         "output_sample_rate": WEBRTC_OUTPUT_SAMPLE_RATE})
@@ -157,12 +158,13 @@ class WebRTCGateway:
                                       persona=state.persona, worker_id=state.worker_id,
                                       client=connection.pc_id,
                                       audio_out_sample_rate=WEBRTC_OUTPUT_SAMPLE_RATE,
-                                  ), state.sessions)
+                                  ), state.sessions, state.llm_breaker)
         except Exception:  # one peer's boundary: log once, keep the server up
             logger.exception("WebRTC session {} failed", session_id)
         finally:
             watchdog.cancel()
             state.active_sessions -= 1
+            state.client_outboxes.discard(outbox)
             await outbox.close()
             await connection.disconnect()
 

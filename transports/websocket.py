@@ -40,6 +40,7 @@ async def websocket_endpoint(websocket: WebSocket, state: AppState) -> None:
     session_id = uuid.uuid4().hex[:12]
     outbox = ClientOutbox(lambda message: websocket.send_text(json.dumps(message)))
     state.active_sessions += 1
+    state.client_outboxes.add(outbox)
     try:
         outbox.put({"type": "ready", "session_id": session_id,
                     "sample_rate": start.sample_rate, "output_sample_rate": start.out_rate})
@@ -54,14 +55,17 @@ async def websocket_endpoint(websocket: WebSocket, state: AppState) -> None:
                     worker_id=state.worker_id, client=_client_name(websocket),
                     audio_in_sample_rate=PIPELINE_SAMPLE_RATE,
                     audio_out_sample_rate=start.out_rate,
+                    record=start.record,
                 ),
                 state.sessions,
+                state.llm_breaker,
             )
     except Exception:  # the boundary of one connection: log once, keep the server up
         logger.exception("Session {} failed", session_id)
         outbox.error("internal_error", "the session failed on the server; please reconnect")
     finally:
         state.active_sessions -= 1
+        state.client_outboxes.discard(outbox)
         await outbox.close()
 
 
@@ -112,7 +116,13 @@ async def _receive_start(websocket: WebSocket, state: AppState) -> StartMessage 
         try:
             if message.get("text") is None:
                 raise ProtocolError("not_started", "send the JSON start message before audio")
-            return parse_start(parse_text(message["text"], max_bytes=server.max_text_bytes))
+            start = parse_start(parse_text(message["text"], max_bytes=server.max_text_bytes))
+            if start.record and not state.settings.privacy.allow_recording:
+                raise ProtocolError(
+                    "recording_not_allowed",
+                    "this server does not record sessions (privacy.allow_recording is false); "
+                    "send start without \"record\": true")
+            return start
         except ProtocolError as e:
             await websocket.send_text(json.dumps(error_message(e.code, e.message)))
     await _refuse(websocket, CLOSE_BAD_START, "bad_start",

@@ -33,6 +33,9 @@ class WorkerMetrics:
             buckets=STAGE_BUCKETS, registry=r)
         self.bus_dropped = Gauge("voxline_bus_dropped_total", "Bus events dropped", registry=r)
         self.errors = Counter("voxline_errors_total", "Errors", ["kind"], registry=r)
+        self.llm_circuit_open = Gauge(
+            "voxline_llm_circuit_open", "1 while the remote LLM's circuit is open or half-open",
+            registry=r)
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
@@ -54,6 +57,8 @@ class WorkerMetrics:
         """The text exposition format, with gauges read now."""
         self.sessions_active.set(self._state.active_sessions)
         self.bus_dropped.set(self._state.bus.dropped)
+        breaker = self._state.llm_breaker
+        self.llm_circuit_open.set(int(breaker is not None and breaker.state != "closed"))
         return generate_latest(self.registry)
 
     async def _follow(self, subscription) -> None:

@@ -1,17 +1,21 @@
 """`voxline serve`: load models once, then run the ASGI app on uvicorn (uvloop when available)."""
 
 import asyncio
+import contextlib
+import gc
 import os
+import signal
 import socket
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 
 import uvicorn
 from fastapi import Response
 from loguru import logger
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from voxline.agent.persona import Persona
+from voxline.agent import Persona, llm_breaker
 from voxline.bus import create_bus
 from voxline.config.settings import VoxlineSettings
 from voxline.control import WorkerControl
@@ -23,6 +27,8 @@ from voxline.models import ModelSet, load_models
 from voxline.telemetry import WorkerTelemetry
 from voxline.transports.app import create_app
 from voxline.transports.state import AppState
+
+SESSION_END_TIMEOUT_SECS = 1.5
 
 
 def build_state(
@@ -37,6 +43,7 @@ def build_state(
         bus=create_bus(settings.bus, origin=f"{worker_id}:{os.getpid()}"),
         persona=Persona(settings.agent.system_prompt, settings.agent.greeting),
         worker_id=worker_id,
+        llm_breaker=llm_breaker(settings.llm),
     )
 
 
@@ -51,7 +58,9 @@ class Worker:
         self.collector: Collector | None = None
         if settings.dashboard.mount_in_serve:
             token = required_token(settings.dashboard, settings.server.host)
-            self.collector = Collector(state.bus, history_turns=settings.dashboard.history_turns)
+            self.collector = Collector(
+                state.bus, history_turns=settings.dashboard.history_turns,
+                transcript_retention=settings.privacy.transcript_retention)
             self.app.mount("/dashboard", create_dashboard_app(
                 self.collector, state.bus, token=token, source=state.worker_id))
         self._telemetry = WorkerTelemetry(state)
@@ -70,6 +79,24 @@ class Worker:
         await self._telemetry.start()
         await self._control.start()
         await self.metrics.start()
+
+    async def end_sessions(self) -> None:
+        """At shutdown, before uvicorn drops the connections: end every session (each WebSocket
+        client gets error `server_shutdown`, then the close; `session.ended` says `server
+        shutdown`), and wait a little for them to finish."""
+        state = self.state
+        await asyncio.gather(*(outbox.say_shutting_down() for outbox in state.client_outboxes))
+        count = await state.sessions.end_all("server shutdown")
+        if count:
+            logger.info("voxline: shutting down; ended {} session(s)", count)
+        try:
+            async with asyncio.timeout(SESSION_END_TIMEOUT_SECS):
+                # The slot count has no event to wait on; shutdown is rare, so it is polled.
+                while state.active_sessions:  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+        except TimeoutError:
+            logger.warning("voxline: {} session(s) still ending; closing their connections",
+                           state.active_sessions)
 
     async def close(self) -> None:
         """Stop everything `start` began."""
@@ -97,7 +124,7 @@ def uvicorn_config(app, settings: VoxlineSettings) -> uvicorn.Config:
         ssl_keyfile=str(server.ssl_keyfile) if server.ssl_keyfile else None,
         log_config=None,
         access_log=False,
-        timeout_graceful_shutdown=3,
+        timeout_graceful_shutdown=2,  # plus SESSION_END_TIMEOUT_SECS: exit well within 5 s
     )
 
 
@@ -114,9 +141,12 @@ async def serve(settings: VoxlineSettings) -> None:
         load_models, settings, lambda line, secs: logger.info("  {:<44} {:6.2f}s", line, secs)
     )
     logger.info("voxline: models ready in {:.1f}s", time.perf_counter() - started)
+    # The loaded models and libraries are millions of long-lived objects; a full collection
+    # walking them paused the event loop ~100 ms (audible). Frozen, the GC skips them.
+    gc.freeze()
     worker = Worker(build_state(settings, models))
     await worker.start()
-    server = VoxlineServer(uvicorn_config(worker.app, settings))
+    server = VoxlineServer(uvicorn_config(worker.app, settings), on_shutdown=worker.end_sessions)
     try:
         await server.serve(sockets=[listener])
     finally:
@@ -135,7 +165,8 @@ async def serve_dashboard(settings: VoxlineSettings) -> None:
     token = required_token(settings.dashboard, settings.dashboard.host)
     bus = create_bus(settings.bus, origin=f"dashboard:{socket.gethostname()}:{os.getpid()}")
     await bus.start()
-    collector = Collector(bus, history_turns=settings.dashboard.history_turns)
+    collector = Collector(bus, history_turns=settings.dashboard.history_turns,
+                          transcript_retention=settings.privacy.transcript_retention)
     await collector.start()
     app = create_dashboard_app(collector, bus, token=token, source="dashboard")
     config = uvicorn_config(app, settings)
@@ -148,13 +179,33 @@ async def serve_dashboard(settings: VoxlineSettings) -> None:
 
 
 class VoxlineServer(uvicorn.Server):
-    """Uvicorn that says where it listens and signals `ready` once its sockets are bound."""
+    """Uvicorn that says where it listens, signals `ready` once its sockets are bound, runs
+    `on_shutdown` before it drops connections, and exits 0 after a SIGTERM."""
 
-    def __init__(self, config: uvicorn.Config, path: str = "/"):
+    def __init__(self, config: uvicorn.Config, path: str = "/",
+                 on_shutdown: Callable[[], Awaitable[None]] | None = None):
         super().__init__(config)
         self.ready = asyncio.Event()
         self.port = 0
         self._path = path
+        self._on_shutdown = on_shutdown
+
+    async def shutdown(self, sockets=None) -> None:
+        """Our shutdown first (end sessions cleanly), then uvicorn's (close 1012 for the rest)."""
+        if self._on_shutdown is not None:
+            await self._on_shutdown()
+        await super().shutdown(sockets)
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        """uvicorn re-raises a caught SIGTERM once it has shut down, so the default handler
+        killed the process (status -15) after a clean shutdown. SIGTERM is the ordinary way to
+        stop a service, so it ends in status 0; SIGINT is still re-raised (status 130)."""
+        with super().capture_signals():
+            yield
+            self._captured_signals = [
+                s for s in self._captured_signals if s != signal.SIGTERM
+            ]
 
     async def startup(self, sockets=None) -> None:
         """Bind, then announce the URL (port 0 means a free port was picked)."""

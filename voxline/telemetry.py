@@ -82,8 +82,9 @@ class WorkerTelemetry:
         bus_health = getattr(state.bus, "health", "embedded")
         components = [
             events.ComponentStatus(name=kind, health="ok", model=names[kind])
-            for kind in ("vad", "stt", "llm", "tts")
-        ] + [events.ComponentStatus(name="bus", health=bus_health,
+            for kind in ("vad", "stt", "tts")
+        ] + [self._llm_status(names["llm"]),
+             events.ComponentStatus(name="bus", health=bus_health,
                                     detail=getattr(state.bus, "health_detail", ""))]
         components += self._extra_components()
         self._publish(
@@ -103,6 +104,16 @@ class WorkerTelemetry:
             bus_dropped=state.bus.dropped,
             errors_total=self._counters["errors"],
         )
+
+    def _llm_status(self, model: str) -> events.ComponentStatus:
+        """A remote LLM's health is its circuit breaker's: closed ok, half-open degraded,
+        open down."""
+        breaker = self._state.llm_breaker
+        if breaker is None:
+            return events.ComponentStatus(name="llm", health="ok", model=model)
+        health = {"closed": "ok", "half_open": "degraded", "open": "down"}[breaker.state]
+        return events.ComponentStatus(name="llm", health=health, model=model,
+                                      detail=breaker.describe())
 
     def _publish_log(self, record) -> None:
         session_id = record["extra"].get("session_id", "")

@@ -158,7 +158,7 @@ class VoiceChannelSession:
         state.active_sessions += 1
         try:
             await run_session(transport, state.models, state.settings, state.bus, options,
-                              state.sessions)
+                              state.sessions, state.llm_breaker)
         except Exception:  # the boundary of one member's session: the others go on
             logger.exception("Discord: session {} failed", options.session_id)
         finally:

@@ -57,7 +57,8 @@ function connect(attempt) {
 function onMessage(message) {
   if (message.type === "snapshot") {
     Object.assign(dash, { workers: message.workers, sessions: message.sessions,
-                          turns: message.turns, logs: message.logs, bus: message.bus });
+                          turns: message.turns, logs: message.logs, bus: message.bus,
+                          transcriptRetention: message.transcript_retention });
   } else if (message.type === "event") {
     dash.received.push({ topic: message.topic, at: Date.now() / 1000, ts: message.event.ts });
     if (dash.received.length > 500) dash.received.shift();
@@ -81,7 +82,11 @@ function apply(topic, e) {
       dash.sessions[e.session_id] = { id: e.session_id, worker: e.source, transport: e.transport,
         client: e.client, started: e.ts, ended: null, state: "listening", transcript: [], partial: "" };
       break;
-    case "session.ended": if (session) Object.assign(session, { ended: e.ts, state: "ended" }); break;
+    case "session.ended":
+      if (session) Object.assign(session, { ended: e.ts, state: "ended" });
+      // privacy.transcript_retention "none": the page forgets it too, like the collector.
+      if (session && dash.transcriptRetention === "none") Object.assign(session, { transcript: [], partial: "" });
+      break;
     case "voice.transcription.partial": if (session) session.partial = e.text; break;
     case "voice.transcription.complete":
       if (session) { session.partial = ""; session.transcript.push({ who: "user", text: e.text });

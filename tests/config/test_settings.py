@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from voxline.config import ConfigError, VoxlineSettings, load_settings
 from voxline.config.loading import DEFAULT_CONFIG_FILE
+from voxline.config.settings import mask_url_credentials
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_YAML = REPO / "config" / "default.yaml"
@@ -206,6 +207,31 @@ def test_redacted_masks_the_api_key(monkeypatch):
     assert redacted["llm"]["api_key"] == "**********"
     assert "sk-live-123456" not in json.dumps(redacted)
     assert "sk-live-123456" not in repr(settings)
+
+
+def test_the_password_in_bus_url_is_masked_in_redacted_settings_and_errors(monkeypatch):
+    """Regression: redis://:pass@host was shown as is in the worker.config event (made from
+    `redacted()`), in repr() and in the config error of a bad URL."""
+    monkeypatch.setenv("VOXLINE_BUS__URL", "redis://:hunter2@10.0.0.5:6379/0")
+    settings = load_settings()
+    assert settings.bus.url == "redis://:hunter2@10.0.0.5:6379/0"  # the bus still gets it
+    assert settings.redacted()["bus"]["url"] == "redis://:***@10.0.0.5:6379/0"
+    assert "hunter2" not in json.dumps(settings.redacted())
+    assert "hunter2" not in repr(settings)
+    monkeypatch.setenv("VOXLINE_BUS__URL", "http://admin:hunter2@10.0.0.5:6379/0")
+    message = config_error()
+    assert "hunter2" not in message and "http://admin:***@10.0.0.5:6379/0" in message, message
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("redis://:pw@h:6379/0", "redis://:***@h:6379/0"),
+    ("rediss://user:pw@h/1", "rediss://user:***@h/1"),
+    ("redis://token@h", "redis://***@h"),
+    ("redis://h:6379/0", "redis://h:6379/0"),
+    ("unix:///run/redis.sock", "unix:///run/redis.sock"),
+])
+def test_mask_url_credentials(url, shown):
+    assert mask_url_credentials(url) == shown
 
 
 # Docs completeness

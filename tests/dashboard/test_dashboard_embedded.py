@@ -18,7 +18,10 @@ QUESTION = "What is the capital of France?"
 
 @pytest.fixture(scope="module")
 async def worker(models):
-    server = await RunningServer(make_settings(), models).start()
+    # The tests read a conversation's transcript on the page after it has ended, which the
+    # default privacy.transcript_retention ("none") clears.
+    settings = make_settings(privacy={"transcript_retention": "memory"})
+    server = await RunningServer(settings, models).start()
     yield server
     await server.stop()
 

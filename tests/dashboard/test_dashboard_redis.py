@@ -27,7 +27,8 @@ class DashboardServer:
         """Start (again): a fresh bus connection, collector and server on the same port."""
         settings = self._settings
         self.bus = create_bus(settings.bus, origin="dashboard-test")
-        self.collector = Collector(self.bus, history_turns=50)
+        # Its page is read after conversations ended: keep their transcripts (retention memory).
+        self.collector = Collector(self.bus, history_turns=50, transcript_retention="memory")
         app = create_dashboard_app(self.collector, self.bus, token=None, source="dashboard")
         self._server = VoxlineServer(uvicorn_config(app, settings))
         await self.bus.start()
