@@ -1,0 +1,124 @@
+"""Fake members' voices: Opus-encode, DAVE-encrypt with the member's own session, seal, send.
+
+What a real Discord client does before the voice server forwards its audio: each
+member encrypts end to end with its own DaveSession; the server then seals the RTP
+with the bot's transport key and sends it from the socket the bot is connected to.
+Frames are paced on absolute 20 ms deadlines, so a slow tick does not drift the stream.
+"""
+
+import asyncio
+import random
+from dataclasses import dataclass, field
+
+import numpy as np
+from discord.opus import Encoder
+from loguru import logger
+
+from .audio import FRAME_SAMPLES, FRAME_SECS, to_discord_frames
+from .members import FakeMember
+from .rtp import AUDIO_LEVEL_EXTENSION, OPUS_SILENCE
+from .voice_ws import VoiceServer
+
+OP_SPEAKING = 5
+SPEAKING_MICROPHONE = 1
+TRAILING_SILENCE_FRAMES = 5
+
+
+@dataclass
+class MemberStream:
+    """One member's outgoing RTP state."""
+
+    sequence: int = field(default_factory=lambda: random.randrange(1 << 16))
+    timestamp: int = field(default_factory=lambda: random.randrange(1 << 32))
+    encoder: Encoder | None = None
+    last_frame: bytes | None = None  # the last DAVE (or plain) payload sent
+
+
+class MediaSender:
+    """Sends members' audio to the bot through the voice server. Owned by FakeDiscord."""
+
+    def __init__(self, voice: VoiceServer) -> None:
+        self._voice = voice
+        self._streams: dict[int, MemberStream] = {}
+        self.sent_frame_count = 0
+
+    def _stream(self, member: FakeMember) -> MemberStream:
+        return self._streams.setdefault(member.user_id, MemberStream())
+
+    def _check_connected(self, member: FakeMember) -> None:
+        if not self._voice.is_bot_connected:
+            raise RuntimeError(f"{member} cannot speak: the bot is not connected to voice; "
+                               "await fake.wait_bot_in_voice() first")
+
+    def _e2ee(self, member: FakeMember, opus: bytes) -> bytes:
+        """DAVE-encrypts with the member's session; plain Opus when DAVE is off."""
+        session = self._voice.session
+        if session is None or not session.dave:
+            return opus
+        if member.session is None or not member.session.ready:
+            raise RuntimeError(f"{member} is not in the bot's MLS group (is it in the bot's "
+                               "voice channel, and did wait_bot_in_voice() return?)")
+        return member.session.encrypt_opus(opus)
+
+    def _send(self, member: FakeMember, payload: bytes, *, extension: bool) -> None:
+        stream = self._stream(member)
+        stream.sequence = (stream.sequence + 1) & 0xFFFF
+        stream.timestamp = (stream.timestamp + FRAME_SAMPLES) & 0xFFFFFFFF
+        session = self._voice.session
+        datagram = session.cipher.seal(
+            sequence=stream.sequence, timestamp=stream.timestamp, ssrc=member.ssrc,
+            payload=payload, extension=AUDIO_LEVEL_EXTENSION if extension else b"")
+        self._voice.send_rtp(datagram)
+        self.sent_frame_count += 1
+
+    async def announce(self, member: FakeMember, *, speaking: bool) -> None:
+        await self._voice.send_json(OP_SPEAKING, {
+            "user_id": str(member.user_id), "ssrc": member.ssrc,
+            "speaking": SPEAKING_MICROPHONE if speaking else 0})
+
+    async def speak(self, member: FakeMember, pcm: bytes | np.ndarray, *, sample_rate: int,
+                    header_extension: bool, announce: bool) -> int:
+        self._check_connected(member)
+        frames = to_discord_frames(pcm, sample_rate)
+        stream = self._stream(member)
+        if stream.encoder is None:
+            stream.encoder = Encoder(application="voip")
+        if announce:
+            await self.announce(member, speaking=True)
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        for frame in frames:
+            opus = stream.encoder.encode(frame, FRAME_SAMPLES)
+            member.sent_opus.append(opus)
+            payload = self._e2ee(member, opus)
+            self._send(member, payload, extension=header_extension)
+            stream.last_frame = payload
+            next_at += FRAME_SECS
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
+        for _ in range(TRAILING_SILENCE_FRAMES):
+            self._send(member, OPUS_SILENCE, extension=header_extension)
+            next_at += FRAME_SECS
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
+        if announce:
+            await self.announce(member, speaking=False)
+        logger.debug("{} spoke {} frames to the bot", member, len(frames))
+        return len(frames)
+
+    async def send_replayed(self, member: FakeMember) -> None:
+        self._check_connected(member)
+        stream = self._stream(member)
+        if stream.last_frame is None:
+            raise RuntimeError(f"{member} has sent nothing to replay; speak() first")
+        self._send(member, stream.last_frame, extension=False)
+
+    async def send_corrupted(self, member: FakeMember) -> None:
+        """A tone frame DAVE-encrypted, then its first ciphertext byte flipped."""
+        self._check_connected(member)
+        stream = self._stream(member)
+        if stream.encoder is None:
+            stream.encoder = Encoder(application="voip")
+        tone = (np.sin(np.arange(FRAME_SAMPLES) / 8) * 8000).astype(np.int16)
+        opus = stream.encoder.encode(np.repeat(tone, 2).tobytes(), FRAME_SAMPLES)
+        payload = bytearray(self._e2ee(member, opus))
+        payload[0] ^= 0xFF
+        self._send(member, bytes(payload), extension=False)
