@@ -56,6 +56,7 @@ class SessionOptions:
     guild: str = ""  # Discord: where, and whom this session listens to
     channel: str = ""
     speaker: str = ""
+    speaker_id: str = ""
     record: bool = False  # the client asked; recorded only if privacy.allow_recording too
 
 
@@ -144,7 +145,7 @@ async def _run(
     session_bus.publish(
         events.SessionStarted, transport=options.transport, client=options.client,
         output_sample_rate=options.audio_out_sample_rate, guild=options.guild,
-        channel=options.channel, speaker=options.speaker,
+        channel=options.channel, speaker=options.speaker, speaker_id=options.speaker_id,
     )
     runner = WorkerRunner(handle_sigint=False, handle_sigterm=False)
     try:

@@ -26,6 +26,7 @@ class SessionStarted(Event):
     guild: str = Field(default="", description="Discord: the server's name")
     channel: str = Field(default="", description="Discord: the voice channel's name")
     speaker: str = Field(default="", description="Discord: the member this session listens to")
+    speaker_id: str = Field(default="", description="Discord: that member's user id")
 
 
 class SessionEnded(Event):

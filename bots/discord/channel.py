@@ -145,6 +145,7 @@ class VoiceChannelSession:
             client=f"{name} in #{self.channel.name} ({self.guild.name})",
             audio_in_sample_rate=16000, audio_out_sample_rate=DISCORD_SAMPLE_RATE,
             guild=self.guild.name, channel=self.channel.name, speaker=name,
+            speaker_id=str(member.id),
         )
         logger.info("Discord: {} started talking in #{}", name, self.channel.name)
         task = asyncio.create_task(self._run_speaker(transport, options),

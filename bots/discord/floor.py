@@ -10,7 +10,8 @@ from loguru import logger
 from voxline.bots.discord.audio_source import BufferedAudioSource
 
 PLAY_AHEAD_SECS = 0.12  # audio queued in the source; less → underruns, more → slower barge-in
-RELEASE_AFTER_SECS = 0.6  # a reply that has gone quiet this long gives up the floor
+RELEASE_AFTER_SECS = 0.3  # a finished reply gives up the floor once played and quiet this long
+UNFINISHED_RELEASE_SECS = 3.0  # a reply that never said it finished (e.g. a greeting) gives up
 
 
 class Player(Protocol):
@@ -31,8 +32,9 @@ class FloorOwner(Protocol):
 class PlaybackFloor:
     """First come, first served: a reply plays to the end (or to a barge-in) before the next.
 
-    Owners call `write()` with 48 kHz stereo PCM; it waits for the owner's turn, then paces the
-    writer to real time (the player drains 20 ms per tick). Runs on the event loop.
+    An owner `acquire()`s the floor before its reply's first audio (waiting its turn), then
+    `write()`s 48 kHz stereo PCM, which paces it to real time (the player drains 20 ms per
+    tick), and says `reply_finished()`. Runs on the event loop.
     """
 
     def __init__(self, player: Player):
@@ -41,6 +43,7 @@ class PlaybackFloor:
         self._waiting: OrderedDict[FloorOwner, asyncio.Future] = OrderedDict()
         self._source: BufferedAudioSource | None = None
         self._last_write = 0.0
+        self._is_reply_finished = False
         self._release_task: asyncio.Task | None = None
 
     def set_player(self, player: Player) -> None:
@@ -56,12 +59,27 @@ class PlaybackFloor:
     def is_speaking(self) -> bool:
         return self._owner is not None and self._player.is_playing()
 
+    async def acquire(self, owner: FloorOwner) -> bool:
+        """Wait for `owner`'s turn; False if its reply was dropped while waiting."""
+        if self._owner is owner:
+            return True
+        if self._owner is None and not self._waiting:
+            self._take(owner)
+            return True
+        waiting = self._waiting.get(owner)
+        if waiting is None:
+            waiting = self._waiting[owner] = asyncio.get_running_loop().create_future()
+        return await waiting
+
+    def reply_finished(self, owner: FloorOwner) -> None:
+        """`owner` has handed over its reply's last audio: the next may follow once it played."""
+        if self._owner is owner:
+            self._is_reply_finished = True
+
     async def write(self, owner: FloorOwner, pcm: bytes) -> bool:
-        """Play `pcm` as part of `owner`'s reply; False if it was dropped (not connected, or the
-        reply was cut while waiting)."""
-        if self._owner is not owner and not await self._wait_turn(owner):
-            return False
-        if not self._player.is_connected():
+        """Play `pcm` as part of `owner`'s reply; False if it was dropped (the floor is someone
+        else's, e.g. after a barge-in, or the voice connection is down)."""
+        if self._owner is not owner or not self._player.is_connected():
             return False
         source = self._ensure_playing()
         source.push(pcm)
@@ -102,17 +120,9 @@ class PlaybackFloor:
             self._release_task.cancel()
             await asyncio.gather(self._release_task, return_exceptions=True)
 
-    async def _wait_turn(self, owner: FloorOwner) -> bool:
-        if self._owner is None and not self._waiting:
-            self._take(owner)
-            return True
-        waiting = self._waiting.get(owner)
-        if waiting is None:
-            waiting = self._waiting[owner] = asyncio.get_running_loop().create_future()
-        return await waiting
-
     def _take(self, owner: FloorOwner) -> None:
         self._owner = owner
+        self._is_reply_finished = False
         self._last_write = time.monotonic()
         if self._release_task is None or self._release_task.done():
             self._release_task = asyncio.create_task(
@@ -152,5 +162,7 @@ class PlaybackFloor:
             await asyncio.sleep(0.05)
             source = self._source
             is_drained = source is None or source.buffered_secs == 0
-            if is_drained and time.monotonic() - self._last_write > RELEASE_AFTER_SECS:
+            quiet_secs = time.monotonic() - self._last_write
+            limit = RELEASE_AFTER_SECS if self._is_reply_finished else UNFINISHED_RELEASE_SECS
+            if is_drained and quiet_secs > limit:
                 self._grant_next()

@@ -13,6 +13,7 @@ from pipecat.frames.frames import (
     Frame,
     InputAudioRawFrame,
     InterruptionFrame,
+    LLMFullResponseEndFrame,
     OutputAudioRawFrame,
     StartFrame,
     UserStartedSpeakingFrame,
@@ -50,9 +51,8 @@ class SpeakerInput(BaseInputTransport):
         self._feed_task: asyncio.Task | None = None
 
     def feed(self, pcm: bytes) -> None:
-        """16 kHz mono s16 from the receiver; dropped before start and while the queue is full."""
-        if self._feed_task is None:
-            return
+        """16 kHz mono s16 from the receiver. Queued from the first packet, so the member's
+        first words are not lost while their session starts; the oldest go if it overflows."""
         if self._queue.full():
             self._queue.get_nowait()
         self._queue.put_nowait(
@@ -110,11 +110,18 @@ class SpeakerOutput(BaseOutputTransport):
         self._floor.drop(self)
 
     async def process_frame(self, frame: Frame, direction: FrameDirection):
+        # Wait for this reply's turn before its audio reaches the media sender, so the bot
+        # "starts speaking" (events, metrics) when it really does. An interruption cancels the
+        # wait (and drops the reply) like any other processing.
+        if isinstance(frame, OutputAudioRawFrame) and not await self._floor.acquire(self):
+            return
         await super().process_frame(frame, direction)
         if isinstance(frame, InterruptionFrame):
             self._floor.drop(self)
         elif isinstance(frame, UserStartedSpeakingFrame) and self._enable_barge_in:
             self._floor.barge_in(self)
+        elif isinstance(frame, LLMFullResponseEndFrame):
+            self._floor.reply_finished(self)
 
     async def write_audio_frame(self, frame: OutputAudioRawFrame) -> bool:
         mono = np.frombuffer(frame.audio, dtype=np.int16)

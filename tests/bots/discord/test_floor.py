@@ -17,8 +17,11 @@ class Owner:
 
 
 async def _reply(floor, owner, frames):
+    if not await floor.acquire(owner):
+        return
     for _ in range(frames):
         await floor.write(owner, owner.chunk)
+    floor.reply_finished(owner)
 
 
 async def test_replies_take_turns_first_come_first_served():
@@ -62,7 +65,7 @@ async def test_a_dropped_waiting_reply_is_not_played():
     try:
         first = asyncio.create_task(_reply(floor, alice, 10))
         await asyncio.sleep(0.05)
-        waiting = asyncio.create_task(floor.write(bob, bob.chunk))
+        waiting = asyncio.create_task(floor.acquire(bob))
         await asyncio.sleep(0.05)
         floor.drop(bob)  # bob's session was interrupted before its turn
         assert await asyncio.wait_for(waiting, 1) is False
