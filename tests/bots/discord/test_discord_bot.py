@@ -160,6 +160,8 @@ async def test_without_dave_with_header_extensions_and_through_a_voice_reconnect
                 lambda t: sum(isinstance(e, events.BotStoppedSpeaking)
                               for e in t.by_speaker["Alice"]) >= 2, 60)
             assert len(talk.started) == 1, "the member's session outlived the reconnect"
+            await fake.change_voice_server(new_endpoint=True)  # a region change: a new server
+            await fake.wait_bot_in_voice(timeout=20)
             status = await fake.slash(alice, "status", timeout=20)
             assert "listening to 1 member" in status and "no DAVE" in status
             talk.close()
@@ -184,6 +186,43 @@ async def test_bots_and_muted_members_are_not_listened_to(models, speech):
             await talk.until(lambda t: len(t.started) >= 1, 20)
             assert [s.speaker for s in talk.started] == ["Alice"]
             talk.close()
+
+
+async def test_a_member_speaking_over_the_bot_cuts_another_members_answer(models, speech):
+    """Barge-in across sessions: Bob's words stop the answer playing to Alice (vc.stop()), and
+    Alice's session records its reply as interrupted."""
+    async with FakeDiscord(dave=True) as fake:
+        alice, bob = fake.add_member("Alice"), fake.add_member("Bob")
+        await fake.join_voice(alice)
+        await fake.join_voice(bob)
+        async with running_bot(fake, models) as (bot, state):
+            talk = Conversations(state)
+            await fake.slash(alice, "join", timeout=20)
+            await fake.wait_bot_in_voice(timeout=20)
+            await alice.speak(read_pcm(speech("Tell me a long story about a dragon.")) + silence(1))
+            await talk.until(lambda t: ("Alice", "tts.started") in t.order, 60)
+            await bob.speak(read_pcm(speech("Wait, stop please.")))
+            await talk.until(lambda t: any(isinstance(e, events.TurnInterrupted)
+                                           for e in t.by_speaker["Alice"]), 10)
+            assert ("Alice", "tts.finished") in talk.order
+            assert not bot.channels[fake.guild_id].voice.is_playing() or \
+                ("Bob", "tts.started") in talk.order  # silent, unless Bob is being answered
+            talk.close()
+
+
+async def test_packets_before_the_speaking_event_are_held_then_heard(models, speech):
+    async with FakeDiscord(dave=True) as fake:
+        alice = fake.add_member("Alice")
+        await fake.join_voice(alice)
+        async with running_bot(fake, models) as (bot, state):
+            await fake.slash(alice, "join", timeout=20)
+            await fake.wait_bot_in_voice(timeout=20)
+            receiver = bot.channels[fake.guild_id].voice.receiver
+            await alice.speak(read_pcm(speech("Hello."))[:16000], announce=False)  # 0.5 s
+            assert receiver.stats.held > 0 and receiver.stats.decoded == 0
+            await alice.announce()
+            await eventually(lambda: receiver.stats.decoded >= receiver.stats.held - 2)
+            assert receiver.stats.dropped_dave == 0 and receiver.stats.dropped_unmapped == 0
 
 
 async def test_join_refusals_are_clear(models):
