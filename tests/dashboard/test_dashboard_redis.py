@@ -28,7 +28,7 @@ class DashboardServer:
         settings = self._settings
         self.bus = create_bus(settings.bus, origin="dashboard-test")
         self.collector = Collector(self.bus, history_turns=50)
-        app = create_dashboard_app(self.collector, self.bus, token=None, source="dashboard")
+        app = create_dashboard_app(self.collector, self.bus, source="dashboard")
         self._server = VoxlineServer(uvicorn_config(app, settings))
         await self.bus.start()
         await self.collector.start()
