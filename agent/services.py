@@ -3,7 +3,7 @@
 from pipecat.services.llm_service import LLMService
 from pipecat.services.openai.llm import OpenAILLMService
 
-from voxline.config.settings import LLMSettings, STTSettings
+from voxline.config.settings import LLMSettings, STTSettings, TTSSettings
 from voxline.models import ModelSet
 from voxline.pipeline.llm import LlamaCppLLMService
 from voxline.pipeline.stt import StreamingWhisperSTTService
@@ -38,6 +38,7 @@ def build_llm(models: ModelSet, llm: LLMSettings, *, system_prompt: str) -> LLMS
     )
 
 
-def build_tts(models: ModelSet) -> LocalTTSService:
+def build_tts(models: ModelSet, tts: TTSSettings) -> LocalTTSService:
     """Sentence-by-sentence synthesis on the shared engine."""
-    return LocalTTSService(engine=models.tts, executor=models.tts_executor)
+    return LocalTTSService(engine=models.tts, executor=models.tts_executor,
+                           max_text_chars=tts.max_text_chars)

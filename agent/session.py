@@ -76,7 +76,7 @@ async def run_session(
             aggregators.user(),
             ContextWindowProcessor(max_messages=settings.agent.max_history_messages),
             build_llm(models, settings.llm, system_prompt=options.persona.system_prompt),
-            build_tts(models),
+            build_tts(models, settings.tts),
             transport.output(),
             aggregators.assistant(),
         ])
