@@ -12,6 +12,7 @@ import pytest
 import websockets
 from loguru import logger
 
+from tests.browser import chromium, mic_file
 from tests.conftest import RunningServer, make_settings
 from tests.ws_client import expect_close, next_event, start, wait_for_no_sessions
 from voxline.auth import KeyStore
@@ -40,6 +41,7 @@ async def keyed(models, keys):
         auth={"enabled": True, "keys_file": keys["store"].path},
         server={"allowed_origins": [LISTED_ORIGIN]},
         dashboard={"token": DASHBOARD_TOKEN},
+        webrtc={"ice_host_addresses": ["127.0.0.1"]},
     )
     server = await RunningServer(settings, models).start()
     yield server
@@ -181,6 +183,25 @@ async def test_keys_never_reach_the_logs(keyed, keys):
     assert "/ws?token=***" in text, text[-2000:]
     for key in (keys["live"], keys["revoked"], keys["other"]):
         assert key[len("vxl_live_") + 8:] not in text
+
+
+async def test_talk_page_with_a_key_in_its_url_gets_a_session(keyed, keys, tmp_path):
+    """The page passes its own ?token= on to /api/config and /api/offer; without one it says
+    what is missing instead of failing silently."""
+    mic = mic_file(tmp_path / "mic.wav", (None, 5.0))
+    async with chromium(mic) as browser:
+        page = await browser.new_page()
+        await page.goto(keyed.http_url + "/")
+        await page.click("#talk")
+        await page.wait_for_selector("#error:not([hidden])", timeout=10000)
+        refusal = await page.locator("#error").inner_text()
+        await page.goto(f"{keyed.http_url}/?token={keys['live']}")
+        await page.click("#talk")
+        await page.wait_for_function(
+            "window.voxline.events.some(e => e.type === 'ready')", timeout=30000)
+        await page.click("#hangup")
+    assert "API key is required" in refusal and "?token=" in refusal, refusal
+    await wait_for_no_sessions(keyed)
 
 
 # --- origins ------------------------------------------------------------------------------------
