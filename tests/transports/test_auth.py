@@ -262,7 +262,12 @@ async def test_new_sessions_over_the_rate_are_refused_with_4429_and_429(models, 
             _request, "POST", server.http_url + "/api/offer", BAD_SDP_OFFER, bearer(keys["other"]))
         assert (status, answer["error"]) == (429, "rate_limited"), answer
         assert 1 <= int(headers["retry-after"]) <= 60 and "this address" in answer["message"]
-        # Renegotiating or trickling to a running peer is not a new session: not limited.
+        # Regression: an offer with a made-up pc_id makes a new peer in pipecat, so it is a new
+        # session too (it used to slip past the max_sessions check as a "renegotiation").
+        status, _ = await http("POST", server.http_url + "/api/offer",
+                               {**BAD_SDP_OFFER, "pc_id": "made-up"}, **bearer(keys["other"]))
+        assert status == 429
+        # Trickling candidates is not a new session: not limited.
         status, _ = await http("PATCH", server.http_url + "/api/offer",
                                {"pc_id": "nobody", "candidates": []}, **bearer(keys["other"]))
         assert status == 404
