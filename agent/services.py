@@ -2,7 +2,7 @@
 
 from pipecat.services.llm_service import LLMService
 
-from voxline.config.settings import LLMSettings, STTSettings
+from voxline.config.settings import LLMSettings, STTSettings, TTSSettings
 from voxline.models import ModelSet
 from voxline.pipeline.circuit_breaker import CircuitBreaker
 from voxline.pipeline.llm import LlamaCppLLMService
@@ -54,6 +54,7 @@ def build_llm(
     )
 
 
-def build_tts(models: ModelSet) -> LocalTTSService:
+def build_tts(models: ModelSet, tts: TTSSettings) -> LocalTTSService:
     """Sentence-by-sentence synthesis on the shared engine."""
-    return LocalTTSService(engine=models.tts, executor=models.tts_executor)
+    return LocalTTSService(engine=models.tts, executor=models.tts_executor,
+                           max_text_chars=tts.max_text_chars)

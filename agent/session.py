@@ -93,7 +93,7 @@ async def run_session(
             ContextWindowProcessor(max_messages=settings.agent.max_history_messages),
             build_llm(models, settings.llm, system_prompt=options.persona.system_prompt,
                       breaker=llm_breaker),
-            build_tts(models),
+            build_tts(models, settings.tts),
             transport.output(),
             *_recorder(settings.privacy, options),
             aggregators.assistant(),

@@ -49,6 +49,47 @@ class ServerSettings(_Section):
     ssl_certfile: Path | None = Field(default=None, description="HTTPS (browsers need it off "
                                       "localhost for the microphone)")
     ssl_keyfile: Path | None = None
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Browser origins besides the server's own allowed on /ws, /api/offer and the "
+                    "dashboard's WebSocket, e.g. https://app.example.org; '*' allows any",
+    )
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, origins: list[str]) -> list[str]:
+        cleaned = []
+        for origin in origins:
+            origin = origin.strip().lower().rstrip("/")
+            scheme, _, rest = origin.partition("://")
+            if origin != "*" and (scheme not in ("http", "https") or not rest or "/" in rest):
+                raise ValueError(
+                    f"origin {origin!r} is not scheme://host[:port] (e.g. https://app.example.org, "
+                    "no path) or '*'"
+                )
+            cleaned.append(origin)
+        return cleaned
+
+
+class AuthSettings(_Section):
+    """API keys (`voxline keys`) for /ws, /api/offer and the dashboard."""
+
+    enabled: bool = Field(
+        default=False, description="Require a key; always on when server.host is not loopback"
+    )
+    keys_file: Path = Field(
+        default=Path("~/.local/share/voxline/keys.json").expanduser(),
+        description="Salted hashes of the keys (never the keys), re-read when it changes",
+    )
+
+    _expand_keys_file = field_validator("keys_file")(_expand_home)
+
+
+class LimitsSettings(_Section):
+    """Rate limits on new sessions (WebSocket connections and new WebRTC peers)."""
+
+    sessions_per_minute_per_ip: int = Field(default=60, ge=0, description="0: no limit")
+    sessions_per_minute_per_key: int = Field(default=60, ge=0, description="0: no limit")
 
 
 class IceServerSettings(_Section):
@@ -147,6 +188,9 @@ class TTSSettings(_Section):
     voice: str | None = Field(default=None, description="piper: en_US-joe-medium; kokoro: jf_alpha")
     speed: float = Field(default=1.0, ge=0.5, le=2.0)
     num_threads: int = Field(default=1, ge=1, le=64)
+    max_text_chars: int = Field(
+        default=1000, ge=20, le=20000, description="Longest text synthesized at once"
+    )
 
 
 class AgentSettings(_Section):
@@ -262,6 +306,8 @@ class VoxlineSettings(BaseSettings):
     )
 
     server: ServerSettings = ServerSettings()
+    auth: AuthSettings = AuthSettings()
+    limits: LimitsSettings = LimitsSettings()
     webrtc: WebRTCSettings = WebRTCSettings()
     vad: VADSettings = VADSettings()
     stt: STTSettings = STTSettings()

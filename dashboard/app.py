@@ -5,39 +5,40 @@ import uuid
 from pathlib import Path
 
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from loguru import logger
 from pydantic import ValidationError
 
+from voxline.auth import AccessGuard, Refusal
 from voxline.bus import EventBus
 from voxline.bus.events import ControlCommand
-from voxline.dashboard.auth import is_authorised
 from voxline.dashboard.collector import Collector
 
 STATIC = Path(__file__).with_name("static")
-CLOSE_UNAUTHORISED = 4401
 
 
-def create_dashboard_app(collector: Collector, bus: EventBus, *, token: str | None,
-                         source: str) -> FastAPI:
-    """The page at `/`, its assets at `/static`, the live feed at `/ws`. Mountable anywhere."""
+def create_dashboard_app(collector: Collector, bus: EventBus, *, source: str,
+                         access: AccessGuard | None = None) -> FastAPI:
+    """The page at `/`, its assets at `/static`, the live feed at `/ws`. Mountable anywhere.
+    `access` guards the page and the feed (None: open, for loopback and tests)."""
+    access = access or AccessGuard()
     app = FastAPI(title="voxline dashboard", docs_url=None, redoc_url=None, openapi_url=None)
     app.mount("/static", StaticFiles(directory=STATIC), name="dashboard-static")
 
     @app.get("/")
     async def page(request: Request):
-        if not is_authorised(request, token):
-            return JSONResponse({"error": "unauthorised",
-                                 "message": "add ?token=<dashboard token> to the URL"},
-                                status_code=401)
+        grant = await access.admit(request)
+        if isinstance(grant, Refusal):
+            return grant.response()
         return FileResponse(STATIC / "index.html")
 
     @app.websocket("/ws")
     async def feed(websocket: WebSocket):
         await websocket.accept()  # then close with a code the page can explain (not a bare 403)
-        if not is_authorised(websocket, token):
-            await websocket.close(code=CLOSE_UNAUTHORISED, reason="dashboard token required")
+        grant = await access.admit(websocket)
+        if isinstance(grant, Refusal):
+            await websocket.close(code=grant.close_code, reason=grant.reason)
             return
         viewer = collector.add_viewer()
         sender = asyncio.create_task(_send(websocket, viewer, collector), name="dashboard-send")

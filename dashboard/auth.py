@@ -1,47 +1,22 @@
-"""Who may see the dashboard: anyone on loopback, a token holder otherwise."""
+"""Who may see the dashboard: the origin rule, then its token or an API key (voxline.auth)."""
 
-import hmac
-import ipaddress
+from collections.abc import Sequence
 
-from starlette.requests import HTTPConnection
-
+from voxline.auth import AccessGuard, KeyStore
 from voxline.config.settings import DashboardSettings
+
+DASHBOARD_HELP = "add ?token=<API key or dashboard token> to the URL"
 
 
 class DashboardAuthError(ValueError):
-    """The dashboard cannot start safely as configured; the message says what to set."""
+    """The dashboard cannot start as configured; the message says what to set."""
 
 
-def is_loopback(host: str) -> bool:
-    """127.0.0.0/8, ::1 or localhost."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def required_token(settings: DashboardSettings, bind_host: str) -> str | None:
-    """The token requests must carry, or None when none is needed (loopback, none set).
-
-    Binding beyond loopback without a token is refused: the dashboard shows transcripts.
-    """
-    token = settings.token.get_secret_value() if settings.token else None
-    if token is None and not is_loopback(bind_host):
-        raise DashboardAuthError(
-            f"the dashboard would listen on {bind_host} without a token; set dashboard.token "
-            "(VOXLINE_DASHBOARD__TOKEN) or bind it to 127.0.0.1"
-        )
-    return token
-
-
-def is_authorised(connection: HTTPConnection, token: str | None) -> bool:
-    """`?token=` (browsers, WebSocket) or `Authorization: Bearer`, compared in constant time."""
-    if token is None:
-        return True
-    offered = connection.query_params.get("token", "")
-    header = connection.headers.get("authorization", "")
-    if header.lower().startswith("bearer "):
-        offered = header[7:].strip()
-    return hmac.compare_digest(offered.encode(), token.encode())
+def dashboard_access(dashboard: DashboardSettings, *, keys: KeyStore | None,
+                     allowed_origins: Sequence[str]) -> AccessGuard:
+    """The rule for the page and its WebSocket: `dashboard.token` (when set) and API keys (when
+    `keys` is given, i.e. keys are required) are both accepted. With neither, anyone who can
+    reach the address gets in, which the key rule allows only on loopback."""
+    token = dashboard.token.get_secret_value() if dashboard.token else None
+    return AccessGuard(keys=keys, token=token, allowed_origins=allowed_origins,
+                       credential_help=DASHBOARD_HELP)

@@ -4,6 +4,7 @@ import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from concurrent.futures import Executor
 
+from loguru import logger
 from pipecat.frames.frames import Frame
 from pipecat.services.settings import TTSSettings
 from pipecat.services.tts_service import TTSService
@@ -21,7 +22,8 @@ class LocalTTSService(TTSService):
     stop synthesis between chunks. Audio is resampled by the base class to the transport's rate.
     """
 
-    def __init__(self, *, engine: SpeechSynthesizer, executor: Executor, **kwargs):
+    def __init__(self, *, engine: SpeechSynthesizer, executor: Executor,
+                 max_text_chars: int = 1000, **kwargs):
         super().__init__(
             push_start_frame=True,
             push_stop_frames=True,
@@ -30,6 +32,7 @@ class LocalTTSService(TTSService):
         )
         self._engine = engine
         self._executor = executor
+        self._max_text_chars = max_text_chars
         # Replace pipecat's sentence aggregator: the first piece of a reply is a clause.
         self._text_aggregator = FirstClauseAggregator(
             aggregation_type=self._text_aggregation_mode, language=self._text_aggregator.language
@@ -40,7 +43,15 @@ class LocalTTSService(TTSService):
         return True
 
     async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame, None]:
-        """Synthesize one sentence and yield its audio frames."""
+        """Synthesize one sentence and yield its audio frames. Text over `max_text_chars` (a
+        sentence that never ends, a huge greeting) is cut at a word: synthesis time and memory
+        grow with it, and one request must not hold the shared engine for long."""
+        if len(text) > self._max_text_chars:
+            kept = text[: self._max_text_chars].rsplit(" ", 1)[0] or text[: self._max_text_chars]
+            logger.warning("{}: {} characters to speak, over the {} limit (tts.max_text_chars); "
+                           "speaking the first {}", self, len(text), self._max_text_chars,
+                           len(kept))
+            text = kept
         await self.start_tts_usage_metrics(text)
         async for frame in self._stream_audio_frames_from_iterator(
             self._chunks(self._engine.synthesize(text)),

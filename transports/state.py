@@ -4,6 +4,7 @@ import time
 from dataclasses import dataclass, field
 
 from voxline.agent import CircuitBreaker, Persona, SessionRegistry
+from voxline.auth import AccessGuard, KeyStore
 from voxline.bus import EventBus
 from voxline.config.settings import VoxlineSettings
 from voxline.models import ModelSet
@@ -12,8 +13,9 @@ from voxline.transports.client_events import ClientOutbox
 
 @dataclass
 class AppState:
-    """The worker's settings, loaded models, bus, live-session count and, for a remote LLM,
-    the circuit breaker all its sessions share."""
+    """The worker's settings, loaded models, bus, access rule, live-session count and, for a
+    remote LLM, the circuit breaker all its sessions share. `keys` is the API key store when
+    keys are required (None: they are off)."""
 
     settings: VoxlineSettings
     models: ModelSet
@@ -26,3 +28,5 @@ class AppState:
     llm_breaker: CircuitBreaker | None = None
     # Each live session's outbox, to tell its client before a shutdown ends the session.
     client_outboxes: set[ClientOutbox] = field(default_factory=set)
+    access: AccessGuard = field(default_factory=AccessGuard)
+    keys: KeyStore | None = None

@@ -76,6 +76,12 @@ class WebRTCGateway:
         _restrict_host_candidates(webrtc.ice_host_addresses)
         self._handler = SmallWebRTCRequestHandler(ice_servers=_ice_servers(webrtc))
         self._sessions: set[asyncio.Task] = set()
+        self._peer_ids: set[str] = set()  # peers with a running session
+
+    def is_new_peer(self, pc_id: str | None) -> bool:
+        """Whether an offer with this `pc_id` starts a session (pipecat makes a new peer for an
+        unknown id, too), as opposed to renegotiating a running one."""
+        return pc_id is None or pc_id not in self._peer_ids
 
     async def offer(self, body: object) -> dict:
         """Validate an offer, answer it, and start a session if the peer is new."""
@@ -83,7 +89,7 @@ class WebRTCGateway:
         if len(offer.sdp.encode()) > self._state.settings.webrtc.max_sdp_bytes:
             raise SignallingError(413, "sdp_too_large", "the SDP offer is larger than allowed")
         _check_has_audio(offer.sdp)
-        if offer.pc_id is None and self._state.active_sessions >= self._max_sessions:
+        if self.is_new_peer(offer.pc_id) and self._state.active_sessions >= self._max_sessions:
             raise SignallingError(503, "server_busy",
                                   f"all {self._max_sessions} session slots are in use; retry later")
         request = SmallWebRTCRequest(sdp=offer.sdp, type=offer.type, pc_id=offer.pc_id,
@@ -130,7 +136,9 @@ class WebRTCGateway:
         # Must return quickly: the browser is waiting for the answer.
         task = asyncio.create_task(self._run_peer(connection), name=f"webrtc-{connection.pc_id}")
         self._sessions.add(task)
+        self._peer_ids.add(connection.pc_id)
         task.add_done_callback(self._sessions.discard)
+        task.add_done_callback(lambda _task: self._peer_ids.discard(connection.pc_id))
 
     async def _run_peer(self, connection: SmallWebRTCConnection) -> None:
         state, session_id = self._state, uuid.uuid4().hex[:12]

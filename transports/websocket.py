@@ -10,6 +10,7 @@ from loguru import logger
 from pipecat.transports.websocket.fastapi import FastAPIWebsocketParams, FastAPIWebsocketTransport
 
 from voxline.agent import SessionOptions, run_session
+from voxline.auth import Refusal
 from voxline.transports.client_events import ClientOutbox, forwarding_session_events
 from voxline.transports.protocol import (
     CLOSE_BAD_START,
@@ -30,8 +31,8 @@ MAX_BAD_STARTS = 5
 
 async def websocket_endpoint(websocket: WebSocket, state: AppState) -> None:
     """One client connection, from handshake to close. Never raises into the server."""
-    await websocket.accept()
-    if await _refused_when_busy(websocket, state):
+    await websocket.accept()  # then refusals can carry a close code and a reason
+    if await _refused_by_access(websocket, state) or await _refused_when_busy(websocket, state):
         return
     start = await _receive_start(websocket, state)
     # Checked again: other clients may have taken the free slots while this one sent `start`.
@@ -130,6 +131,17 @@ async def _receive_start(websocket: WebSocket, state: AppState) -> StartMessage 
     return None
 
 
+async def _refused_by_access(websocket: WebSocket, state: AppState) -> bool:
+    """Refuse (4403 origin, 4401 key, 4429 rate) a client the access rule does not let in; say
+    whether it did. A client let in counts as a new session for the rate limits."""
+    grant = await state.access.admit(websocket)
+    refusal = grant if isinstance(grant, Refusal) else state.access.take_session(websocket, grant)
+    if refusal is None:
+        return False
+    await _refuse(websocket, refusal.close_code, refusal.code, refusal.message, refusal.reason)
+    return True
+
+
 async def _refused_when_busy(websocket: WebSocket, state: AppState) -> bool:
     """Refuse (server_busy, 1013) when every session slot is in use; say whether it did."""
     max_sessions = state.settings.server.max_sessions
@@ -140,12 +152,14 @@ async def _refused_when_busy(websocket: WebSocket, state: AppState) -> bool:
     return True
 
 
-async def _refuse(websocket: WebSocket, code: int, error: str, reason: str) -> None:
+async def _refuse(websocket: WebSocket, code: int, error: str, message: str,
+                  reason: str | None = None) -> None:
+    """Send the error, then close with `code` and `reason` (default: the message, cut)."""
     try:
-        await websocket.send_text(json.dumps(error_message(error, reason)))
+        await websocket.send_text(json.dumps(error_message(error, message)))
     except (RuntimeError, WebSocketDisconnect, OSError):
         return
-    await _close(websocket, code, reason)
+    await _close(websocket, code, reason or message)
 
 
 async def _close(websocket: WebSocket, code: int, reason: str) -> None:

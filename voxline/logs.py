@@ -1,6 +1,7 @@
 """Logging set-up for the entry point: loguru everywhere, stdlib loggers routed into it."""
 
 import logging
+import re
 import sys
 
 from loguru import logger
@@ -14,7 +15,27 @@ class _InterceptHandler(logging.Handler):
             level: str | int = logger.level(record.levelname).name
         except ValueError:
             level = record.levelno
-        logger.opt(depth=6, exception=record.exc_info).log(level, record.getMessage())
+        logger.opt(depth=6, exception=record.exc_info).log(level,
+                                                           redact_secrets(record.getMessage()))
+
+
+# An API key keeps its public id (vxl_live_ + 8 hex) and loses its secret; any `token=` query
+# value (a key, the dashboard token) is hidden whole. uvicorn logs WebSocket paths with queries.
+_SECRETS = (
+    (re.compile(r"(vxl_live_[0-9a-f]{0,8})[A-Za-z0-9_-]*"), r"\1…"),
+    (re.compile(r"([?&]token=)[^&\s\"']*", re.IGNORECASE), r"\1***"),
+)
+
+
+def redact_secrets(text: str) -> str:
+    """`text` without API keys or `token=` values: for every message a third party logs."""
+    for pattern, replacement in _SECRETS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _redact_record(record) -> None:
+    record["message"] = redact_secrets(record["message"])
 
 
 # Messages that say nothing actionable about our set-up, with the reason they are dropped.
@@ -33,7 +54,7 @@ def _not_noise(record) -> bool:
 def configure_logging(level: str = "INFO") -> None:
     """Once, in the CLI: one sink on stderr, with the session id when a session logs."""
     logger.remove()
-    logger.configure(extra={"session_id": "-"})
+    logger.configure(extra={"session_id": "-"}, patcher=_redact_record)
     logger.add(
         sys.stderr,
         filter=_not_noise,

@@ -16,11 +16,12 @@ from loguru import logger
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from voxline.agent import Persona, llm_breaker
+from voxline.auth import AccessGuard, KeyStore, keys_required
 from voxline.bus import create_bus
 from voxline.config.settings import VoxlineSettings
 from voxline.control import WorkerControl
 from voxline.dashboard.app import create_dashboard_app
-from voxline.dashboard.auth import DashboardAuthError, required_token
+from voxline.dashboard.auth import DashboardAuthError, dashboard_access
 from voxline.dashboard.collector import Collector
 from voxline.metrics import WorkerMetrics
 from voxline.models import ModelSet, load_models
@@ -37,6 +38,7 @@ def build_state(
     """Everything the app shares, around already-loaded models."""
     port = settings.server.port
     worker_id = worker_id or f"{socket.gethostname()}:{port if port else uuid.uuid4().hex[:6]}"
+    keys = key_store(settings, settings.server.host)
     return AppState(
         settings=settings,
         models=models,
@@ -44,7 +46,26 @@ def build_state(
         persona=Persona(settings.agent.system_prompt, settings.agent.greeting),
         worker_id=worker_id,
         llm_breaker=llm_breaker(settings.llm),
+        access=AccessGuard(keys=keys, allowed_origins=settings.server.allowed_origins,
+                           limits=settings.limits),
+        keys=keys,
     )
+
+
+def key_store(settings: VoxlineSettings, bind_host: str) -> KeyStore | None:
+    """The API key store if keys are required for a server bound to `bind_host`, else None;
+    logs which rule applies (and warns when keys are required but none exists yet)."""
+    required, why = keys_required(settings.auth, bind_host)
+    if not required:
+        logger.info("voxline: API keys off ({})", why)
+        return None
+    keys = KeyStore(settings.auth.keys_file)
+    count = keys.active_count()
+    logger.info("voxline: API keys required ({}); {} active in {}", why, count, keys.path)
+    if not count:
+        logger.warning("voxline: no API key exists yet, so every session is refused; create one "
+                       "with `voxline keys create` (no restart needed)")
+    return keys
 
 
 class Worker:
@@ -57,12 +78,13 @@ class Worker:
         self.app = create_app(state)
         self.collector: Collector | None = None
         if settings.dashboard.mount_in_serve:
-            token = required_token(settings.dashboard, settings.server.host)
             self.collector = Collector(
                 state.bus, history_turns=settings.dashboard.history_turns,
                 transcript_retention=settings.privacy.transcript_retention)
             self.app.mount("/dashboard", create_dashboard_app(
-                self.collector, state.bus, token=token, source=state.worker_id))
+                self.collector, state.bus, source=state.worker_id,
+                access=dashboard_access(settings.dashboard, keys=state.keys,
+                                        allowed_origins=settings.server.allowed_origins)))
         self._telemetry = WorkerTelemetry(state)
         self._control = WorkerControl(state)
         self.metrics = WorkerMetrics(state)
@@ -162,13 +184,15 @@ async def serve_dashboard(settings: VoxlineSettings) -> None:
             "(VOXLINE_BUS__URL=redis://...) here and on every worker, or open /dashboard "
             "on a single `voxline serve`"
         )
-    token = required_token(settings.dashboard, settings.dashboard.host)
+    access = dashboard_access(settings.dashboard,
+                              keys=key_store(settings, settings.dashboard.host),
+                              allowed_origins=settings.server.allowed_origins)
     bus = create_bus(settings.bus, origin=f"dashboard:{socket.gethostname()}:{os.getpid()}")
     await bus.start()
     collector = Collector(bus, history_turns=settings.dashboard.history_turns,
                           transcript_retention=settings.privacy.transcript_retention)
     await collector.start()
-    app = create_dashboard_app(collector, bus, token=token, source="dashboard")
+    app = create_dashboard_app(collector, bus, source="dashboard", access=access)
     config = uvicorn_config(app, settings)
     config.host, config.port = settings.dashboard.host, settings.dashboard.port
     try:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import websockets
 
+from voxline.logs import redact_secrets
+
 CHUNK_SECS = 0.02
 TRAILING_SILENCE_SECS = 1.5  # lets the server's VAD hear the end of the question
 
@@ -60,9 +62,9 @@ async def talk(*, url: str, wav: Path, out: Path | None, timeout_secs: float,
                 sender.cancel()
                 await asyncio.gather(sender, return_exceptions=True)
     except (OSError, websockets.InvalidHandshake, websockets.InvalidURI) as e:
-        raise TalkError(
+        raise TalkError(redact_secrets(  # the URL may carry ?token=<API key>
             f"cannot connect to {url}: {e}; is `voxline serve` running there?"
-        ) from None
+        )) from None
     except websockets.ConnectionClosed as e:
         reason = f" ({e.rcvd.code} {e.rcvd.reason})" if e.rcvd else ""
         raise TalkError(f"the server closed the connection mid-reply{reason}") from None

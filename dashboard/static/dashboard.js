@@ -44,8 +44,13 @@ function connect(attempt) {
   socket.onmessage = (e) => onMessage(JSON.parse(e.data));
   socket.onclose = (e) => {
     dash.connected = false;
+    if (e.code === 4403) {
+      notice("This page's origin may not open the dashboard's feed (server.allowed_origins).");
+      setPill("feed-state", "closed", "refused");
+      return;
+    }
     if (e.code === 4401) {
-      notice("This dashboard needs its token: open it as …/?token=<dashboard token>.");
+      notice("This dashboard needs a key: open it as …/?token=<API key or dashboard token>.");
       setPill("feed-state", "closed", "unauthorised");
       return;
     }

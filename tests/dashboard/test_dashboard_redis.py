@@ -29,7 +29,7 @@ class DashboardServer:
         self.bus = create_bus(settings.bus, origin="dashboard-test")
         # Its page is read after conversations ended: keep their transcripts (retention memory).
         self.collector = Collector(self.bus, history_turns=50, transcript_retention="memory")
-        app = create_dashboard_app(self.collector, self.bus, token=None, source="dashboard")
+        app = create_dashboard_app(self.collector, self.bus, source="dashboard")
         self._server = VoxlineServer(uvicorn_config(app, settings))
         await self.bus.start()
         await self.collector.start()

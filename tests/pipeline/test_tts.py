@@ -25,3 +25,17 @@ async def test_speech_is_intelligible_at_the_transport_rate(models):
     pcm = b"".join(f.audio for f in audio)
     assert rms(pcm) > 0.02
     assert wer(TEXT, transcribe(models, pcm, 24000)) <= 0.2
+
+
+async def test_text_over_max_text_chars_is_cut_at_a_word(models):
+    """tts.max_text_chars: a sentence that never ends is not synthesized whole (it would hold
+    the shared engine for a minute); its first words are spoken."""
+    tts = LocalTTSService(engine=models.tts, executor=models.tts_executor, max_text_chars=40)
+    down, _ = await run_test(
+        tts,
+        frames_to_send=[TTSSpeakFrame("Hello there my friend " * 60), SleepFrame(sleep=1.0)],
+        pipeline_params=PipelineParams(audio_out_sample_rate=24000),
+    )
+    pcm = b"".join(f.audio for f in down if isinstance(f, TTSAudioRawFrame))
+    assert 1.0 < len(pcm) / 2 / 24000 < 6.0, f"{len(pcm) / 48000:.1f}s of audio"
+    assert wer("Hello there my friend hello there my", transcribe(models, pcm, 24000)) <= 0.3

@@ -12,6 +12,9 @@ const STAGES = [
 ];
 
 const voxline = (window.voxline = { events: [], pc: null, sessionId: null, micLevel: 0 });
+// An API key given as the page's own ?token= (when the server requires keys) goes with every
+// request as a header, so it never lands in server or proxy request logs.
+const token = new URLSearchParams(location.search).get("token");
 let channel = null;
 let pingTimer = null;
 let meterFrame = null;
@@ -78,10 +81,12 @@ async function openMicrophone() {
   }
 }
 
-async function fetchJson(url, options) {
+async function fetchJson(url, options = {}) {
+  const headers = { ...options.headers };
+  if (token) headers.Authorization = `Bearer ${token}`;
   let response;
   try {
-    response = await fetch(url, options);
+    response = await fetch(url, { ...options, headers });
   } catch {
     throw new Error("The voxline server is unreachable. Is `voxline serve` running?");
   }

@@ -1,0 +1,13 @@
+"""Access control: API keys, the origin rule and new-session rate limits (docs/protocol.md)."""
+
+from voxline.auth.guard import (
+    AccessGuard,
+    Grant,
+    Refusal,
+    is_loopback,
+    keys_required,
+)
+from voxline.auth.keys import KeyFileError, KeyStore
+
+__all__ = ["AccessGuard", "Grant", "KeyFileError", "KeyStore", "Refusal", "is_loopback",
+           "keys_required"]

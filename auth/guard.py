@@ -1,0 +1,147 @@
+"""Who may connect and open a session: the origin rule, an API key (or the dashboard token) and
+the new-session rate limits, checked in that order. Refusals carry an HTTP status, a WebSocket
+close code and a stable error code (docs/protocol.md)."""
+
+import asyncio
+import hmac
+import ipaddress
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from loguru import logger
+from starlette.requests import HTTPConnection
+from starlette.responses import JSONResponse
+
+from voxline.auth.keys import KeyStore
+from voxline.auth.origin import is_origin_allowed
+from voxline.auth.ratelimit import RateLimiter
+from voxline.config.settings import AuthSettings, LimitsSettings
+
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_ORIGIN_NOT_ALLOWED = 4403
+CLOSE_RATE_LIMITED = 4429
+KEY_HELP = ("send `Authorization: Bearer <key>` or add ?token=<key> to the URL; the operator "
+            "makes keys with `voxline keys create`")
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a request is refused: `status` for HTTP, `close_code` for a WebSocket."""
+
+    status: int
+    close_code: int
+    code: str
+    message: str
+    reason: str  # short enough for a WebSocket close frame (123 bytes)
+    retry_after_secs: int | None = None
+
+    def response(self) -> JSONResponse:
+        """The HTTP answer, in the shape of every signalling error (docs/protocol.md)."""
+        headers = {"Retry-After": str(self.retry_after_secs)} if self.retry_after_secs else None
+        return JSONResponse({"error": self.code, "message": self.message},
+                            status_code=self.status, headers=headers)
+
+
+@dataclass(frozen=True)
+class Grant:
+    """A request let in. `key_id` names its API key (None: keys are off, or a dashboard token)."""
+
+    key_id: str | None = None
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def keys_required(auth: AuthSettings, bind_host: str) -> tuple[bool, str]:
+    """Whether API keys are required, and why: `auth.enabled`, or any bind beyond loopback."""
+    if auth.enabled:
+        return True, "auth.enabled is true"
+    if not is_loopback(bind_host):
+        return True, f"bound to {bind_host}, beyond loopback"
+    return False, f"bound to loopback ({bind_host}) and auth.enabled is false"
+
+
+def offered_credential(connection: HTTPConnection) -> str | None:
+    """`Authorization: Bearer <key>`, else `?token=<key>` (browsers cannot set WebSocket
+    headers), else None."""
+    header = connection.headers.get("authorization", "")
+    if header[:7].lower() == "bearer ":
+        return header[7:].strip()
+    return connection.query_params.get("token")
+
+
+class AccessGuard:
+    """One app's rule. `keys`: API keys accepted (None: keys off); `token`: another accepted
+    secret (the dashboard token); when neither is set anyone gets in. `limits`: new-session
+    rate limits (None: no limits). `credential_help` ends a 401's message: how to send one."""
+
+    def __init__(self, *, keys: KeyStore | None = None, token: str | None = None,
+                 allowed_origins: Sequence[str] = (), limits: LimitsSettings | None = None,
+                 credential_help: str = KEY_HELP):
+        self._keys = keys
+        self._help = credential_help
+        self._token = token
+        self._allowed_origins = tuple(allowed_origins)
+        self._per_ip = RateLimiter(limits.sessions_per_minute_per_ip if limits else 0)
+        self._per_key = RateLimiter(limits.sessions_per_minute_per_key if limits else 0)
+
+    async def admit(self, connection: HTTPConnection) -> Grant | Refusal:
+        """Check the origin and the credential (the key's scrypt runs in a thread)."""
+        origin = connection.headers.get("origin")
+        if not is_origin_allowed(origin, connection.headers.get("host"), self._allowed_origins):
+            return self._refuse(connection, Refusal(
+                403, CLOSE_ORIGIN_NOT_ALLOWED, "origin_not_allowed",
+                f"pages from {origin[:100]!r} may not use this server; add that origin to "
+                "server.allowed_origins (VOXLINE_SERVER__ALLOWED_ORIGINS), or open the page "
+                "from this server", "origin not allowed"))
+        if self._keys is None and self._token is None:
+            return Grant()
+        offered = offered_credential(connection)
+        if not offered:
+            return self._refuse(connection, Refusal(
+                401, CLOSE_UNAUTHORIZED, "unauthorized", f"an API key is required: {self._help}",
+                "API key required"))
+        if self._token is not None and hmac.compare_digest(offered.encode(), self._token.encode()):
+            return Grant()
+        if self._keys is not None and (found := await asyncio.to_thread(self._keys.verify,
+                                                                         offered)):
+            return Grant(key_id=found)
+        return self._refuse(connection, Refusal(
+            401, CLOSE_UNAUTHORIZED, "unauthorized",
+            f"the API key is not valid (mistyped, unknown or revoked): {self._help}",
+            "API key not valid"))
+
+    def take_session(self, connection: HTTPConnection, grant: Grant) -> Refusal | None:
+        """Count a new session against its client IP and key, or refuse it if either has used
+        up its sessions for now (then nothing is counted)."""
+        ip = connection.client.host if connection.client else ""
+        waits = [(self._per_ip.retry_after_secs(ip), "address", self._per_ip.per_minute)]
+        if grant.key_id is not None:
+            waits.append((self._per_key.retry_after_secs(grant.key_id), "API key",
+                          self._per_key.per_minute))
+        wait, who, per_minute = max(waits)
+        if wait > 0:
+            seconds = math.ceil(wait)
+            return self._refuse(connection, Refusal(
+                429, CLOSE_RATE_LIMITED, "rate_limited",
+                f"too many new sessions from this {who}: at most {per_minute} a minute; "
+                f"retry in {seconds} s", f"too many new sessions; retry in {seconds} s",
+                retry_after_secs=seconds))
+        self._per_ip.take(ip)
+        if grant.key_id is not None:
+            self._per_key.take(grant.key_id)
+        return None
+
+    @staticmethod
+    def _refuse(connection: HTTPConnection, refusal: Refusal) -> Refusal:
+        client = connection.client.host if connection.client else "?"
+        logger.info("Refused {} from {}: {}", connection.url.path, client, refusal.code)
+        return refusal

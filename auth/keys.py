@@ -1,0 +1,195 @@
+"""API keys: made by `voxline keys create`, stored only as salted scrypt hashes, checked per
+connection. The server only reads the file, and re-reads it when it changes, so a key revoked
+with `voxline keys revoke` is refused from the next connection on, without a restart."""
+
+import contextlib
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import tempfile
+import threading
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from loguru import logger
+
+KEY_PREFIX = "vxl_live_"
+ID_CHARS = 8  # hex: the public part that names a key in `keys list` and finds its record
+SECRET_CHARS = 43  # secrets.token_urlsafe(32): 256 random bits
+# scrypt at 16 MiB and ~50 ms: slow enough against guessing from a stolen file, and each key
+# is hashed once per process (then checked against a sha256 kept in memory).
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+FILE_VERSION = 1
+
+
+class KeyFileError(ValueError):
+    """The keys file cannot be used, or no key matches; the message names the file and the fix."""
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """One key as stored: never the key itself, only its salted hash."""
+
+    id: str
+    name: str
+    created_at: str
+    revoked_at: str | None
+    salt: str
+    hash: str
+
+    @property
+    def prefix(self) -> str:
+        """What a key starts with: enough to recognise it, not to use it."""
+        return KEY_PREFIX + self.id
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+def key_id(key: str) -> str | None:
+    """The id inside a well-formed key, or None (not a voxline key)."""
+    if not key.startswith(KEY_PREFIX):
+        return None
+    rest = key[len(KEY_PREFIX):]
+    found = rest[:ID_CHARS]
+    if len(rest) != ID_CHARS + SECRET_CHARS or not all(c in "0123456789abcdef" for c in found):
+        return None
+    return found
+
+
+def _hash(key: str, salt: bytes) -> bytes:
+    return hashlib.scrypt(key.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=32)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class KeyStore:
+    """The keys file at `path`. `verify` is thread-safe and meant for `asyncio.to_thread`
+    (a key not seen before costs one scrypt); `create` and `revoke` are for the CLI."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._lock = threading.Lock()
+        self._signature: tuple | None = None
+        self._records: dict[str, KeyRecord] = {}
+        self._verified: dict[str, bytes] = {}  # key id -> sha256 of its key, once scrypt agreed
+
+    def create(self, name: str = "") -> tuple[KeyRecord, str]:
+        """Add a new key; return its record and the key, which is never stored or shown again."""
+        records = self._read()
+        while (new_id := secrets.token_hex(ID_CHARS // 2)) in records:
+            pass
+        key = KEY_PREFIX + new_id + secrets.token_urlsafe(32)
+        salt = secrets.token_bytes(16)
+        record = KeyRecord(id=new_id, name=name, created_at=_now(), revoked_at=None,
+                           salt=salt.hex(), hash=_hash(key, salt).hex())
+        self._write([*records.values(), record])
+        logger.debug("API key {} created in {}", record.prefix, self.path)
+        return record, key
+
+    def records(self) -> list[KeyRecord]:
+        """Every key, revoked ones included, oldest first."""
+        return sorted(self._read().values(), key=lambda r: r.created_at)
+
+    def revoke(self, id_or_prefix: str) -> KeyRecord:
+        """Revoke the key whose id starts with `id_or_prefix` (`vxl_live_` optional)."""
+        wanted = id_or_prefix.strip().removeprefix(KEY_PREFIX)[:ID_CHARS].lower()
+        records = self._read()
+        matches = [r for r in records.values() if wanted and r.id.startswith(wanted)]
+        if len(matches) != 1:
+            problem = "no key has" if not matches else f"{len(matches)} keys have"
+            raise KeyFileError(f"{problem} an id starting with {wanted!r} in {self.path}; "
+                               "see `voxline keys list` for the ids")
+        record = matches[0]
+        if not record.is_revoked:
+            records[record.id] = record = KeyRecord(**{**asdict(record), "revoked_at": _now()})
+            self._write(list(records.values()))
+            logger.debug("API key {} revoked", record.prefix)
+        return record
+
+    def active_count(self) -> int:
+        """How many keys are not revoked (0 when the file does not exist yet)."""
+        with self._lock:
+            self._reload_if_changed()
+            return sum(not r.is_revoked for r in self._records.values())
+
+    def verify(self, key: str) -> str | None:
+        """The id of `key` if it is a live key of this file, else None. Compares in constant
+        time; an unreadable file refuses every key (and says why in the log)."""
+        found = key_id(key)
+        if found is None:
+            return None
+        with self._lock:
+            self._reload_if_changed()
+            record = self._records.get(found)
+            if record is None or record.is_revoked:
+                return None
+            digest = hashlib.sha256(key.encode()).digest()
+            if (known := self._verified.get(found)) is not None:
+                return found if hmac.compare_digest(digest, known) else None
+        # scrypt outside the lock: other connections are not held up by this one.
+        expected = bytes.fromhex(record.hash)
+        if not hmac.compare_digest(_hash(key, bytes.fromhex(record.salt)), expected):
+            return None
+        with self._lock:
+            if self._records.get(found) == record:  # not revoked meanwhile
+                self._verified[found] = digest
+                return found
+        return None
+
+    def _reload_if_changed(self) -> None:
+        try:
+            stat = self.path.stat()
+            signature = (stat.st_mtime_ns, stat.st_ino, stat.st_size)
+        except FileNotFoundError:
+            signature = None
+        if signature == self._signature and self._signature is not None:
+            return
+        self._verified.clear()
+        try:
+            self._records = self._read()
+        except KeyFileError as e:
+            logger.error("API keys: {}; every key is refused until it is fixed", e)
+            self._records = {}
+        self._signature = signature
+
+    def _read(self) -> dict[str, KeyRecord]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            return {r["id"]: KeyRecord(**r) for r in data["keys"]}
+        except FileNotFoundError:
+            return {}
+        except OSError as e:
+            raise KeyFileError(f"cannot read the keys file {self.path}: {e.strerror}") from None
+        except (ValueError, KeyError, TypeError):
+            raise KeyFileError(
+                f"the keys file {self.path} is not a voxline keys file; move it away and "
+                "create keys again with `voxline keys create`"
+            ) from None
+
+    def _write(self, records: list[KeyRecord]) -> None:
+        """Replace the file atomically (readers see the old or the new one), mode 0600."""
+        text = json.dumps({"version": FILE_VERSION, "keys": [asdict(r) for r in records]},
+                          indent=2)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=".keys-",
+                                             suffix=".tmp")  # created with mode 0600
+        except OSError as e:
+            raise KeyFileError(f"cannot write the keys file {self.path}: {e.strerror}; "
+                               "set auth.keys_file to a writable path") from None
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as file:
+                file.write(text + "\n")
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, self.path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
