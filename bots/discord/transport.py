@@ -45,8 +45,9 @@ def speaker_transport_params() -> TransportParams:
 class SpeakerInput(BaseInputTransport):
     """Pushes the member's audio, fed from the loop by the channel, into the pipeline."""
 
-    def __init__(self, params: TransportParams, **kwargs):
+    def __init__(self, params: TransportParams, *, on_started, **kwargs):
         super().__init__(params, **kwargs)
+        self._on_started = on_started
         self._queue: asyncio.Queue[InputAudioRawFrame] = asyncio.Queue(MAX_QUEUED_INPUT_FRAMES)
         self._feed_task: asyncio.Task | None = None
 
@@ -63,6 +64,8 @@ class SpeakerInput(BaseInputTransport):
         await super().start(frame)
         await self.set_transport_ready(frame)
         self._feed_task = self.create_task(self._feed_task_handler())
+        # Not awaited here: the session may be cancelled from it, and start must finish first.
+        self.create_task(self._on_started(), name=f"{self}::on_started")
 
     async def stop(self, frame: EndFrame):
         await self._stop_feeding()
@@ -71,6 +74,10 @@ class SpeakerInput(BaseInputTransport):
     async def cancel(self, frame: CancelFrame):
         await self._stop_feeding()
         await super().cancel(frame)
+
+    async def cleanup(self):
+        await self._stop_feeding()  # also when the session is cancelled before it fully started
+        await super().cleanup()
 
     async def _stop_feeding(self):
         if self._feed_task:
@@ -140,7 +147,9 @@ class SpeakerTransport(BaseTransport):
     def __init__(self, *, floor: PlaybackFloor, name: str):
         super().__init__(name=name)
         params = speaker_transport_params()
-        self._input = SpeakerInput(params, name=f"{name}#input")
+        self._disconnect_reason: str | None = None
+        self._input = SpeakerInput(params, on_started=self._on_input_started,
+                                   name=f"{name}#input")
         self._output = SpeakerOutput(params, floor=floor, name=f"{name}#output")
         self._register_event_handler("on_client_disconnected")
 
@@ -155,4 +164,11 @@ class SpeakerTransport(BaseTransport):
 
     async def disconnect(self, reason: str) -> None:
         """The member left (or the bot did): end their session."""
+        self._disconnect_reason = reason
         await self._call_event_handler("on_client_disconnected", reason)
+
+    async def _on_input_started(self) -> None:
+        # A member who left while their session was still being built: `run_session` had not
+        # yet registered its handler, so that disconnect went unheard. Tell it now.
+        if self._disconnect_reason is not None:
+            await self._call_event_handler("on_client_disconnected", self._disconnect_reason)

@@ -61,3 +61,21 @@ async def test_a_member_is_heard_and_answered_through_the_floor(models, settings
     mono = stereo[:, 0].tobytes()
     assert rms(mono) > 0.01
     assert words(transcribe(models, mono, 48000)), "the bot's reply should be intelligible"
+
+
+async def test_a_member_who_leaves_while_their_session_starts_ends_it(models, settings):
+    """Regression: a disconnect before `run_session` registered its handler went unheard, and
+    the session lived on until the idle timeout (300 s)."""
+    floor = PlaybackFloor(ThreadPlayer())
+    transport = SpeakerTransport(floor=floor, name="discord-43")
+    options = SessionOptions(session_id="discord-left", transport="discord",
+                             persona=Persona("Be brief."), audio_out_sample_rate=48000)
+    session = asyncio.create_task(run_session(transport, models, settings, InProcessBus(),
+                                              options))
+    await transport.disconnect("left the channel")  # before the pipeline is even built
+    try:
+        await asyncio.wait_for(session, 10)
+    finally:
+        session.cancel()
+        await asyncio.gather(session, return_exceptions=True)
+        await floor.close()
