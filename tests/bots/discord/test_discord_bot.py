@@ -75,6 +75,13 @@ class Conversations:
         self._subscription.close()
 
 
+async def joined(fake: FakeDiscord, member) -> str:
+    """`member` says /join; the bot's reply, once it is in voice (and in the DAVE group)."""
+    reply = await fake.slash(member, "join", timeout=20)
+    await fake.wait_bot_in_voice(timeout=20)
+    return reply
+
+
 def silence(secs: float) -> bytes:
     return bytes(int(secs * 32000))
 
@@ -94,8 +101,7 @@ async def test_two_members_are_heard_and_answered_in_turn_with_dave(models, spee
         await fake.join_voice(bob)
         async with running_bot(fake, models) as (bot, state):
             talk = Conversations(state)
-            assert (await fake.slash(alice, "join", timeout=20)).startswith("Joined #")
-            await fake.wait_bot_in_voice(timeout=20)
+            assert (await joined(fake, alice)).startswith("Joined #")
 
             async def bob_speaks_a_moment_later():
                 await asyncio.sleep(0.3)
@@ -144,8 +150,7 @@ async def test_without_dave_with_header_extensions_and_through_a_voice_reconnect
         await fake.join_voice(alice)
         async with running_bot(fake, models) as (bot, state):
             talk = Conversations(state)
-            await fake.slash(alice, "join", timeout=20)
-            await fake.wait_bot_in_voice(timeout=20)
+            await joined(fake, alice)
             question = read_pcm(speech(ALICE_ASKS)) + silence(1.0)
             await alice.speak(question, header_extension=True)
             await talk.until(lambda t: t.answered("Alice"), 60)
@@ -176,8 +181,7 @@ async def test_bots_and_muted_members_are_not_listened_to(models, speech):
         await fake.join_voice(carol, self_mute=True)
         async with running_bot(fake, models) as (bot, state):
             talk = Conversations(state)
-            await fake.slash(alice, "join", timeout=20)
-            await fake.wait_bot_in_voice(timeout=20)
+            await joined(fake, alice)
             question = read_pcm(speech(ALICE_ASKS)) + silence(0.5)
             await asyncio.gather(robo.speak(question), carol.speak(question))
             receiver = bot.channels[fake.guild_id].voice.receiver
@@ -197,8 +201,7 @@ async def test_a_member_speaking_over_the_bot_cuts_another_members_answer(models
         await fake.join_voice(bob)
         async with running_bot(fake, models) as (bot, state):
             talk = Conversations(state)
-            await fake.slash(alice, "join", timeout=20)
-            await fake.wait_bot_in_voice(timeout=20)
+            await joined(fake, alice)
             await alice.speak(read_pcm(speech("Tell me a long story about a dragon.")) + silence(1))
             await talk.until(lambda t: ("Alice", "tts.started") in t.order, 60)
             await bob.speak(read_pcm(speech("Wait, stop please.")))
@@ -215,8 +218,7 @@ async def test_packets_before_the_speaking_event_are_held_then_heard(models, spe
         alice = fake.add_member("Alice")
         await fake.join_voice(alice)
         async with running_bot(fake, models) as (bot, state):
-            await fake.slash(alice, "join", timeout=20)
-            await fake.wait_bot_in_voice(timeout=20)
+            await joined(fake, alice)
             receiver = bot.channels[fake.guild_id].voice.receiver
             await alice.speak(read_pcm(speech("Hello."))[:16000], announce=False)  # 0.5 s
             assert receiver.stats.held > 0 and receiver.stats.decoded == 0
@@ -245,8 +247,7 @@ async def test_already_in_another_channel_and_leaving_an_empty_channel(models):
         await fake.join_voice(alice)
         await fake.join_voice(bob, fake.other_voice_channel_id)
         async with running_bot(fake, models, idle_leave_secs=1.0) as (bot, state):
-            await fake.slash(alice, "join", timeout=20)
-            await fake.wait_bot_in_voice(timeout=20)
+            await joined(fake, alice)
             reply = await fake.slash(bob, "join", timeout=20)
             assert "already in #" in reply and "/leave" in reply
             assert bot.component_status().health == "ok"

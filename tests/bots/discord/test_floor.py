@@ -2,6 +2,8 @@
 
 import asyncio
 
+import pytest
+
 from tests.bots.discord.player import ThreadPlayer
 from voxline.bots.discord.audio_source import FRAME_BYTES
 from voxline.bots.discord.floor import PlaybackFloor
@@ -16,6 +18,15 @@ class Owner:
         self.cut += 1
 
 
+@pytest.fixture
+async def stage():
+    """A floor on a thread player, closed after the test."""
+    player = ThreadPlayer()
+    floor = PlaybackFloor(player)
+    yield player, floor
+    await floor.close()
+
+
 async def _reply(floor, owner, frames):
     if not await floor.acquire(owner):
         return
@@ -24,52 +35,40 @@ async def _reply(floor, owner, frames):
     floor.reply_finished(owner)
 
 
-async def test_replies_take_turns_first_come_first_served():
-    player = ThreadPlayer()
-    floor = PlaybackFloor(player)
+async def test_replies_take_turns_first_come_first_served(stage):
+    player, floor = stage
     alice, bob = Owner(1), Owner(2)
-    try:
-        first = asyncio.create_task(_reply(floor, alice, 10))
-        await asyncio.sleep(0.05)
-        second = asyncio.create_task(_reply(floor, bob, 10))
-        await asyncio.wait_for(asyncio.gather(first, second), timeout=5)
-        await asyncio.to_thread(player.join, 5)
-    finally:
-        await floor.close()
+    first = asyncio.create_task(_reply(floor, alice, 10))
+    await asyncio.sleep(0.05)
+    second = asyncio.create_task(_reply(floor, bob, 10))
+    await asyncio.wait_for(asyncio.gather(first, second), timeout=5)
+    await asyncio.to_thread(player.join, 5)
     assert player.played == [1] * 10 + [2] * 10  # never interleaved
     assert floor.owner is None
 
 
-async def test_barge_in_by_another_member_cuts_the_reply_and_tells_its_owner():
-    player = ThreadPlayer()
-    floor = PlaybackFloor(player)
+async def test_barge_in_by_another_member_cuts_the_reply_and_tells_its_owner(stage):
+    player, floor = stage
     alice, bob = Owner(1), Owner(2)
-    try:
-        reply = asyncio.create_task(_reply(floor, alice, 100))
-        assert await asyncio.to_thread(player.is_audible.wait, 5)
-        floor.barge_in(bob)
-        assert not player.is_playing()
-        assert alice.cut == 1 and bob.cut == 0
-        floor.drop(alice)  # what alice's session does when its interruption arrives
-        reply.cancel()
-        await asyncio.gather(reply, return_exceptions=True)
-    finally:
-        await floor.close()
+    reply = asyncio.create_task(_reply(floor, alice, 100))
+    assert await asyncio.to_thread(player.is_audible.wait, 5)
+    floor.barge_in(bob)
+    assert not player.is_playing()
+    assert alice.cut == 1 and bob.cut == 0
+    floor.drop(alice)  # what alice's session does when its interruption arrives
+    reply.cancel()
+    await asyncio.gather(reply, return_exceptions=True)
     assert len(player.played) < 20
 
 
-async def test_a_dropped_waiting_reply_is_not_played():
-    player = ThreadPlayer()
-    floor = PlaybackFloor(player)
+async def test_a_dropped_waiting_reply_is_not_played(stage):
+    player, floor = stage
     alice, bob = Owner(1), Owner(2)
-    try:
-        first = asyncio.create_task(_reply(floor, alice, 10))
-        await asyncio.sleep(0.05)
-        waiting = asyncio.create_task(floor.acquire(bob))
-        await asyncio.sleep(0.05)
-        floor.drop(bob)  # bob's session was interrupted before its turn
-        assert await asyncio.wait_for(waiting, 1) is False
-        await asyncio.wait_for(first, 5)
-    finally:
-        await floor.close()
+    first = asyncio.create_task(_reply(floor, alice, 10))
+    await asyncio.sleep(0.05)
+    waiting = asyncio.create_task(floor.acquire(bob))
+    await asyncio.sleep(0.05)
+    floor.drop(bob)  # bob's session was interrupted before its turn
+    assert await asyncio.wait_for(waiting, 1) is False
+    await asyncio.wait_for(first, 5)
     assert 2 not in player.played
