@@ -42,6 +42,15 @@ def transcribe(models, pcm: bytes, sample_rate: int) -> str:
     return models.stt.transcribe(pcm16).text
 
 
+async def feed_speech(transport, pcm: bytes, *, silence_secs: float) -> None:
+    """Feed 16 kHz mono speech, then silence, in real time 20 ms packets into a transport with
+    `feed(pcm)` (the Discord member transport), as the voice receiver does."""
+    pcm += bytes(int(silence_secs * 32000))
+    for i in range(0, len(pcm), 640):
+        transport.feed(pcm[i:i + 640])
+        await asyncio.sleep(0.02)
+
+
 def rms(pcm: bytes) -> float:
     """Root mean square of 16-bit PCM, as a fraction of full scale."""
     samples = np.frombuffer(pcm, dtype=np.int16).astype(np.float32) / 32768

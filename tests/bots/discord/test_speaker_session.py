@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tests.bots.discord.player import ThreadPlayer
-from tests.helpers import read_pcm, rms, transcribe, words
+from tests.helpers import feed_speech, read_pcm, rms, transcribe, words
 from voxline.agent import Persona, SessionOptions, run_session
 from voxline.bots.discord.floor import PlaybackFloor
 from voxline.bots.discord.transport import SpeakerTransport
@@ -15,15 +15,6 @@ from voxline.bus import events
 from voxline.bus.inprocess import InProcessBus
 
 pytestmark = pytest.mark.slow
-CHUNK = 640  # 20 ms of 16 kHz mono s16, as the receiver delivers it
-
-
-async def _speak(transport: SpeakerTransport, pcm: bytes, *, silence_secs: float) -> None:
-    """Feed speech then silence in real time, like packets from Discord."""
-    pcm += bytes(int(silence_secs * 32000))
-    for i in range(0, len(pcm), CHUNK):
-        transport.feed(pcm[i:i + CHUNK])
-        await asyncio.sleep(0.02)
 
 
 async def test_a_member_is_heard_and_answered_through_the_floor(models, settings, speech):
@@ -39,7 +30,7 @@ async def test_a_member_is_heard_and_answered_through_the_floor(models, settings
     session = asyncio.create_task(run_session(transport, models, settings, bus, options))
     try:
         speech_pcm = read_pcm(speech("What is the capital of France?"))
-        await _speak(transport, speech_pcm, silence_secs=1.0)
+        await feed_speech(transport, speech_pcm, silence_secs=1.0)
         seen: dict[type, events.Event] = {}
         async with asyncio.timeout(30):
             async for event in subscription:
