@@ -269,3 +269,26 @@ async def test_the_bot_reports_its_discord_service_status(models):
                 subscription.close()
             discord_status = next(c for c in status.components if c.name == "discord")
             assert discord_status.health == "ok" and discord_status.detail == "ready"
+
+
+async def test_voxline_discord_process_runs_and_stops_cleanly(models, monkeypatch):
+    """`run_discord` (what `voxline discord` runs): models, bus, telemetry, control, the bot."""
+    import dataclasses
+
+    from voxline import discord_bot
+
+    shared = dataclasses.replace(models)
+    shared.close = lambda: None  # the test run's models outlive this process stand-in
+    monkeypatch.setattr(discord_bot, "load_models", lambda settings, progress: shared)
+    async with FakeDiscord(dave=False) as fake:
+        alice = fake.add_member("Alice")
+        settings = make_settings(discord={"token": fake.bot_token, "guild_ids": [fake.guild_id]})
+        with fake.patched():
+            process = asyncio.create_task(discord_bot.run_discord(settings, **fake.client_kwargs()))
+            try:
+                await fake.wait_until_ready()
+                assert "Not in a voice channel" in await fake.slash(alice, "status", timeout=20)
+            finally:
+                process.cancel()
+                await asyncio.gather(process, return_exceptions=True)
+        assert process.cancelled() or process.exception() is None
