@@ -28,6 +28,11 @@ def table(report: dict) -> str:
             lines.append(f"  CPU mean {resources['cpu_percent_mean'] or 0:.0f}%  "
                          f"RSS {resources['rss_peak_bytes'] / 2**20:.0f} MB"
                          + (f"  (+{per / 2**20:.1f} MB per extra session)" if per else ""))
+        soak = result.get("soak")
+        if soak:
+            lines.append(f"  soak: {soak['rounds']} rounds, RSS growth "
+                         f"{soak['rss_growth_percent']:+.1f}%, tasks {soak['tasks_idle_start']}"
+                         f" idle at start → {soak['tasks_end']} at end")
     if "ratio" in report:
         ratio = report["ratio"]
         lines.append(f"voxline is {_x(ratio['v2v_p50'])} faster at p50, "

@@ -73,30 +73,77 @@ async def _measure(server: ServerProcess | str, options: BenchOptions,
         if sampler:
             sampler.start()
         rss_idle = sampler.rss_now() if sampler else 0
-        turns = await _sessions(url, prompts, options)
+        soak = SoakProbe(server, sampler) if own and options.soak_minutes else None
+        turns = await _sessions(url, prompts, options, soak)
         result = summarise(turns)
         if sampler:
             await sampler.stop()
             result["resources"] = _resources(sampler, rss_idle, options.sessions)
             result["resources"]["tasks_after"] = server.ready_info().get("tasks")
+        if soak:
+            result["soak"] = soak.report()
         return result
     finally:
         if own:
             await server.stop()
 
 
-async def _sessions(url: str, prompts: list[Prompt], options: BenchOptions) -> list[TurnResult]:
+async def _sessions(url: str, prompts: list[Prompt], options: BenchOptions,
+                    soak: "SoakProbe | None") -> list[TurnResult]:
     """`options.sessions` concurrent clients; with --soak, rounds until the time is up."""
     deadline = time.monotonic() + options.soak_minutes * 60
     results: list[TurnResult] = []
+    if soak:
+        await soak.sample()
     while True:
         rounds = await asyncio.gather(*(
             run_session(url, prompts, session=i, turns=options.turns)
             for i in range(options.sessions)
         ))
         results += [turn for session in rounds for turn in session]
+        if soak:
+            await soak.sample()
         if time.monotonic() >= deadline:
             return results
+
+
+class SoakProbe:
+    """Between soak rounds, once the server is idle again: its task count and RSS. A leak
+    shows as tasks above the first idle count, or RSS climbing round after round."""
+
+    IDLE_WAIT_SECS = 10.0
+
+    def __init__(self, server: ServerProcess, sampler: ResourceSampler):
+        self._server = server
+        self._sampler = sampler
+        self._started = time.monotonic()
+        self.samples: list[dict] = []
+
+    async def sample(self) -> None:
+        info: dict = {}
+        waited_until = time.monotonic() + self.IDLE_WAIT_SECS
+        while time.monotonic() < waited_until:  # sessions end a moment after their clients
+            info = await asyncio.to_thread(self._server.ready_info)
+            if not info.get("sessions"):
+                break
+            await asyncio.sleep(0.2)
+        self.samples.append({"t": round(time.monotonic() - self._started, 1),
+                             "tasks": info.get("tasks"), "sessions": info.get("sessions"),
+                             "rss": self._sampler.rss_now()})
+
+    def report(self) -> dict:
+        """Growth from the end of the first round (models and caches warm) to the last."""
+        idle, warm, last = self.samples[0], self.samples[min(1, len(self.samples) - 1)], \
+            self.samples[-1]
+        return {
+            "rounds": len(self.samples) - 1,
+            "tasks_idle_start": idle["tasks"],
+            "tasks_end": last["tasks"],
+            "tasks_growth": (last["tasks"] - idle["tasks"])
+            if last["tasks"] is not None and idle["tasks"] is not None else None,
+            "rss_growth_percent": 100 * (last["rss"] - warm["rss"]) / warm["rss"],
+            "samples": self.samples,
+        }
 
 
 def summarise(turns: list[TurnResult]) -> dict:

@@ -78,3 +78,27 @@ def test_manifest_errors_name_the_line(tmp_path):
     manifest.write_text('{"id": "a", "wav": "a.wav"}\n')
     with pytest.raises(PromptError, match=r"m.jsonl:1"):
         manifest_prompts(manifest)
+
+
+async def test_short_soak_leaves_no_tasks_and_bounded_rss(tmp_path):
+    """CI's bounded soak: 4 sessions for 1 minute of back-to-back rounds; after the last round
+    the idle server has no more tasks than before the first, and RSS growth stays bounded.
+
+    Measured on 2 cores: +10–15 % from the end of round 1 to round 3 (the allocator still
+    settling; see the issue note for the 3-minute curve), hence the 30 % bound."""
+    voxline = Path(sys.executable).parent / "voxline"
+    process = await asyncio.create_subprocess_exec(
+        str(voxline), "--log-level", "WARNING", "bench", "--sessions", "4", "--turns", "1",
+        "--soak", "1", "--llm", "smollm2-135m", "--json", str(tmp_path / "soak.json"),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 400)
+    assert process.returncode == 0, err.decode()[-2000:]
+    result = json.loads((tmp_path / "soak.json").read_text())["voxline"]
+    soak = result["soak"]
+    assert soak["rounds"] >= 2, soak
+    assert all(sample["sessions"] == 0 for sample in soak["samples"]), soak["samples"]
+    assert soak["tasks_growth"] == 0, soak["samples"]
+    assert soak["rss_growth_percent"] < 30, soak["samples"]
+    assert result["answered"] >= 0.75 * result["turns"], result["errors"]
+    assert "soak:" in out.decode()
