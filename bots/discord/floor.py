@@ -11,6 +11,7 @@ from voxline.bots.discord.audio_source import BufferedAudioSource
 
 PLAY_AHEAD_SECS = 0.12  # audio queued in the source; less → underruns, more → slower barge-in
 RELEASE_AFTER_SECS = 0.3  # a finished reply gives up the floor once played and quiet this long
+CUT_EXPIRES_SECS = 2.0  # a cut reply's interruption arrives within a hop; never mute it for long
 UNFINISHED_RELEASE_SECS = 3.0  # a reply that never said it finished (e.g. a greeting) gives up
 
 
@@ -44,6 +45,7 @@ class PlaybackFloor:
         self._source: BufferedAudioSource | None = None
         self._last_write = 0.0
         self._is_reply_finished = False
+        self._cut: dict[FloorOwner, float] = {}  # owner → when its reply was cut by another
         self._release_task: asyncio.Task | None = None
 
     def set_player(self, player: Player) -> None:
@@ -60,7 +62,11 @@ class PlaybackFloor:
         return self._owner is not None and self._player.is_playing()
 
     async def acquire(self, owner: FloorOwner) -> bool:
-        """Wait for `owner`'s turn; False if its reply was dropped while waiting."""
+        """Wait for `owner`'s turn; False if its reply was dropped while waiting, or was cut
+        and its interruption has not arrived yet (its queued audio must not take the floor)."""
+        cut_at = self._cut.get(owner)
+        if cut_at is not None and time.monotonic() - cut_at < CUT_EXPIRES_SECS:
+            return False
         if self._owner is owner:
             return True
         if self._owner is None and not self._waiting:
@@ -100,10 +106,12 @@ class PlaybackFloor:
         self._stop_playing()
         self._grant_next()
         if owner is not speaker:
+            self._cut[owner] = time.monotonic()
             owner.on_floor_taken()
 
     def drop(self, owner: FloorOwner) -> None:
         """`owner`'s reply was interrupted or its session ended: forget its audio and its place."""
+        self._cut.pop(owner, None)
         waiting = self._waiting.pop(owner, None)
         if waiting is not None and not waiting.done():
             waiting.set_result(False)

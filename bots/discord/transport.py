@@ -13,6 +13,7 @@ from pipecat.frames.frames import (
     Frame,
     InputAudioRawFrame,
     InterruptionFrame,
+    InterruptionWorkerFrame,
     LLMFullResponseEndFrame,
     OutputAudioRawFrame,
     StartFrame,
@@ -137,8 +138,10 @@ class SpeakerOutput(BaseOutputTransport):
         return True
 
     def on_floor_taken(self) -> None:
-        """Another member barged in on this session's reply: stop generating it."""
-        self.create_task(self.broadcast_interruption())
+        """Another member barged in on this session's reply: interrupt the whole session, as
+        the worker does (from the pipeline's start), so the LLM stops and this output's own
+        queued audio is dropped too — a broadcast from here would never reach this output."""
+        self.create_task(self.push_frame(InterruptionWorkerFrame(), FrameDirection.UPSTREAM))
 
 
 class SpeakerTransport(BaseTransport):

@@ -281,6 +281,8 @@ async def test_voxline_discord_process_runs_and_stops_cleanly(models, monkeypatc
     shared = dataclasses.replace(models)
     shared.close = lambda: None  # the test run's models outlive this process stand-in
     monkeypatch.setattr(discord_bot, "load_models", lambda settings, progress: shared)
+    ready = asyncio.Event()  # stopping before on_ready leaves discord.py's ready event unrun
+    monkeypatch.setattr(VoxlineDiscordBot, "on_ready", lambda _bot: _set(ready))
     async with FakeDiscord(dave=False) as fake:
         alice = fake.add_member("Alice")
         settings = make_settings(discord={"token": fake.bot_token, "guild_ids": [fake.guild_id]})
@@ -288,8 +290,13 @@ async def test_voxline_discord_process_runs_and_stops_cleanly(models, monkeypatc
             process = asyncio.create_task(discord_bot.run_discord(settings, **fake.client_kwargs()))
             try:
                 await fake.wait_until_ready()
+                await asyncio.wait_for(ready.wait(), 10)
                 assert "Not in a voice channel" in await fake.slash(alice, "status", timeout=20)
             finally:
                 process.cancel()
                 await asyncio.gather(process, return_exceptions=True)
         assert process.cancelled() or process.exception() is None
+
+
+async def _set(event: asyncio.Event) -> None:
+    event.set()

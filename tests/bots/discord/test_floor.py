@@ -55,7 +55,9 @@ async def test_barge_in_by_another_member_cuts_the_reply_and_tells_its_owner(sta
     floor.barge_in(bob)
     assert not player.is_playing()
     assert alice.cut == 1 and bob.cut == 0
+    assert not await floor.acquire(alice)  # her queued audio must not take the floor back
     floor.drop(alice)  # what alice's session does when its interruption arrives
+    assert await floor.acquire(alice)  # her next reply may
     reply.cancel()
     await asyncio.gather(reply, return_exceptions=True)
     assert len(player.played) < 20
