@@ -20,6 +20,12 @@ def wer(reference: str, hypothesis: str) -> float:
     return jiwer.wer(normalise(reference), normalise(hypothesis))
 
 
+def cer(reference: str, hypothesis: str) -> float:
+    """Character error rate of normalised texts: kinder than WER to near-homophones that tiny
+    Whisper writes differently ("France is Paris" → "Francis Perris")."""
+    return jiwer.cer(normalise(reference), normalise(hypothesis))
+
+
 def words(text: str) -> set[str]:
     """The set of normalised words."""
     return set(normalise(text).split())

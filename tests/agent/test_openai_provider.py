@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 
 from tests.conftest import RunningServer, make_settings
-from tests.helpers import transcribe, wer
+from tests.helpers import cer, transcribe, wer
 from voxline.models import catalog
 from voxline.models.registry import ModelRegistry
 from voxline.talk import talk
@@ -66,4 +66,4 @@ async def test_a_spoken_question_is_answered_by_the_remote_llm(openai_server, mo
     spoken = " ".join(result.texts("bot.text"))
     assert spoken, result.events
     heard = transcribe(models, bytes(result.reply_pcm), result.sample_rate)
-    assert wer(spoken, heard) < 0.5, (spoken, heard)
+    assert cer(spoken, heard) < 0.3, (spoken, heard)  # characters: Piper varies by run

@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import RunningServer, make_settings
 from tests.fake_openai import ANSWER, FakeOpenAIServer
-from tests.helpers import normalise, read_pcm, transcribe, wer, words
+from tests.helpers import cer, normalise, read_pcm, transcribe, wer, words
 from tests.ws_client import ANSWER_TIMEOUT_SECS, QUESTION, connect, speak, start
 from voxline.bus import events
 from voxline.pipeline.circuit_breaker import CircuitBreaker
@@ -109,7 +109,7 @@ async def test_failures_are_apologised_for_then_the_circuit_opens_and_recovers(
             assert _errors(seen) == ["llm_unavailable"], seen
             assert wer(APOLOGY, _spoken(seen)) < 0.2, seen
             heard = transcribe(models, audio, 16000)
-            assert wer(APOLOGY, heard) < 0.5, heard
+            assert cer(APOLOGY, heard) < 0.3, heard  # characters: Piper varies by run
             assert fake_llm.requests == 1
             assert breaker.state == "closed" and breaker.consecutive_failures == 1
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.helpers import LoopLagMonitor, transcribe, wer, words
+from tests.helpers import LoopLagMonitor, cer, transcribe, wer, words
 from voxline.talk import talk
 
 QUESTION = "What is the capital of France?"
@@ -35,7 +35,9 @@ async def test_reply_audio_is_relevant_speech(conversation, models):
     heard = transcribe(models, bytes(result.reply_pcm), result.sample_rate)
     assert words(heard) & {"paris", "france", "capital"}, f"reply was {heard!r}"
     spoken = " ".join(result.texts("bot.text"))
-    assert wer(spoken, heard) < 0.5, (spoken, heard)
+    # Piper samples its voice (noise_scale), so the audio and Whisper's spelling of it vary by
+    # run: compare characters, not words.
+    assert cer(spoken, heard) < 0.3, (spoken, heard)
 
 
 async def test_events_arrive_in_order_with_timings(conversation):
