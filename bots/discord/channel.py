@@ -51,7 +51,6 @@ class VoiceChannelSession:
         self._on_closed = on_closed
         self._speakers: dict[int, _Speaker] = {}
         self._floor = PlaybackFloor(voice)
-        self._stats_before_rejoin = ReceiveStats()
         self._closing = asyncio.Event()
         self._watchdog_task: asyncio.Task | None = None
         self._close_task: asyncio.Task | None = None
@@ -70,7 +69,7 @@ class VoiceChannelSession:
 
     @property
     def receive_stats(self) -> ReceiveStats:
-        return self.voice.receiver.stats if self.voice.receiver else self._stats_before_rejoin
+        return self.voice.receiver.stats if self.voice.receiver else ReceiveStats()
 
     def start(self) -> None:
         """Begin listening (call once the voice connection is up)."""
@@ -191,7 +190,6 @@ class VoiceChannelSession:
         """The voice connection is lost for good: connect again; sessions keep running."""
         channel = self.channel
         logger.warning("Discord: voice connection to #{} lost; joining again", channel.name)
-        self._stats_before_rejoin = self.receive_stats
         try:
             await self.voice.disconnect(force=True)
             self.voice = await channel.connect(cls=ListeningVoiceClient, reconnect=True)

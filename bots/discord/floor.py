@@ -57,10 +57,6 @@ class PlaybackFloor:
     def owner(self) -> FloorOwner | None:
         return self._owner
 
-    @property
-    def is_speaking(self) -> bool:
-        return self._owner is not None and self._player.is_playing()
-
     async def acquire(self, owner: FloorOwner) -> bool:
         """Wait for `owner`'s turn; False if its reply was dropped while waiting, or was cut
         and its interruption has not arrived yet (its queued audio must not take the floor)."""
