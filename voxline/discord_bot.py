@@ -1,18 +1,14 @@
 """`voxline discord`: the Discord bot process, publishing on the bus like any worker."""
 
-import asyncio
 import os
 import socket
-import time
 
 import discord
-from loguru import logger
 
 from voxline.bots.discord.bot import VoxlineDiscordBot
 from voxline.config.settings import VoxlineSettings
 from voxline.control import WorkerControl
-from voxline.models import load_models
-from voxline.server import build_state
+from voxline.server import build_state, load_models_logged
 from voxline.telemetry import WorkerTelemetry
 
 
@@ -27,12 +23,7 @@ async def run_discord(settings: VoxlineSettings, **client_kwargs) -> None:
     """
     if settings.discord.token is None:
         raise DiscordBotError("no Discord bot token: set DISCORD_TOKEN")
-    logger.info("voxline discord: loading models")
-    started = time.perf_counter()
-    models = await asyncio.to_thread(
-        load_models, settings, lambda line, secs: logger.info("  {:<44} {:6.2f}s", line, secs)
-    )
-    logger.info("voxline discord: models ready in {:.1f}s", time.perf_counter() - started)
+    models = await load_models_logged(settings, "voxline discord")
     state = build_state(settings, models, worker_id=f"{socket.gethostname()}:discord:{os.getpid()}")
     bot = VoxlineDiscordBot(state=state, settings=settings.discord, **client_kwargs)
     telemetry = WorkerTelemetry(state, extra_components=lambda: [bot.component_status()])

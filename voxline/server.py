@@ -150,6 +150,18 @@ def uvicorn_config(app, settings: VoxlineSettings) -> uvicorn.Config:
     )
 
 
+async def load_models_logged(settings: VoxlineSettings, process: str) -> ModelSet:
+    """Load every model off the loop, logging a progress line per model (`voxline serve` and
+    `voxline discord` start the same way)."""
+    logger.info("{}: loading models", process)
+    started = time.perf_counter()
+    models = await asyncio.to_thread(
+        load_models, settings, lambda line, secs: logger.info("  {:<44} {:6.2f}s", line, secs)
+    )
+    logger.info("{}: models ready in {:.1f}s", process, time.perf_counter() - started)
+    return models
+
+
 async def serve(settings: VoxlineSettings) -> None:
     """Load the models (a progress line each), then serve until interrupted."""
     # Take the port first: a port in use should fail in a second, not after loading models.
@@ -157,12 +169,7 @@ async def serve(settings: VoxlineSettings) -> None:
         (settings.server.host, settings.server.port),
         family=socket.AF_INET6 if ":" in settings.server.host else socket.AF_INET,
     )
-    logger.info("voxline: loading models")
-    started = time.perf_counter()
-    models = await asyncio.to_thread(
-        load_models, settings, lambda line, secs: logger.info("  {:<44} {:6.2f}s", line, secs)
-    )
-    logger.info("voxline: models ready in {:.1f}s", time.perf_counter() - started)
+    models = await load_models_logged(settings, "voxline")
     # The loaded models and libraries are millions of long-lived objects; a full collection
     # walking them paused the event loop ~100 ms (audible). Frozen, the GC skips them.
     gc.freeze()

@@ -40,6 +40,16 @@ async def running_bot(fake: FakeDiscord, models, **discord_settings):
             await state.bus.close()
 
 
+@contextlib.asynccontextmanager
+async def alice_and_bot(models, *, dave: bool):
+    """A fake Discord with Alice already in its voice channel, and our bot logged in."""
+    async with FakeDiscord(dave=dave) as fake:
+        alice = fake.add_member("Alice")
+        await fake.join_voice(alice)
+        async with running_bot(fake, models) as (bot, state):
+            yield fake, alice, bot, state
+
+
 class Conversations:
     """The bus events of every Discord session, grouped by the member it listens to."""
 
@@ -145,31 +155,28 @@ async def test_two_members_are_heard_and_answered_in_turn_with_dave(models, spee
 
 
 async def test_without_dave_with_header_extensions_and_through_a_voice_reconnect(models, speech):
-    async with FakeDiscord(dave=False) as fake:
-        alice = fake.add_member("Alice")
-        await fake.join_voice(alice)
-        async with running_bot(fake, models) as (bot, state):
-            talk = Conversations(state)
-            await joined(fake, alice)
-            question = read_pcm(speech(ALICE_ASKS)) + silence(1.0)
-            await alice.speak(question, header_extension=True)
-            await talk.until(lambda t: t.answered("Alice"), 60)
-            assert "france" in words(" ".join(talk.texts("Alice", events.TranscriptFinal)))
-            assert fake.audio.plain_frame_count > 0 and fake.audio.dave_frame_count == 0
+    async with alice_and_bot(models, dave=False) as (fake, alice, bot, state):
+        talk = Conversations(state)
+        await joined(fake, alice)
+        question = read_pcm(speech(ALICE_ASKS)) + silence(1.0)
+        await alice.speak(question, header_extension=True)
+        await talk.until(lambda t: t.answered("Alice"), 60)
+        assert "france" in words(" ".join(talk.texts("Alice", events.TranscriptFinal)))
+        assert fake.audio.plain_frame_count > 0 and fake.audio.dave_frame_count == 0
 
-            await fake.drop_voice(code=4015)  # the voice server went away: discord.py resumes
-            await fake.wait_bot_in_voice(timeout=20)
-            await fake.bot_audio(min_secs=0.1, silence_secs=0.2, timeout=5)  # drain the first
-            await alice.speak(read_pcm(speech(BOB_ASKS)) + silence(1.0), header_extension=True)
-            await talk.until(
-                lambda t: sum(isinstance(e, events.BotStoppedSpeaking)
-                              for e in t.by_speaker["Alice"]) >= 2, 60)
-            assert len(talk.started) == 1, "the member's session outlived the reconnect"
-            await fake.change_voice_server(new_endpoint=True)  # a region change: a new server
-            await fake.wait_bot_in_voice(timeout=20)
-            status = await fake.slash(alice, "status", timeout=20)
-            assert "listening to 1 member" in status and "no DAVE" in status
-            talk.close()
+        await fake.drop_voice(code=4015)  # the voice server went away: discord.py resumes
+        await fake.wait_bot_in_voice(timeout=20)
+        await fake.bot_audio(min_secs=0.1, silence_secs=0.2, timeout=5)  # drain the first
+        await alice.speak(read_pcm(speech(BOB_ASKS)) + silence(1.0), header_extension=True)
+        await talk.until(
+            lambda t: sum(isinstance(e, events.BotStoppedSpeaking)
+                          for e in t.by_speaker["Alice"]) >= 2, 60)
+        assert len(talk.started) == 1, "the member's session outlived the reconnect"
+        await fake.change_voice_server(new_endpoint=True)  # a region change: a new server
+        await fake.wait_bot_in_voice(timeout=20)
+        status = await fake.slash(alice, "status", timeout=20)
+        assert "listening to 1 member" in status and "no DAVE" in status
+        talk.close()
 
 
 async def test_bots_and_muted_members_are_not_listened_to(models, speech):
@@ -215,17 +222,14 @@ async def test_a_member_speaking_over_the_bot_cuts_another_members_answer(models
 
 
 async def test_packets_before_the_speaking_event_are_held_then_heard(models, speech):
-    async with FakeDiscord(dave=True) as fake:
-        alice = fake.add_member("Alice")
-        await fake.join_voice(alice)
-        async with running_bot(fake, models) as (bot, state):
-            await joined(fake, alice)
-            receiver = bot.channels[fake.guild_id].voice.receiver
-            await alice.speak(read_pcm(speech("Hello."))[:16000], announce=False)  # 0.5 s
-            assert receiver.stats.held > 0 and receiver.stats.decoded == 0
-            await alice.announce()
-            await eventually(lambda: receiver.stats.decoded >= receiver.stats.held - 2)
-            assert receiver.stats.dropped_dave == 0 and receiver.stats.dropped_unmapped == 0
+    async with alice_and_bot(models, dave=True) as (fake, alice, bot, state):
+        await joined(fake, alice)
+        receiver = bot.channels[fake.guild_id].voice.receiver
+        await alice.speak(read_pcm(speech("Hello."))[:16000], announce=False)  # 0.5 s
+        assert receiver.stats.held > 0 and receiver.stats.decoded == 0
+        await alice.announce()
+        await eventually(lambda: receiver.stats.decoded >= receiver.stats.held - 2)
+        assert receiver.stats.dropped_dave == 0 and receiver.stats.dropped_unmapped == 0
 
 
 async def test_join_refusals_are_clear(models):
@@ -276,11 +280,11 @@ async def test_voxline_discord_process_runs_and_stops_cleanly(models, monkeypatc
     """`run_discord` (what `voxline discord` runs): models, bus, telemetry, control, the bot."""
     import dataclasses
 
-    from voxline import discord_bot
+    from voxline import discord_bot, server
 
     shared = dataclasses.replace(models)
     shared.close = lambda: None  # the test run's models outlive this process stand-in
-    monkeypatch.setattr(discord_bot, "load_models", lambda settings, progress: shared)
+    monkeypatch.setattr(server, "load_models", lambda settings, progress: shared)
     ready = asyncio.Event()  # stopping before on_ready leaves discord.py's ready event unrun
     monkeypatch.setattr(VoxlineDiscordBot, "on_ready", lambda _bot: _set(ready))
     async with FakeDiscord(dave=False) as fake:
