@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 from loguru import logger
-from pipecat.audio.vad.silero import SileroVADAnalyzer
 from pipecat.audio.vad.vad_analyzer import VADParams
 from pipecat.frames.frames import TTSSpeakFrame
 from pipecat.pipeline.pipeline import Pipeline
@@ -17,7 +16,6 @@ from pipecat.processors.aggregators.llm_response_universal import (
     LLMUserAggregatorParams,
 )
 from pipecat.processors.audio.audio_buffer_processor import AudioBufferProcessor
-from pipecat.processors.audio.vad_processor import VADProcessor
 from pipecat.transports.base_transport import BaseTransport
 from pipecat.turns.user_start import TranscriptionUserTurnStartStrategy, VADUserTurnStartStrategy
 from pipecat.turns.user_turn_strategies import UserTurnStrategies
@@ -40,6 +38,7 @@ from voxline.pipeline.recording import session_recorder
 from voxline.pipeline.session_events import SessionEventsObserver
 from voxline.pipeline.turn_end import TranscriptTurnStopStrategy
 from voxline.pipeline.turn_metrics import TurnMetricsObserver
+from voxline.pipeline.vad import PausingSileroVADAnalyzer, PausingVADProcessor
 
 
 @dataclass(frozen=True)
@@ -71,14 +70,14 @@ async def run_session(
 ) -> None:
     """Run one conversation until the client leaves, the session idles out or fails.
 
-    transport in → VAD → STT → user context → history window → LLM → TTS → transport out →
-    assistant context (only what was actually played), with observers publishing to the bus.
-    `registry` and `llm_breaker` (a remote LLM's circuit breaker) are the worker's, shared by
-    its sessions.
+    transport in → VAD (and pauses) → STT (speculative at a pause) → user context → history
+    window → LLM → TTS → transport out → assistant context (only what was actually played),
+    with observers publishing to the bus. `registry` and `llm_breaker` (a remote LLM's circuit
+    breaker) are the worker's, shared by its sessions.
     """
     session_bus = SessionBus(bus, session_id=options.session_id, source=options.worker_id)
     with logger.contextualize(session_id=options.session_id):
-        vad = await asyncio.to_thread(_vad_analyzer, settings.vad)  # loads onnx: off the loop
+        vad = _vad_analyzer(models, settings.vad)
         context = LLMContext()
         aggregators = LLMContextAggregatorPair(
             context, user_params=LLMUserAggregatorParams(
@@ -87,7 +86,7 @@ async def run_session(
         )
         pipeline = Pipeline([
             transport.input(),
-            VADProcessor(vad_analyzer=vad),
+            PausingVADProcessor(vad_analyzer=vad, pause_secs=settings.vad.pause_secs),
             build_stt(models, settings.stt),
             aggregators.user(),
             ContextWindowProcessor(max_messages=settings.agent.max_history_messages),
@@ -169,8 +168,9 @@ def _recorder(privacy: PrivacySettings, options: SessionOptions) -> list[AudioBu
     return [session_recorder(path=privacy.recordings_dir / f"{options.session_id}.wav")]
 
 
-def _vad_analyzer(vad: VADSettings) -> SileroVADAnalyzer:
-    return SileroVADAnalyzer(
+def _vad_analyzer(models: ModelSet, vad: VADSettings) -> PausingSileroVADAnalyzer:
+    return PausingSileroVADAnalyzer(
+        session=models.vad,
         params=VADParams(
             confidence=vad.confidence, start_secs=vad.start_secs, stop_secs=vad.stop_secs,
             min_volume=vad.min_volume,

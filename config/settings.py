@@ -121,6 +121,10 @@ class VADSettings(_Section):
     stop_secs: float = Field(
         default=0.3, ge=0.1, le=3.0, description="Silence that ends the user's turn"
     )
+    pause_secs: float = Field(
+        default=0.1, ge=0.03, le=3.0,
+        description="Silence after which the speech so far is transcribed speculatively",
+    )
     min_volume: float = Field(default=0.5, ge=0, le=1)
 
 

@@ -4,15 +4,16 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
+import onnxruntime
 from loguru import logger
 
 from voxline.config.settings import VoxlineSettings
 from voxline.models import catalog
 from voxline.models.llama import LlamaEngine
 from voxline.models.registry import ModelFileError, ModelRegistry, ModelStatus
+from voxline.models.silero import load_silero
 from voxline.models.whisper import WhisperEngine
 
 
@@ -32,7 +33,7 @@ class SpeechSynthesizer(Protocol):
 class ModelSet:
     """The shared, already-loaded models of one process. Sessions only borrow them."""
 
-    vad_model_path: Path
+    vad: onnxruntime.InferenceSession  # Silero; each session keeps its own recurrent state
     stt: WhisperEngine
     tts: SpeechSynthesizer
     llm: LlamaEngine | None  # None when the LLM is a remote OpenAI-compatible server
@@ -74,11 +75,11 @@ def load_models(settings: VoxlineSettings, progress: Progress | None = None) -> 
         report(label, timings[label])
         return result
 
-    vad_path = timed("VAD  silero-vad", lambda: registry.path_of(catalog.SILERO_VAD))
+    vad = timed("VAD  silero-vad", lambda: load_silero(registry.path_of(catalog.SILERO_VAD)))
     stt = timed("STT  " + _stt_label(settings), lambda: _load_stt(settings, registry))
     llm = timed("LLM  " + _llm_label(settings), lambda: _load_llm(settings, registry))
     tts = timed("TTS  " + settings.tts.engine, lambda: _load_tts(settings, registry))
-    return ModelSet(vad_model_path=vad_path, stt=stt, tts=tts, llm=llm, load_secs=timings)
+    return ModelSet(vad=vad, stt=stt, tts=tts, llm=llm, load_secs=timings)
 
 
 def _stt_label(settings: VoxlineSettings) -> str:

@@ -1,9 +1,7 @@
 """Streaming speech to text: interim transcripts while the user speaks, a final one at the end."""
 
 import asyncio
-import time
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
 
 from loguru import logger
 from pipecat.frames.frames import (
@@ -19,16 +17,7 @@ from pipecat.services.stt_service import SegmentedSTTService
 from pipecat.utils.time import time_now_iso8601
 
 from voxline.models.whisper import WHISPER_SAMPLE_RATE, Transcript, WhisperEngine
-
-MIN_TAIL_SECS = 0.1  # silence an interim must include after the speech to serve as the final
-
-
-@dataclass(frozen=True)
-class _Interim:
-    """An interim decode: when its audio was taken, and its (shared) result."""
-
-    snapshot_at: float  # time.monotonic()
-    result: asyncio.Future[Transcript]  # the engine thread's future (not a task)
+from voxline.pipeline.vad import UserSpeechPausedFrame, UserSpeechResumedFrame
 
 
 class StreamingWhisperSTTService(SegmentedSTTService):
@@ -36,8 +25,11 @@ class StreamingWhisperSTTService(SegmentedSTTService):
 
     pipecat's segmented STT decodes once, after the VAD says the user stopped. This adds an interim
     decode of the audio so far every `interim_interval_secs` while the user speaks (skipped while
-    a decode is still running, so a slow machine gets fewer interims, never a backlog). Decoding
-    runs on the engine's own thread, never on the event loop.
+    a decode is still running, so a slow machine gets fewer interims, never a backlog), and a
+    speculative final: when the user pauses (`UserSpeechPausedFrame`), the speech so far is
+    decoded at once, during the VAD's silence window; if the window closes without new speech,
+    that decode is the final transcript. Decoding runs on the engine's own thread, never on the
+    event loop.
     """
 
     def __init__(
@@ -57,7 +49,8 @@ class StreamingWhisperSTTService(SegmentedSTTService):
         self._engine = engine
         self._interim_interval_secs = interim_interval_secs
         self._interim_task: asyncio.Task | None = None
-        self._interim: _Interim | None = None  # the latest interim decode of this utterance
+        # The decode started at the user's latest pause; void once they speak again.
+        self._speculative: asyncio.Future[Transcript] | None = None
         self._speculative_final: asyncio.Future[Transcript] | None = None
         self._is_speaking = False
         self._finals = 0  # final transcripts pushed: an interim started before one is stale
@@ -83,6 +76,12 @@ class StreamingWhisperSTTService(SegmentedSTTService):
             # comes before the final), then ends. Not on InterruptionFrame: the user starting
             # to speak is what causes one.
             self._is_speaking = False
+        elif isinstance(frame, UserSpeechPausedFrame) and self._is_speaking:
+            # Padded like the final segment: Whisper needs some silence after the last word.
+            self._speculative = self._transcribe(bytes(self._audio_buffer) +
+                                                 self._trailing_silence())
+        elif isinstance(frame, UserSpeechResumedFrame):
+            self._speculative = None
 
     async def cleanup(self):
         """Stop the interim and segment tasks with the service.
@@ -95,12 +94,8 @@ class StreamingWhisperSTTService(SegmentedSTTService):
         await super().cleanup()
 
     async def _handle_user_stopped_speaking(self, frame: VADUserStoppedSpeakingFrame):
-        # The latest interim is a speculative final if it began after the speech had ended
-        # (inside the VAD's silence window): no new speech came since, so reuse its result.
-        speech_ended_at = time.monotonic() - frame.stop_secs
-        if self._interim and self._interim.snapshot_at >= speech_ended_at + MIN_TAIL_SECS:
-            self._speculative_final = self._interim.result
-        self._interim = None
+        # No speech since the pause began (it would have voided the guess): reuse its decode.
+        self._speculative_final, self._speculative = self._speculative, None
         await super()._handle_user_stopped_speaking(frame)
 
     async def run_stt(self, audio: bytes) -> AsyncGenerator[Frame, None]:
@@ -128,14 +123,13 @@ class StreamingWhisperSTTService(SegmentedSTTService):
             await asyncio.sleep(self._interim_interval_secs)
             if not self._is_speaking:
                 return
+            if self._speculative is not None:  # paused: that decode is already running
+                continue
             audio = bytes(self._audio_buffer)
             if len(audio) <= last_size:
                 continue
             last_size = len(audio)
-            # Shielded: stopping interims at the VAD stop must not cancel a decode that may be
-            # reused as the final transcript.
-            self._interim = _Interim(time.monotonic(), self._transcribe(audio))
-            text = (await asyncio.shield(self._interim.result)).text
+            text = (await self._transcribe(audio)).text
             if text and finals == self._finals:
                 await self.push_frame(
                     InterimTranscriptionFrame(text, self._user_id, time_now_iso8601())

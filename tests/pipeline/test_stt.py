@@ -12,6 +12,7 @@ from pipecat.tests.utils import SleepFrame, run_test
 
 from tests.helpers import read_pcm, wer
 from voxline.pipeline.stt import StreamingWhisperSTTService
+from voxline.pipeline.vad import UserSpeechPausedFrame, UserSpeechResumedFrame
 
 SENTENCE = "Can you recommend a good book to read this weekend?"
 CHUNK = 640  # 20 ms at 16 kHz
@@ -62,3 +63,50 @@ async def test_silence_gives_no_transcript(models):
     silence = bytes(16000 * 2 * 2)
     down = await _run(models, _spoken(silence, real_time=False))
     assert not [f for f in down if isinstance(f, TranscriptionFrame | InterimTranscriptionFrame)]
+
+
+class _DecodeCounter:
+    """Counts the engine's decodes (the speculative final must replace the one after the stop)."""
+
+    def __init__(self, engine, monkeypatch):
+        self.count = 0
+        original = engine.transcribe
+
+        def counting(pcm):
+            self.count += 1
+            return original(pcm)
+
+        monkeypatch.setattr(engine, "transcribe", counting)
+
+
+def _paused_utterance(pcm: bytes, *, resumed_with: bytes = b"") -> list:
+    """Speech, a pause, (optionally more speech after a resume), silence, the VAD stop."""
+    frames: list = [VADUserStartedSpeakingFrame()]
+    frames += [InputAudioRawFrame(pcm[o: o + CHUNK], 16000, 1) for o in range(0, len(pcm), CHUNK)]
+    frames += [UserSpeechPausedFrame(pause_secs=0.1), SleepFrame(sleep=1.0)]
+    if resumed_with:
+        frames.append(UserSpeechResumedFrame())
+        frames += [InputAudioRawFrame(resumed_with[o: o + CHUNK], 16000, 1)
+                   for o in range(0, len(resumed_with), CHUNK)]
+    frames += [VADUserStoppedSpeakingFrame(stop_secs=0.3), SleepFrame(sleep=1.5)]
+    return frames
+
+
+async def test_a_pause_decodes_speculatively_and_the_stop_reuses_it(models, speech, monkeypatch):
+    decodes = _DecodeCounter(models.stt, monkeypatch)
+    down = await _run(models, _paused_utterance(read_pcm(speech(SENTENCE))), interim_secs=5.0)
+    finals = [f for f in down if isinstance(f, TranscriptionFrame)]
+    assert len(finals) == 1 and wer(SENTENCE, finals[0].text) <= 0.2, finals
+    assert decodes.count == 1, "the decode started at the pause must serve as the final"
+
+
+async def test_speech_after_a_pause_voids_the_speculative_decode(models, speech, monkeypatch):
+    decodes = _DecodeCounter(models.stt, monkeypatch)
+    first, rest = "Can you recommend a good book", "to read this weekend?"
+    down = await _run(models, _paused_utterance(read_pcm(speech(first)),
+                                                resumed_with=read_pcm(speech(rest))),
+                      interim_secs=5.0)
+    finals = [f for f in down if isinstance(f, TranscriptionFrame)]
+    assert len(finals) == 1, finals
+    assert "weekend" in finals[0].text.lower(), "the final must hear the speech after the pause"
+    assert decodes.count == 2
