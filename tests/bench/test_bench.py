@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import read_pcm
-from voxline.bench.client import TurnResult, _time_audio
+from voxline.bench.client import TurnResult, time_audio
 from voxline.bench.prompts import manifest_prompts, speech_end
 
 
@@ -66,7 +66,7 @@ def test_voice_to_voice_and_underruns_from_arrival_times():
     # (arrival, seconds of audio, audible): silence first, then speech at t=11.0 for 1 s
     # delivered 0.5 s at a time, then a gap that leaves the player dry for 0.5 s.
     audio = [(10.2, 0.1, False), (11.0, 0.5, True), (11.2, 0.5, True), (12.5, 0.5, True)]
-    _time_audio(audio, speech_end=10.0, result=result)
+    time_audio(audio, speech_end=10.0, result=result)
     assert result.v2v_secs == pytest.approx(1.0)
     assert result.underruns == 1 and result.bot_audio_secs == pytest.approx(1.5)
 
