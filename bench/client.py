@@ -117,28 +117,45 @@ async def _one_turn(mic: Microphone, listener: Listener, prompt: Prompt,
                     result: TurnResult) -> None:
     audio_mark = len(listener.audio)
     speech_end = await mic.say(prompt)
-    answered = False
-    while True:
+    turn = TurnEvents(result)
+    while not turn.is_done:
         _, event = await listener.events.get()
-        kind = event.get("type")
+        turn.record(event)
+    time_audio(listener.audio[audio_mark:], speech_end, result)
+
+
+class TurnEvents:
+    """Fills a TurnResult from the server's events (docs/protocol.md) until the bot has spoken
+    and stopped; shared by the WebSocket and the WebRTC clients, whose events are the same."""
+
+    def __init__(self, result: TurnResult):
+        self._result = result
+        self._has_answered = False
+        self.is_done = False
+
+    def record(self, event: dict) -> None:
+        """Take one event into the result; sets `is_done` when the bot stops speaking (and
+        clears it if the bot starts again)."""
+        result, kind = self._result, event.get("type")
         if kind == "transcript.final":
             result.transcript = f"{result.transcript} {event['text']}".strip()
         elif kind == "turn.metrics":
             result.stages = event["stages"]
         elif kind == "bot.text":
             result.reply = f"{result.reply} {event['text']}".strip()
-        elif kind == "bot.started_speaking":
-            answered = True
-        elif kind == "bot.stopped_speaking" and answered:
-            break
+        elif kind == "bot.started_speaking":  # again after a pause: the reply goes on
+            self._has_answered = True
+            self.is_done = False
+        elif kind == "bot.stopped_speaking" and self._has_answered:
+            self.is_done = True
         elif kind == "error":
             result.error = f"{event.get('code')}: {event.get('message')}"
-    _time_audio(listener.audio[audio_mark:], speech_end, result)
 
 
-def _time_audio(audio: list[tuple[float, float, bool]], speech_end: float,
-                result: TurnResult) -> None:
-    """First audible bot audio after the user's speech ended, and whether playback ran dry."""
+def time_audio(audio: list[tuple[float, float, bool]], speech_end: float,
+               result: TurnResult) -> None:
+    """First audible bot audio after the user's speech ended, and whether playback ran dry.
+    `audio` is (arrival, seconds, audible) per piece received, on the clock of `speech_end`."""
     audible = [(at, secs) for at, secs, loud in audio if loud and at >= speech_end]
     if not audible:
         result.error = result.error or "no audible reply"

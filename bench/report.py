@@ -33,12 +33,26 @@ def table(report: dict) -> str:
             lines.append(f"  soak: {soak['rounds']} rounds, RSS growth "
                          f"{soak['rss_growth_percent']:+.1f}%, tasks {soak['tasks_idle_start']}"
                          f" idle at start → {soak['tasks_end']} at end")
+        if "webrtc" in result:
+            lines += _webrtc_lines(result["webrtc"])
     if "ratio" in report:
         ratio = report["ratio"]
         lines.append(f"voxline is {_x(ratio['v2v_p50'])} faster at p50, "
                      f"{_x(ratio['v2v_p95'])} at p95 than stock pipecat")
     lines.append(f"whole-clip STT WER (same model): {_pct(report['stt_whole_clip_wer'])}")
     return "\n".join(lines)
+
+
+def _webrtc_lines(webrtc: dict) -> list[str]:
+    """The browser session (--webrtc): its own answered count, WER and latency rows."""
+    if webrtc.get("error"):
+        return [f"  webrtc (1 browser session) — not run: {webrtc['error']}"]
+    lines = [f"  webrtc (1 browser session) — {webrtc['answered']}/{webrtc['turns']} turns "
+             f"answered, STT WER {_pct(webrtc['stt_wer'])}, underruns {webrtc['underruns']}",
+             _row("    voice-to-voice", webrtc["v2v_secs"])]
+    if webrtc["stages"]["total_secs"]["n"]:
+        lines.append(_row("    total (server)", webrtc["stages"]["total_secs"]))
+    return lines
 
 
 def write_json(report: dict, path: Path) -> None:
@@ -52,6 +66,9 @@ def write_html(report: dict, path: Path) -> None:
     for name in ("voxline", "baseline"):
         if name in report:
             sections.append(_chart(name, report[name]))
+        if "webrtc" in report.get(name, {}):
+            sections.append(_chart(f"{name} over WebRTC (headless Chromium)",
+                                   report[name]["webrtc"]))
     legend = "".join(f'<span><i style="background:{c}"></i>{s.removesuffix("_secs")}</span>'
                      for s, c in zip(STAGES, COLOURS, strict=True))
     path.write_text(f"""<!doctype html><meta charset="utf-8"><title>voxline bench</title>

@@ -19,6 +19,7 @@ from voxline.bench.server_process import (
     free_port,
     voxline_server,
 )
+from voxline.bench.webrtc_client import WebRTCSessionError, http_origin, run_webrtc_session
 
 STAGES = ("vad_secs", "stt_secs", "turn_secs", "llm_secs", "tts_secs", "transport_secs")
 
@@ -34,6 +35,7 @@ class BenchOptions:
     baseline: str | None = None  # "pipecat"
     soak_minutes: float = 0.0
     llm_model: str = "qwen2.5-0.5b"
+    webrtc: bool = False  # one more session, from headless Chromium over WebRTC
 
 
 async def run_bench(options: BenchOptions) -> dict:
@@ -43,12 +45,14 @@ async def run_bench(options: BenchOptions) -> dict:
                    else built_in_prompts(Path(folder)))
         report: dict = {"options": {k: str(v) for k, v in asdict(options).items()},
                         "started": time.time(), "prompts": len(prompts)}
-        report["voxline"] = await _measure(_voxline(options), options, prompts)
+        report["voxline"] = await _measure(_voxline(options), options, prompts,
+                                           with_webrtc=options.webrtc)
         if options.baseline == "pipecat":
             report["baseline"] = await _measure(
                 baseline_server(free_port(), options.llm_model), options, prompts)
             report["ratio"] = _ratios(report["voxline"], report["baseline"])
-        used = {turn["prompt_id"] for turn in report["voxline"]["per_turn"]}
+        webrtc_turns = report["voxline"].get("webrtc", {}).get("per_turn", [])
+        used = {turn["prompt_id"] for turn in report["voxline"]["per_turn"] + webrtc_turns}
         report["stt_whole_clip_wer"] = whole_clip_wer([p for p in prompts if p.id in used])
     return report
 
@@ -57,12 +61,15 @@ def _voxline(options: BenchOptions) -> ServerProcess | str:
     if options.url:
         return options.url
     return voxline_server(free_port(), {"VOXLINE_LLM__MODEL": options.llm_model,
-                                        "VOXLINE_SERVER__MAX_SESSIONS": "64"})
+                                        "VOXLINE_SERVER__MAX_SESSIONS": "64",
+                                        # --webrtc: media stays on loopback, like the clients.
+                                        "VOXLINE_WEBRTC__ICE_HOST_ADDRESSES": '["127.0.0.1"]'})
 
 
 async def _measure(server: ServerProcess | str, options: BenchOptions,
-                   prompts: list[Prompt]) -> dict:
-    """Run every session against one server and summarise."""
+                   prompts: list[Prompt], *, with_webrtc: bool = False) -> dict:
+    """Run every session against one server and summarise (the WebRTC session, if any, in its
+    own block under "webrtc")."""
     own = isinstance(server, ServerProcess)
     if own:
         logger.info("bench: starting {} server", server.name)
@@ -74,8 +81,10 @@ async def _measure(server: ServerProcess | str, options: BenchOptions,
             sampler.start()
         rss_idle = sampler.rss_now() if sampler else 0
         soak = SoakProbe(server, sampler) if own and options.soak_minutes else None
-        turns = await _sessions(url, prompts, options, soak)
+        turns, webrtc = await _sessions(url, prompts, options, soak, with_webrtc)
         result = summarise(turns)
+        if webrtc is not None:
+            result["webrtc"] = webrtc
         if sampler:
             await sampler.stop()
             result["resources"] = _resources(sampler, rss_idle, options.sessions)
@@ -89,22 +98,40 @@ async def _measure(server: ServerProcess | str, options: BenchOptions,
 
 
 async def _sessions(url: str, prompts: list[Prompt], options: BenchOptions,
-                    soak: "SoakProbe | None") -> list[TurnResult]:
-    """`options.sessions` concurrent clients; with --soak, rounds until the time is up."""
+                    soak: "SoakProbe | None",
+                    with_webrtc: bool) -> tuple[list[TurnResult], dict | None]:
+    """`options.sessions` concurrent clients; with --soak, rounds until the time is up. The
+    WebRTC session runs alongside the first round (one more concurrent session)."""
     deadline = time.monotonic() + options.soak_minutes * 60
     results: list[TurnResult] = []
+    webrtc: dict | None = None
     if soak:
         await soak.sample()
     while True:
+        browser = [_webrtc_session(url, prompts, options)] if with_webrtc and not webrtc else []
         rounds = await asyncio.gather(*(
             run_session(url, prompts, session=i, turns=options.turns)
             for i in range(options.sessions)
-        ))
+        ), *browser)
+        if browser:
+            webrtc = rounds.pop()
         results += [turn for session in rounds for turn in session]
         if soak:
             await soak.sample()
         if time.monotonic() >= deadline:
-            return results
+            return results, webrtc
+
+
+async def _webrtc_session(url: str, prompts: list[Prompt], options: BenchOptions) -> dict:
+    """The WebRTC session's summary; if it could not run, an empty one with its "error" (the
+    WebSocket sessions are reported either way)."""
+    try:
+        turns = await run_webrtc_session(http_origin(url), prompts, session=options.sessions,
+                                         turns=options.turns)
+    except WebRTCSessionError as e:
+        logger.warning("bench: {}", e)
+        return {**summarise([]), "error": str(e)}
+    return {**summarise(turns), "error": ""}
 
 
 class SoakProbe:

@@ -120,6 +120,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--soak", type=float, default=0.0, metavar="MINUTES",
                        help="repeat rounds for this long and report RSS/task growth")
     bench.add_argument("--llm", default="qwen2.5-0.5b", choices=["qwen2.5-0.5b", "smollm2-135m"])
+    bench.add_argument("--webrtc", action="store_true",
+                       help="add one session over WebRTC from headless Chromium (needs chromium "
+                            "and the playwright package)")
     bench.add_argument("--json", type=Path, help="write every measurement here")
     bench.add_argument("--plot", type=Path, help="write an HTML latency breakdown here")
     bench.set_defaults(run=_bench)
@@ -248,7 +251,7 @@ def _bench(args: argparse.Namespace) -> int:
 
     options = BenchOptions(sessions=args.sessions, turns=args.turns, manifest=args.manifest,
                            url=args.url, baseline=args.baseline, soak_minutes=args.soak,
-                           llm_model=args.llm)
+                           llm_model=args.llm, webrtc=args.webrtc)
     try:
         report = asyncio.run(run_bench(options))
     except (PromptError, RuntimeError, OSError) as e:

@@ -1,5 +1,6 @@
 """`voxline bench` in CI's short mode: every field filled with plausible values (figures are
-not asserted here; they belong to the benchmark's own report)."""
+not asserted here; they belong to the benchmark's own report). The short run includes the
+`--webrtc` browser session, which runs alongside the WebSocket session (no extra server start)."""
 
 import asyncio
 import json
@@ -9,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import read_pcm
-from voxline.bench.client import TurnResult, _time_audio
+from voxline.bench import webrtc_client
+from voxline.bench.client import TurnResult, time_audio
 from voxline.bench.prompts import manifest_prompts, speech_end
+from voxline.bench.runner import BenchOptions, _webrtc_session
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +22,7 @@ async def bench_report(tmp_path_factory):
     voxline = Path(sys.executable).parent / "voxline"
     process = await asyncio.create_subprocess_exec(
         str(voxline), "--log-level", "WARNING", "bench", "--turns", "3", "--llm", "smollm2-135m",
-        "--baseline", "pipecat", "--json", str(folder / "bench.json"),
+        "--baseline", "pipecat", "--webrtc", "--json", str(folder / "bench.json"),
         "--plot", str(folder / "bench.html"),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
@@ -47,11 +50,58 @@ async def test_json_has_every_figure(bench_report):
     assert 0 <= report["stt_whole_clip_wer"] <= 1
 
 
+async def test_webrtc_session_has_its_own_block(bench_report):
+    report, _, _ = bench_report
+    webrtc = report["voxline"]["webrtc"]
+    assert webrtc["error"] == "", webrtc["error"]
+    assert webrtc["turns"] == 3 and webrtc["answered"] >= 1, webrtc["errors"]
+    assert webrtc["v2v_secs"]["p50"] > 0 and webrtc["v2v_secs"]["max"] > 0
+    assert 0 <= webrtc["stt_wer"] <= 1 and webrtc["underruns"] >= 0
+    assert webrtc["stages"]["total_secs"]["p50"] > 0
+    answered = [t for t in webrtc["per_turn"] if t["v2v_secs"] is not None]
+    for turn in answered:
+        assert turn["transcript"] and turn["reply"] and turn["bot_audio_secs"] > 0, turn
+        assert turn["session"] == 1  # after the WebSocket session 0: distinguishable
+    assert all(t["session"] == 0 for t in report["voxline"]["per_turn"])
+
+
 async def test_table_and_plot_are_written(bench_report):
     _, printed, folder = bench_report
     assert "voice-to-voice" in printed and "faster at p50" in printed
+    assert "webrtc (1 browser session)" in printed
     html = (folder / "bench.html").read_text()
     assert html.count("<rect") >= 6 * 3 and "<circle" in html
+    assert "over WebRTC" in html
+
+
+def test_http_origin_from_the_ws_url():
+    assert webrtc_client.http_origin("ws://127.0.0.1:8000/ws") == "http://127.0.0.1:8000"
+    assert webrtc_client.http_origin("wss://voice.example:443/ws") == "https://voice.example:443"
+
+
+async def test_missing_chromium_is_recorded_not_raised(monkeypatch, tmp_path):
+    """Without Chromium the WebRTC block carries an error naming the fix; the WebSocket
+    sessions are reported as usual."""
+    monkeypatch.setattr(webrtc_client, "CHROMIUM", str(tmp_path / "no-chromium"))
+    block = await _webrtc_session("ws://127.0.0.1:9/ws", [], BenchOptions(turns=1))
+    assert "apt-get install chromium" in block["error"]
+    assert block["turns"] == 0 and block["answered"] == 0
+
+
+async def test_missing_playwright_is_recorded_not_raised(monkeypatch):
+    monkeypatch.setitem(sys.modules, "playwright.async_api", None)  # import fails
+    block = await _webrtc_session("ws://127.0.0.1:9/ws", [], BenchOptions(turns=1))
+    assert "pip install playwright" in block["error"]
+    assert "playwright install`" in block["error"]  # ... and warns against the browser download
+
+
+def test_table_names_a_webrtc_session_that_could_not_run():
+    from voxline.bench.report import table
+    from voxline.bench.runner import summarise
+
+    voxline = {**summarise([]), "webrtc": {**summarise([]), "error": "no Chromium here"}}
+    printed = table({"prompts": 8, "voxline": voxline, "stt_whole_clip_wer": None})
+    assert "webrtc (1 browser session) — not run: no Chromium here" in printed
 
 
 def test_speech_end_is_found_in_a_padded_clip(speech):
@@ -66,7 +116,7 @@ def test_voice_to_voice_and_underruns_from_arrival_times():
     # (arrival, seconds of audio, audible): silence first, then speech at t=11.0 for 1 s
     # delivered 0.5 s at a time, then a gap that leaves the player dry for 0.5 s.
     audio = [(10.2, 0.1, False), (11.0, 0.5, True), (11.2, 0.5, True), (12.5, 0.5, True)]
-    _time_audio(audio, speech_end=10.0, result=result)
+    time_audio(audio, speech_end=10.0, result=result)
     assert result.v2v_secs == pytest.approx(1.0)
     assert result.underruns == 1 and result.bot_audio_secs == pytest.approx(1.5)
 
