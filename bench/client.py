@@ -87,9 +87,11 @@ class Listener:
 
 
 async def run_session(url: str, prompts: list[Prompt], *, session: int, turns: int,
-                      turn_timeout_secs: float = 30.0) -> list[TurnResult]:
+                      turn_timeout_secs: float = 30.0,
+                      start_delay_secs: float = 0.0) -> list[TurnResult]:
     """Talk `turns` times on one connection; one result per turn (errors recorded, not raised)."""
     results: list[TurnResult] = []
+    await asyncio.sleep(start_delay_secs)
     async with websockets.connect(url, max_size=None, open_timeout=20) as ws:
         await ws.send(json.dumps({"type": "start", "sample_rate": SAMPLE_RATE}))
         json.loads(await asyncio.wait_for(ws.recv(), 20))  # ready

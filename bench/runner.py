@@ -36,6 +36,9 @@ class BenchOptions:
     soak_minutes: float = 0.0
     llm_model: str = "qwen2.5-0.5b"
     webrtc: bool = False  # one more session, from headless Chromium over WebRTC
+    # Session i starts i × stagger seconds after the first: independent users do not end their
+    # sentences on the same 20 ms frame (0 = all at once, the worst case).
+    stagger_secs: float = 0.7
 
 
 async def run_bench(options: BenchOptions) -> dict:
@@ -101,21 +104,22 @@ async def _sessions(url: str, prompts: list[Prompt], options: BenchOptions,
                     soak: "SoakProbe | None",
                     with_webrtc: bool) -> tuple[list[TurnResult], dict | None]:
     """`options.sessions` concurrent clients; with --soak, rounds until the time is up. The
-    WebRTC session runs alongside the first round (one more concurrent session)."""
+    WebRTC session runs after the first round, on its own, so neither transport's figures
+    include the other's load."""
     deadline = time.monotonic() + options.soak_minutes * 60
     results: list[TurnResult] = []
     webrtc: dict | None = None
     if soak:
         await soak.sample()
     while True:
-        browser = [_webrtc_session(url, prompts, options)] if with_webrtc and not webrtc else []
         rounds = await asyncio.gather(*(
-            run_session(url, prompts, session=i, turns=options.turns)
+            run_session(url, prompts, session=i, turns=options.turns,
+                        start_delay_secs=i * options.stagger_secs)
             for i in range(options.sessions)
-        ), *browser)
-        if browser:
-            webrtc = rounds.pop()
+        ))
         results += [turn for session in rounds for turn in session]
+        if with_webrtc and webrtc is None:
+            webrtc = await _webrtc_session(url, prompts, options)
         if soak:
             await soak.sample()
         if time.monotonic() >= deadline:

@@ -114,6 +114,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--sessions", type=int, default=1, help="concurrent sessions (default 1)")
     bench.add_argument("--turns", type=int, default=5, help="turns per session (default 5)")
+    bench.add_argument("--stagger", type=float, default=0.7, metavar="SECS",
+                       help="start session i after i×SECS, like independent users (default 0.7)")
     bench.add_argument("--manifest", type=Path, help='JSON lines of {"id","wav","text"}')
     bench.add_argument("--url", help="a running server's ws URL (default: start one)")
     bench.add_argument("--baseline", choices=["pipecat"], help="also run stock pipecat")
@@ -251,7 +253,7 @@ def _bench(args: argparse.Namespace) -> int:
 
     options = BenchOptions(sessions=args.sessions, turns=args.turns, manifest=args.manifest,
                            url=args.url, baseline=args.baseline, soak_minutes=args.soak,
-                           llm_model=args.llm, webrtc=args.webrtc)
+                           llm_model=args.llm, webrtc=args.webrtc, stagger_secs=args.stagger)
     try:
         report = asyncio.run(run_bench(options))
     except (PromptError, RuntimeError, OSError) as e:
