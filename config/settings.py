@@ -138,6 +138,10 @@ class STTSettings(_Section):
     interim_interval_secs: float = Field(default=0.7, ge=0.2, le=5.0)
     cpu_threads: int = Field(default=2, ge=1, le=64)
     beam_size: int = Field(default=1, ge=1, le=10)
+    min_window_secs: float = Field(
+        default=10.0, ge=1.0, le=30.0,
+        description="Shortest audio window Whisper encodes (30 = faster-whisper's full window)",
+    )
 
     _expand_model_path = field_validator("model_path")(_expand_home)
 

@@ -98,7 +98,7 @@ def _load_stt(settings: VoxlineSettings, registry: ModelRegistry) -> WhisperEngi
     model_dir = stt.model_path or registry.path_of(catalog.WHISPER_TINY_EN).parent
     engine = WhisperEngine(
         model_dir=model_dir, cpu_threads=stt.cpu_threads, beam_size=stt.beam_size,
-        language=stt.language,
+        language=stt.language, min_window_secs=stt.min_window_secs,
     )
     engine.warm_up()
     return engine

@@ -1,4 +1,4 @@
-"""Silero VAD's onnx model, loaded once per process (pipeline/vad.py gives each stream its state)."""
+"""Silero VAD's onnx model, loaded once per process (each stream's state: pipeline/vad.py)."""
 
 from pathlib import Path
 

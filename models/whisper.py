@@ -16,6 +16,9 @@ SILENCE_HALLUCINATIONS = frozenset(
 NEAR_SILENCE_RMS = 0.01  # of full scale
 NO_SPEECH_PROB = 0.6
 WHISPER_SAMPLE_RATE = 16000
+FRAMES_PER_SEC = 100  # Whisper's log-mel frames
+FULL_WINDOW_SECS = 30
+WINDOW_MARGIN_SECS = 3.0  # encoded past the clip's end: less hallucinates on what it cannot see
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,22 @@ def is_silence_hallucination(text: str, rms: float, no_speech_prob: float) -> bo
     )
 
 
+def encoder_frames(audio_secs: float, min_window_secs: float) -> int:
+    """How much of Whisper's 30 s window to encode for a clip: the clip plus a margin, at least
+    `min_window_secs`. faster-whisper always encodes the full window (a short clip padded with
+    silence), which is most of a decode's time; CTranslate2's encoder takes shorter input, and
+    cost grows with its length. Measured on 48 espeak-ng clips (docs/models.md): a 10 s minimum
+    is ~4× faster than 30 s at an equal or lower WER; shorter windows lose words."""
+    wanted = max(min_window_secs, audio_secs + WINDOW_MARGIN_SECS)
+    return int(min(FULL_WINDOW_SECS, wanted) * FRAMES_PER_SEC)
+
+
+def max_new_tokens(audio_secs: float) -> int:
+    """A bound on one window's tokens (speech is under ~5 tokens/s): a decoder caught in a
+    repetition loop stops there instead of at Whisper's 448."""
+    return int(12 + 5 * min(audio_secs, FULL_WINDOW_SECS))
+
+
 class WhisperEngine:
     """A shared faster-whisper model plus the one thread that runs it.
 
@@ -44,13 +63,23 @@ class WhisperEngine:
     parallel on a 2-core machine would only make both slower.
     """
 
-    def __init__(self, *, model_dir: Path, cpu_threads: int, beam_size: int, language: str):
+    def __init__(self, *, model_dir: Path, cpu_threads: int, beam_size: int, language: str,
+                 min_window_secs: float = FULL_WINDOW_SECS):
         from faster_whisper import WhisperModel  # heavy import, only when loading
 
+        class WindowedWhisperModel(WhisperModel):
+            """Encodes the first `window_frames` of each (padded) 30 s window only."""
+
+            window_frames = FULL_WINDOW_SECS * FRAMES_PER_SEC
+
+            def encode(self, features):
+                return super().encode(features[..., : self.window_frames])
+
         self.name = f"faster-whisper:{Path(model_dir).name}"
-        self._model = WhisperModel(
+        self._model = WindowedWhisperModel(
             str(model_dir), device="cpu", compute_type="int8", cpu_threads=cpu_threads
         )
+        self._min_window_secs = min_window_secs
         self._beam_size = beam_size
         self._language = language
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voxline-stt")
@@ -64,6 +93,8 @@ class WhisperEngine:
         if audio.size == 0:
             return Transcript("", 0.0, 0.0)
         rms = float(np.sqrt(np.mean(audio**2)))
+        audio_secs = audio.size / WHISPER_SAMPLE_RATE
+        self._model.window_frames = encoder_frames(audio_secs, self._min_window_secs)
         segments, _ = self._model.transcribe(
             audio,
             language=self._language,
@@ -71,6 +102,7 @@ class WhisperEngine:
             condition_on_previous_text=False,
             without_timestamps=True,
             vad_filter=False,
+            max_new_tokens=max_new_tokens(audio_secs),
         )
         # The generator is lazy: the decoding happens here, in this worker thread.
         kept = [
@@ -80,8 +112,8 @@ class WhisperEngine:
         ]
         text = " ".join(t for t in kept if t)
         elapsed = time.perf_counter() - started
-        logger.trace("whisper: {:.2f}s audio in {:.3f}s -> {!r}", audio.size / 16000, elapsed, text)
-        return Transcript(text, audio.size / WHISPER_SAMPLE_RATE, elapsed)
+        logger.trace("whisper: {:.2f}s audio in {:.3f}s -> {!r}", audio_secs, elapsed, text)
+        return Transcript(text, audio_secs, elapsed)
 
     def warm_up(self) -> None:
         """First call pays one-off allocation costs; pay them at start-up instead."""
