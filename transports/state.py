@@ -1,12 +1,16 @@
 """What every request handler of one worker shares."""
 
+import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from voxline.agent import CircuitBreaker, Persona, SessionRegistry
 from voxline.auth import AccessGuard, KeyStore
 from voxline.bus import EventBus
 from voxline.config.settings import VoxlineSettings
+from voxline.memory import release_freed_memory
 from voxline.models import ModelSet
 from voxline.transports.client_events import ClientOutbox
 
@@ -30,3 +34,14 @@ class AppState:
     client_outboxes: set[ClientOutbox] = field(default_factory=set)
     access: AccessGuard = field(default_factory=AccessGuard)
     keys: KeyStore | None = None
+
+    @asynccontextmanager
+    async def live_session(self) -> AsyncIterator[None]:
+        """Count one session (what /ready and the session limit see) while it runs; after it,
+        give the memory it freed back to the OS."""
+        self.active_sessions += 1
+        try:
+            yield
+        finally:
+            self.active_sessions -= 1
+            await asyncio.to_thread(release_freed_memory)

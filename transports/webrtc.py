@@ -148,33 +148,33 @@ class WebRTCGateway:
 
         outbox = ClientOutbox(send)
         watchdog: asyncio.Task = asyncio.create_task(asyncio.sleep(0))
-        state.active_sessions += 1
-        state.client_outboxes.add(outbox)
-        try:
-            outbox.put({"type": "ready", "session_id": session_id,
-                        "output_sample_rate": WEBRTC_OUTPUT_SAMPLE_RATE})
-            transport = SmallWebRTCTransport(connection, TransportParams(
-                audio_in_enabled=True, audio_out_enabled=True,
-                audio_out_sample_rate=WEBRTC_OUTPUT_SAMPLE_RATE,
-            ))
-            watchdog = asyncio.create_task(
-                _hang_up_when_silent(connection, asyncio.current_task()), name="webrtc-watchdog")
-            async with forwarding_session_events(state.bus, session_id, outbox):
-                await run_session(transport, state.models, state.settings, state.bus,
-                                  SessionOptions(
-                                      session_id=session_id, transport="webrtc",
-                                      persona=state.persona, worker_id=state.worker_id,
-                                      client=connection.pc_id,
-                                      audio_out_sample_rate=WEBRTC_OUTPUT_SAMPLE_RATE,
-                                  ), state.sessions, state.llm_breaker)
-        except Exception:  # one peer's boundary: log once, keep the server up
-            logger.exception("WebRTC session {} failed", session_id)
-        finally:
-            watchdog.cancel()
-            state.active_sessions -= 1
-            state.client_outboxes.discard(outbox)
-            await outbox.close()
-            await connection.disconnect()
+        async with state.live_session():
+            state.client_outboxes.add(outbox)
+            try:
+                outbox.put({"type": "ready", "session_id": session_id,
+                            "output_sample_rate": WEBRTC_OUTPUT_SAMPLE_RATE})
+                transport = SmallWebRTCTransport(connection, TransportParams(
+                    audio_in_enabled=True, audio_out_enabled=True,
+                    audio_out_sample_rate=WEBRTC_OUTPUT_SAMPLE_RATE,
+                ))
+                watchdog = asyncio.create_task(
+                    _hang_up_when_silent(connection, asyncio.current_task()),
+                    name="webrtc-watchdog")
+                async with forwarding_session_events(state.bus, session_id, outbox):
+                    await run_session(transport, state.models, state.settings, state.bus,
+                                      SessionOptions(
+                                          session_id=session_id, transport="webrtc",
+                                          persona=state.persona, worker_id=state.worker_id,
+                                          client=connection.pc_id,
+                                          audio_out_sample_rate=WEBRTC_OUTPUT_SAMPLE_RATE,
+                                      ), state.sessions, state.llm_breaker)
+            except Exception:  # one peer's boundary: log once, keep the server up
+                logger.exception("WebRTC session {} failed", session_id)
+            finally:
+                watchdog.cancel()
+                state.client_outboxes.discard(outbox)
+                await outbox.close()
+                await connection.disconnect()
 
 
 async def _hang_up_when_silent(connection: SmallWebRTCConnection, session: asyncio.Task) -> None:

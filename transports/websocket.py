@@ -40,34 +40,33 @@ async def websocket_endpoint(websocket: WebSocket, state: AppState) -> None:
         return
     session_id = uuid.uuid4().hex[:12]
     outbox = ClientOutbox(lambda message: websocket.send_text(json.dumps(message)))
-    state.active_sessions += 1
-    state.client_outboxes.add(outbox)
-    try:
-        outbox.put({"type": "ready", "session_id": session_id,
-                    "sample_rate": start.sample_rate, "output_sample_rate": start.out_rate})
-        async with forwarding_session_events(state.bus, session_id, outbox):
-            await run_session(
-                _transport(websocket, start, state, outbox), state.models, state.settings,
-                state.bus,
-                SessionOptions(
-                    session_id=session_id, transport="websocket",
-                    persona=state.persona.with_overrides(
-                        system_prompt=start.system_prompt, greeting=start.greeting),
-                    worker_id=state.worker_id, client=_client_name(websocket),
-                    audio_in_sample_rate=PIPELINE_SAMPLE_RATE,
-                    audio_out_sample_rate=start.out_rate,
-                    record=start.record,
-                ),
-                state.sessions,
-                state.llm_breaker,
-            )
-    except Exception:  # the boundary of one connection: log once, keep the server up
-        logger.exception("Session {} failed", session_id)
-        outbox.error("internal_error", "the session failed on the server; please reconnect")
-    finally:
-        state.active_sessions -= 1
-        state.client_outboxes.discard(outbox)
-        await outbox.close()
+    async with state.live_session():
+        state.client_outboxes.add(outbox)
+        try:
+            outbox.put({"type": "ready", "session_id": session_id,
+                        "sample_rate": start.sample_rate, "output_sample_rate": start.out_rate})
+            async with forwarding_session_events(state.bus, session_id, outbox):
+                await run_session(
+                    _transport(websocket, start, state, outbox), state.models, state.settings,
+                    state.bus,
+                    SessionOptions(
+                        session_id=session_id, transport="websocket",
+                        persona=state.persona.with_overrides(
+                            system_prompt=start.system_prompt, greeting=start.greeting),
+                        worker_id=state.worker_id, client=_client_name(websocket),
+                        audio_in_sample_rate=PIPELINE_SAMPLE_RATE,
+                        audio_out_sample_rate=start.out_rate,
+                        record=start.record,
+                    ),
+                    state.sessions,
+                    state.llm_breaker,
+                )
+        except Exception:  # the boundary of one connection: log once, keep the server up
+            logger.exception("Session {} failed", session_id)
+            outbox.error("internal_error", "the session failed on the server; please reconnect")
+        finally:
+            state.client_outboxes.discard(outbox)
+            await outbox.close()
 
 
 def _transport(

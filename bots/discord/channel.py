@@ -155,14 +155,12 @@ class VoiceChannelSession:
 
     async def _run_speaker(self, transport: SpeakerTransport, options: SessionOptions) -> None:
         state = self._state
-        state.active_sessions += 1
-        try:
-            await run_session(transport, state.models, state.settings, state.bus, options,
-                              state.sessions, state.llm_breaker)
-        except Exception:  # the boundary of one member's session: the others go on
-            logger.exception("Discord: session {} failed", options.session_id)
-        finally:
-            state.active_sessions -= 1
+        async with state.live_session():
+            try:
+                await run_session(transport, state.models, state.settings, state.bus, options,
+                                  state.sessions, state.llm_breaker)
+            except Exception:  # the boundary of one member's session: the others go on
+                logger.exception("Discord: session {} failed", options.session_id)
 
     def _forget(self, user_id: int, speaker: _Speaker) -> None:
         if self._speakers.get(user_id) is speaker:
