@@ -268,10 +268,10 @@ class BatchScheduler:
             slot.pending = [token]
 
     def _finish(self, slot: _Slot, last: object) -> None:
-        """End the slot's reply with `last` (_END or an exception); the slot keeps its KV."""
+        """End the slot's reply with `last` (_END or an exception); the slot keeps its KV.
+
+        A character cut in half by max_tokens stays in the decoder and is dropped, not spoken."""
         request = slot.request
-        if last is _END and (tail := slot.decoder.decode(b"", final=True)):
-            request.out.put(tail)
         request.out.put(last)
         logger.debug("llama: slot {} done: {} tokens; evaluated {} of {} prompt tokens",
                      slot.seq_id, slot.n_generated, request.prompt_tokens_evaluated,

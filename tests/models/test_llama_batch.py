@@ -95,6 +95,18 @@ def test_second_turn_evaluates_only_the_new_tail(engine):
     assert stream.prompt_tokens_evaluated < stream.prompt_tokens / 2
 
 
+def test_characters_split_across_tokens_arrive_whole(engine):
+    """An emoji is several tokens; pieces must never carry half of one, even when max_tokens
+    cuts the last one."""
+    pieces = list(engine.stream_chat(
+        [{"role": "user", "content": "Reply with three emoji."}], max_tokens=31,
+        temperature=0.0, stop=threading.Event(),
+    ))
+    text = "".join(pieces)
+    assert any(ord(c) > 0xFFFF for c in text), f"no 4-byte character to check in {text!r}"
+    assert "\ufffd" not in text, pieces
+
+
 def test_stop_event_ends_the_reply_within_a_step(engine):
     stop = threading.Event()
     stream = engine.stream_chat(
