@@ -166,6 +166,10 @@ class LLMSettings(_Section):
     model_path: Path | None = Field(default=None, description="Any GGUF file; overrides `model`")
     n_ctx: int = Field(default=2048, ge=256, le=32768)
     n_threads: int = Field(default=2, ge=1, le=64)
+    slots: int = Field(
+        default=4, ge=1, le=16,
+        description="Replies generated at once, batched; each slot keeps one session's n_ctx KV",
+    )
     max_tokens: int = Field(default=160, ge=1, le=4096, description="Per reply")
     temperature: float = Field(default=0.3, ge=0, le=2)
     base_url: str = Field(default="http://127.0.0.1:8080/v1", description="provider 'openai'")

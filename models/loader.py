@@ -109,7 +109,9 @@ def _load_llm(settings: VoxlineSettings, registry: ModelRegistry) -> LlamaEngine
     if llm.provider == "openai":
         return None
     path = llm.model_path or registry.path_of(catalog.LLM_MODELS[llm.model])
-    engine = LlamaEngine(model_path=path, n_ctx=llm.n_ctx, n_threads=llm.n_threads)
+    engine = LlamaEngine(
+        model_path=path, n_ctx=llm.n_ctx, n_threads=llm.n_threads, slots=llm.slots
+    )
     engine.warm_up(settings.agent.system_prompt)
     return engine
 

@@ -2,6 +2,7 @@
 
 import asyncio
 import threading
+import uuid
 
 from loguru import logger
 from pipecat.frames.frames import (
@@ -25,7 +26,8 @@ class LlamaCppLLMService(LLMService):
 
     Tokens cross from the engine's thread to the loop through a queue. An interruption cancels
     the frame task (pipecat's standard behaviour); the `finally` then sets the thread's stop
-    event, so generation ends within one token and nothing more is pushed.
+    event, so generation ends within one token and nothing more is pushed. Every reply of this
+    service uses one session key, so the engine keeps this conversation's KV cache between turns.
     """
 
     def __init__(
@@ -43,6 +45,7 @@ class LlamaCppLLMService(LLMService):
             **kwargs,
         )
         self._engine = engine
+        self._session_key = uuid.uuid4().hex
 
     def can_generate_metrics(self) -> bool:
         """Report TTFB like pipecat's own LLM services."""
@@ -76,6 +79,7 @@ class LlamaCppLLMService(LLMService):
                 for piece in self._engine.stream_chat(
                     messages, max_tokens=self._settings.max_tokens,
                     temperature=self._settings.temperature, stop=stop,
+                    session_key=self._session_key,
                 ):
                     loop.call_soon_threadsafe(pieces.put_nowait, piece)
             except Exception as e:  # reported on the loop, below

@@ -1,0 +1,297 @@
+"""Continuous batching for llama.cpp: one scheduler thread drives one context for many replies.
+
+Like llama-server's slots. Each slot is a llama.cpp sequence with its own KV cache. Every step
+builds one batch out of the next token of each generating slot plus a chunk of pending prompt
+tokens, decodes it once and samples each slot from its own logits. A slot remembers what its KV
+holds, so a session's next turn evaluates only the tokens after the common prefix.
+"""
+
+import codecs
+import itertools
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import llama_cpp
+from llama_cpp import _internals as internals
+from loguru import logger
+
+_END = object()  # the scheduler's last word to a reply: no more pieces
+_CLOSE = object()  # put on the inbox by close()
+
+
+@dataclass(eq=False)
+class Request:
+    """One reply: a tokenised prompt in, text pieces out through `out`."""
+
+    prompt: list[int]
+    max_tokens: int
+    temperature: float
+    stop: threading.Event  # set by the caller (an interruption): ends the reply within one step
+    session_key: str | None
+    out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
+    prompt_tokens_evaluated: int | None = None  # set when admitted; the rest came from the cache
+    is_abandoned: bool = False  # the caller closed the stream early
+
+
+class ChatStream:
+    """Iterator of one reply's text pieces. Blocks its thread while the scheduler works.
+
+    A scheduler failure is raised here, in the caller's thread. `prompt_tokens_evaluated` says
+    how many prompt tokens needed evaluating (the rest were reused from the slot's KV cache).
+    """
+
+    def __init__(self, request: Request):
+        self._request = request
+        self._is_done = False
+
+    @property
+    def prompt_tokens(self) -> int:
+        return len(self._request.prompt)
+
+    @property
+    def prompt_tokens_evaluated(self) -> int | None:
+        return self._request.prompt_tokens_evaluated
+
+    def __iter__(self) -> "ChatStream":
+        return self
+
+    def __next__(self) -> str:
+        if self._is_done:
+            raise StopIteration
+        item = self._request.out.get()
+        if item is _END or isinstance(item, BaseException):
+            self._is_done = True
+            if item is _END:
+                raise StopIteration
+            raise item
+        return item
+
+    def close(self) -> None:
+        """Give the slot back without reading the rest (the scheduler ends it next step)."""
+        self._request.is_abandoned = True
+        self._is_done = True
+
+
+class _Slot:
+    """One llama.cpp sequence: the tokens its KV cache holds and the reply it is working on."""
+
+    def __init__(self, seq_id: int):
+        self.seq_id = seq_id
+        self.tokens: list[int] = []  # what KV positions 0..len-1 hold
+        self.session_key: str | None = None
+        self.last_used = 0  # scheduler clock when its last reply ended (LRU eviction)
+        self.started_at = 0  # scheduler clock when its current reply was admitted
+        self.request: Request | None = None
+        self.pending: list[int] = []  # prompt tokens still to evaluate; then [last sampled token]
+        self.sampler: internals.LlamaSampler | None = None
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.n_generated = 0
+        self.logits_index = -1  # row of this slot's logits in the last batch, -1 if none
+
+    @property
+    def is_generating(self) -> bool:
+        return self.request is not None and self.n_generated > 0
+
+
+class BatchScheduler:
+    """Owns the llama context; serves `Request`s from any thread, `slots` of them at a time.
+
+    `prefill_chunk_tokens` caps the prompt tokens per step, so a long prompt delays the other
+    slots' next token by one chunk's compute at most. Slots are reused by session key; with more
+    sessions than slots the least recently used idle slot is taken over.
+    """
+
+    def __init__(self, *, model: internals.LlamaModel, ctx: internals.LlamaContext,
+                 slots: int, n_ctx_per_slot: int, prefill_chunk_tokens: int):
+        self._model = model
+        self._ctx = ctx
+        self._slots = [_Slot(i) for i in range(slots)]
+        self.n_ctx_per_slot = n_ctx_per_slot
+        self._chunk = prefill_chunk_tokens
+        self._batch = internals.LlamaBatch(
+            n_tokens=prefill_chunk_tokens + slots, embd=0, n_seq_max=1, verbose=False
+        )
+        self._inbox: queue.Queue = queue.Queue()
+        self._waiting: deque[Request] = deque()
+        self._clock = itertools.count(1)  # orders admissions and slot use
+        self._error: BaseException | None = None
+        self._error_lock = threading.Lock()  # a request is either queued before the end or refused
+        self._thread = threading.Thread(target=self._run, name="voxline-llm-batch", daemon=True)
+        self._thread.start()
+
+    def submit(self, request: Request) -> ChatStream:
+        """Queue a reply; its pieces arrive on the returned stream."""
+        with self._error_lock:
+            if self._error is not None:
+                raise RuntimeError(f"llama engine is not running: {self._error}")
+            self._inbox.put(request)
+        return ChatStream(request)
+
+    def close(self) -> None:
+        """Stop the thread after its current step; replies still running end with an error."""
+        self._inbox.put(_CLOSE)
+        self._thread.join(timeout=10)
+
+    # The scheduler thread.
+
+    def _run(self) -> None:
+        error: BaseException = RuntimeError("llama engine closed")
+        try:
+            while self._take_inbox(block=not self._has_work()):
+                self._end_stopped()
+                self._admit()
+                if any(slot.pending for slot in self._slots):
+                    self._step()
+        except BaseException as e:  # a bug or a broken context: no caller may wait forever
+            logger.exception("llama scheduler failed")
+            error = e
+        with self._error_lock:
+            self._error = error
+        for slot in self._slots:
+            if slot.request is not None:
+                self._finish(slot, self._error)
+        for request in self._waiting:
+            request.out.put(self._error)
+        while not self._inbox.empty():
+            if (item := self._inbox.get_nowait()) is not _CLOSE:
+                item.out.put(self._error)
+
+    def _has_work(self) -> bool:
+        return bool(self._waiting) or any(slot.request for slot in self._slots)
+
+    def _take_inbox(self, *, block: bool) -> bool:
+        """Move new requests to the waiting list; False once close() was called."""
+        try:
+            item = self._inbox.get(block=block)
+            while True:
+                if item is _CLOSE:
+                    return False
+                self._waiting.append(item)
+                item = self._inbox.get_nowait()
+        except queue.Empty:
+            return True
+
+    def _end_stopped(self) -> None:
+        for slot in self._slots:
+            if slot.request and (slot.request.stop.is_set() or slot.request.is_abandoned):
+                self._finish(slot, _END)
+        for request in [r for r in self._waiting if r.stop.is_set() or r.is_abandoned]:
+            self._waiting.remove(request)
+            request.out.put(_END)
+
+    def _admit(self) -> None:
+        for request in list(self._waiting):
+            slot = self._pick_slot(request.session_key)
+            if slot is not None:
+                self._waiting.remove(request)
+                self._start(slot, request)
+
+    def _pick_slot(self, key: str | None) -> _Slot | None:
+        """The session's own slot (waiting while it is busy: its last reply is ending), else the
+        idle slot no session owns, else the least recently used idle one."""
+        own = next((s for s in self._slots if key is not None and s.session_key == key), None)
+        if own is not None:
+            return None if own.request else own
+        idle = [s for s in self._slots if s.request is None]
+        return min(idle, key=lambda s: (s.session_key is not None, s.last_used), default=None)
+
+    def _start(self, slot: _Slot, request: Request) -> None:
+        # Keep the longest common prefix in KV; at least one token is evaluated for logits.
+        keep = 0
+        for cached, new in zip(slot.tokens, request.prompt[:-1], strict=False):
+            if cached != new:
+                break
+            keep += 1
+        self._ctx.kv_cache_seq_rm(slot.seq_id, keep, -1)
+        slot.tokens = slot.tokens[:keep]
+        slot.pending = request.prompt[keep:]
+        slot.request, slot.session_key = request, request.session_key
+        slot.sampler = _make_sampler(request.temperature)
+        slot.decoder.reset()
+        slot.n_generated = 0
+        slot.started_at = next(self._clock)
+        request.prompt_tokens_evaluated = len(slot.pending)
+
+    def _step(self) -> None:
+        """One llama_decode for every slot with pending tokens, then one sample per slot."""
+        batch, n, budget = self._batch.batch, 0, self._chunk
+        added: dict[_Slot, list[int]] = {}
+        # Generating slots first (one token each), then prompts, oldest request first.
+        order = sorted((s for s in self._slots if s.pending),
+                       key=lambda s: (not s.is_generating, s.started_at))
+        for slot in order:
+            take = slot.pending if slot.is_generating else slot.pending[:budget]
+            if not take:
+                continue
+            if not slot.is_generating:
+                budget -= len(take)
+            for i, token in enumerate(take):
+                batch.token[n], batch.pos[n] = token, len(slot.tokens) + i
+                batch.n_seq_id[n], batch.seq_id[n][0], batch.logits[n] = 1, slot.seq_id, False
+                n += 1
+            is_last = len(take) == len(slot.pending)
+            batch.logits[n - 1] = is_last
+            slot.logits_index = n - 1 if is_last else -1
+            added[slot] = take
+        batch.n_tokens = n
+        try:
+            self._ctx.decode(self._batch)
+        except RuntimeError as e:  # llama_decode failed: fail these replies, keep serving
+            for slot in added:
+                self._ctx.kv_cache_seq_rm(slot.seq_id, -1, -1)
+                slot.tokens = []
+                self._finish(slot, e)
+            return
+        for slot, take in added.items():
+            slot.tokens.extend(take)
+            slot.pending = slot.pending[len(take):]
+            if slot.logits_index >= 0:
+                self._sample(slot)
+
+    def _sample(self, slot: _Slot) -> None:
+        request = slot.request
+        token = slot.sampler.sample(self._ctx, slot.logits_index)  # also accepts the token
+        if llama_cpp.llama_vocab_is_eog(self._model.vocab, token):
+            self._finish(slot, _END)
+            return
+        slot.n_generated += 1
+        piece = slot.decoder.decode(self._model.detokenize([token]))
+        if piece:
+            request.out.put(piece)
+        is_full = len(slot.tokens) + 1 >= self.n_ctx_per_slot
+        if slot.n_generated >= request.max_tokens or is_full:
+            self._finish(slot, _END)
+        else:
+            slot.pending = [token]
+
+    def _finish(self, slot: _Slot, last: object) -> None:
+        """End the slot's reply with `last` (_END or an exception); the slot keeps its KV.
+
+        A character cut in half by max_tokens stays in the decoder and is dropped, not spoken."""
+        request = slot.request
+        request.out.put(last)
+        logger.debug("llama: slot {} done: {} tokens; evaluated {} of {} prompt tokens",
+                     slot.seq_id, slot.n_generated, request.prompt_tokens_evaluated,
+                     len(request.prompt))
+        slot.request, slot.pending = None, []
+        slot.sampler.close()
+        slot.sampler = None
+        slot.last_used = next(self._clock)
+
+
+def _make_sampler(temperature: float) -> internals.LlamaSampler:
+    """Greedy at temperature 0; otherwise llama-cpp-python's chat defaults (top-k 40, top-p 0.95,
+    min-p 0.05) before the temperature, as create_chat_completion samples."""
+    sampler = internals.LlamaSampler()
+    if temperature == 0:
+        sampler.add_greedy()
+        return sampler
+    sampler.add_top_k(40)
+    sampler.add_top_p(0.95, 1)
+    sampler.add_min_p(0.05, 1)
+    sampler.add_temp(temperature)
+    sampler.add_dist(int(time.time_ns()) & 0xFFFFFFFF)
+    return sampler

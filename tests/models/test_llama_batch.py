@@ -1,0 +1,156 @@
+"""The batched llama.cpp engine on the real SmolLM2 model: concurrent replies, unchanged greedy
+output, prefix reuse between turns, stop, eviction and errors that reach the caller."""
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.conftest import make_settings
+from voxline.models import catalog
+from voxline.models.llama import LlamaEngine
+from voxline.models.registry import ModelRegistry
+
+SYSTEM = {"role": "system", "content": "You are a helpful assistant. Answer in one sentence."}
+SLOTS = 3
+
+
+@pytest.fixture(scope="module")
+def engine():
+    settings = make_settings()
+    path = ModelRegistry(settings.models.cache_dir).path_of(catalog.SMOLLM2_135M)
+    loaded = LlamaEngine(model_path=path, n_ctx=768, n_threads=2, slots=SLOTS)
+    loaded.warm_up(SYSTEM["content"])
+    yield loaded
+    loaded.close()
+
+
+def _ask(question: str) -> list[dict]:
+    return [SYSTEM, {"role": "user", "content": question}]
+
+
+def _reply(engine, messages, *, max_tokens=40, session_key=None, stop=None) -> str:
+    stream = engine.stream_chat(
+        messages, max_tokens=max_tokens, temperature=0.0, stop=stop or threading.Event(),
+        session_key=session_key,
+    )
+    return "".join(stream)
+
+
+def test_three_concurrent_replies_are_all_sensible(engine):
+    questions = {
+        "What is the capital of France?": "paris",
+        "What color is the sky on a clear day?": "blue",
+        "How many legs does a dog have?": "four",
+    }
+    with ThreadPoolExecutor(len(questions)) as pool:
+        replies = list(pool.map(lambda q: _reply(engine, _ask(q)), questions))
+    for (question, word), reply in zip(questions.items(), replies, strict=True):
+        assert word in reply.lower().replace("4", "four"), f"{question!r} -> {reply!r}"
+
+
+def test_greedy_reply_is_the_same_alone_and_batched(engine):
+    """Batching must not change results: a greedy reply is computed alone, then again while
+    another sequence generates in the same batches."""
+    question = _ask("Name three fruits.")
+    alone = _reply(engine, question)
+    other_started, stop_other = threading.Event(), threading.Event()
+
+    def other():
+        stream = engine.stream_chat(
+            _ask("Write a long story about a dragon."), max_tokens=200, temperature=0.0,
+            stop=stop_other,
+        )
+        for _ in stream:
+            other_started.set()
+        other_started.set()
+
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(other)
+        assert other_started.wait(10)
+        batched = _reply(engine, question)
+        stop_other.set()
+        running.result()
+    assert batched == alone
+
+
+def test_second_turn_evaluates_only_the_new_tail(engine):
+    first = _ask("What is the capital of France?")
+    stream = engine.stream_chat(
+        first, max_tokens=30, temperature=0.0, stop=threading.Event(), session_key="alice"
+    )
+    answer = "".join(stream)
+    second = [*first, {"role": "assistant", "content": answer},
+              {"role": "user", "content": "And of Italy?"}]
+    stream = engine.stream_chat(
+        second, max_tokens=30, temperature=0.0, stop=threading.Event(), session_key="alice"
+    )
+    assert "".join(stream)
+    tail = len(engine.tokenize_chat(second)) - len(engine.tokenize_chat(first))
+    assert stream.prompt_tokens_evaluated <= tail + 2, (
+        f"evaluated {stream.prompt_tokens_evaluated} of {stream.prompt_tokens} prompt tokens; "
+        f"only the new {tail} should be"
+    )
+    assert stream.prompt_tokens_evaluated < stream.prompt_tokens / 2
+
+
+def test_characters_split_across_tokens_arrive_whole(engine):
+    """An emoji is several tokens; pieces must never carry half of one, even when max_tokens
+    cuts the last one."""
+    pieces = list(engine.stream_chat(
+        [{"role": "user", "content": "Reply with three emoji."}], max_tokens=31,
+        temperature=0.0, stop=threading.Event(),
+    ))
+    text = "".join(pieces)
+    assert any(ord(c) > 0xFFFF for c in text), f"no 4-byte character to check in {text!r}"
+    assert "\ufffd" not in text, pieces
+
+
+def test_stop_event_ends_the_reply_within_a_step(engine):
+    stop = threading.Event()
+    stream = engine.stream_chat(
+        _ask("Write a long story about a dragon who learns to cook."), max_tokens=400,
+        temperature=0.0, stop=stop,
+    )
+    pieces = [next(stream) for _ in range(3)]
+    stop.set()
+    stopped = time.perf_counter()
+    pieces_after = list(stream)
+    assert time.perf_counter() - stopped < 0.5
+    assert len(pieces_after) <= 1, f"{len(pieces_after)} pieces came after the stop"
+    assert "".join(pieces)
+
+
+def test_more_sessions_than_slots_all_answer_twice(engine):
+    """Five sessions on three slots: idle slots are taken over (LRU), and every turn answers."""
+    keys = [f"session-{i}" for i in range(SLOTS + 2)]
+
+    def converse(key: str) -> list[str]:
+        first = _ask("What is the capital of France?")
+        answer = _reply(engine, first, max_tokens=20, session_key=key)
+        second = [*first, {"role": "assistant", "content": answer},
+                  {"role": "user", "content": "Thank you!"}]
+        return [answer, _reply(engine, second, max_tokens=20, session_key=key)]
+
+    with ThreadPoolExecutor(len(keys)) as pool:
+        conversations = list(pool.map(converse, keys))
+    assert all(answer.strip() for turns in conversations for answer in turns), conversations
+
+
+def test_decode_failure_reaches_the_caller_and_the_engine_goes_on(engine, monkeypatch):
+    def broken_decode(batch):
+        raise RuntimeError("llama_decode returned -3")
+
+    monkeypatch.setattr(engine._ctx, "decode", broken_decode)
+    with pytest.raises(RuntimeError, match="llama_decode returned -3"):
+        _reply(engine, _ask("What is the capital of France?"))
+    monkeypatch.undo()
+    assert "paris" in _reply(engine, _ask("What is the capital of France?")).lower()
+
+
+def test_a_prompt_longer_than_n_ctx_names_the_setting(engine):
+    with pytest.raises(ValueError, match="VOXLINE_LLM__N_CTX"):
+        engine.stream_chat(
+            _ask("hello " * 1000), max_tokens=10, temperature=0.0, stop=threading.Event()
+        )
