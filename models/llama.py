@@ -9,6 +9,7 @@ from loguru import logger
 
 if TYPE_CHECKING:
     from voxline.models.llama_batch import ChatStream
+    from voxline.models.speech_priority import SpeechPriority
 
 
 class LlamaEngine:
@@ -21,7 +22,7 @@ class LlamaEngine:
     """
 
     def __init__(self, *, model_path: Path, n_ctx: int, n_threads: int, slots: int = 4,
-                 prefill_chunk_tokens: int = 64):
+                 prefill_chunk_tokens: int = 64, speech_priority: "SpeechPriority | None" = None):
         import llama_cpp  # heavy imports, only when loading
         from llama_cpp import _internals as internals
         from llama_cpp._logger import set_verbose
@@ -64,7 +65,7 @@ class LlamaEngine:
         )
         self._scheduler = BatchScheduler(
             model=self._model, ctx=self._ctx, slots=slots, n_ctx_per_slot=n_ctx,
-            prefill_chunk_tokens=prefill_chunk_tokens,
+            prefill_chunk_tokens=prefill_chunk_tokens, speech_priority=speech_priority,
         )
         # Twice the slots: a reply that is ending after an interruption and its session's next
         # reply overlap for a step, and extra callers wait in the scheduler, which knows slots.

@@ -18,6 +18,8 @@ import llama_cpp
 from llama_cpp import _internals as internals
 from loguru import logger
 
+from voxline.models.speech_priority import SpeechPriority
+
 _END = object()  # the scheduler's last word to a reply: no more pieces
 _CLOSE = object()  # put on the inbox by close()
 
@@ -105,12 +107,15 @@ class BatchScheduler:
     """
 
     def __init__(self, *, model: internals.LlamaModel, ctx: internals.LlamaContext,
-                 slots: int, n_ctx_per_slot: int, prefill_chunk_tokens: int):
+                 slots: int, n_ctx_per_slot: int, prefill_chunk_tokens: int,
+                 speech_priority: SpeechPriority | None = None):
         self._model = model
         self._ctx = ctx
         self._slots = [_Slot(i) for i in range(slots)]
         self.n_ctx_per_slot = n_ctx_per_slot
         self._chunk = prefill_chunk_tokens
+        self._speech_priority = speech_priority
+        self._can_shift = bool(llama_cpp.llama_memory_can_shift(ctx.memory))
         self._batch = internals.LlamaBatch(
             n_tokens=prefill_chunk_tokens + slots, embd=0, n_seq_max=1, verbose=False
         )
@@ -144,6 +149,8 @@ class BatchScheduler:
                 self._end_stopped()
                 self._admit()
                 if any(slot.pending for slot in self._slots):
+                    if self._speech_priority:
+                        self._speech_priority.wait_for_speech()
                     self._step()
         except BaseException as e:  # a bug or a broken context: no caller may wait forever
             logger.exception("llama scheduler failed")
@@ -200,11 +207,17 @@ class BatchScheduler:
 
     def _start(self, slot: _Slot, request: Request) -> None:
         # Keep the longest common prefix in KV; at least one token is evaluated for logits.
-        keep = 0
-        for cached, new in zip(slot.tokens, request.prompt[:-1], strict=False):
-            if cached != new:
-                break
-            keep += 1
+        keep = _common_prefix(slot.tokens, request.prompt[:-1])
+        cut = _dropped_run(slot.tokens, request.prompt, keep) if self._can_shift else 0
+        if cut:
+            # The history window dropped the oldest turns: remove them from KV and shift what
+            # follows into place (llama.cpp re-rotates its keys) rather than evaluate it all
+            # again, ~2 s on 2 cores every few turns. What follows was computed with those
+            # turns in view; llama-server's context shift makes the same trade.
+            self._ctx.kv_cache_seq_rm(slot.seq_id, keep, keep + cut)
+            self._ctx.kv_cache_seq_shift(slot.seq_id, keep + cut, -1, -cut)
+            slot.tokens = slot.tokens[:keep] + slot.tokens[keep + cut:]
+            keep = _common_prefix(slot.tokens, request.prompt[:-1])
         self._ctx.kv_cache_seq_rm(slot.seq_id, keep, -1)
         slot.tokens = slot.tokens[:keep]
         slot.pending = request.prompt[keep:]
@@ -280,6 +293,30 @@ class BatchScheduler:
         slot.sampler.close()
         slot.sampler = None
         slot.last_used = next(self._clock)
+
+
+SHIFT_PROBE_TOKENS = 16  # a dropped run counts only if this much of what follows it matches
+
+
+def _common_prefix(cached: list[int], prompt: list[int]) -> int:
+    keep = 0
+    for old, new in zip(cached, prompt, strict=False):
+        if old != new:
+            break
+        keep += 1
+    return keep
+
+
+def _dropped_run(cached: list[int], prompt: list[int], keep: int) -> int:
+    """Length of a run of cached tokens right after the common prefix whose removal lines the
+    cache up with the prompt again (the history window dropping old turns); 0 if none."""
+    probe = prompt[keep: keep + SHIFT_PROBE_TOKENS]
+    if len(probe) < SHIFT_PROBE_TOKENS:
+        return 0
+    for cut in range(1, len(cached) - keep - len(probe) + 1):
+        if cached[keep + cut: keep + cut + len(probe)] == probe:
+            return cut
+    return 0
 
 
 def _make_sampler(temperature: float) -> internals.LlamaSampler:

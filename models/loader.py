@@ -14,6 +14,7 @@ from voxline.models import catalog
 from voxline.models.llama import LlamaEngine
 from voxline.models.registry import ModelFileError, ModelRegistry, ModelStatus
 from voxline.models.silero import load_silero
+from voxline.models.speech_priority import SpeechPriority
 from voxline.models.whisper import WhisperEngine
 
 
@@ -37,6 +38,8 @@ class ModelSet:
     stt: WhisperEngine
     tts: SpeechSynthesizer
     llm: LlamaEngine | None  # None when the LLM is a remote OpenAI-compatible server
+    # The in-process LLM yields to the synthesis of a reply's first words.
+    speech_priority: SpeechPriority = field(default_factory=SpeechPriority)
     tts_executor: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=2, thread_name_prefix="voxline-tts")
     )
@@ -77,9 +80,12 @@ def load_models(settings: VoxlineSettings, progress: Progress | None = None) -> 
 
     vad = timed("VAD  silero-vad", lambda: load_silero(registry.path_of(catalog.SILERO_VAD)))
     stt = timed("STT  " + _stt_label(settings), lambda: _load_stt(settings, registry))
-    llm = timed("LLM  " + _llm_label(settings), lambda: _load_llm(settings, registry))
+    priority = SpeechPriority()
+    llm = timed("LLM  " + _llm_label(settings),
+                lambda: _load_llm(settings, registry, priority))
     tts = timed("TTS  " + settings.tts.engine, lambda: _load_tts(settings, registry))
-    return ModelSet(vad=vad, stt=stt, tts=tts, llm=llm, load_secs=timings)
+    return ModelSet(vad=vad, stt=stt, tts=tts, llm=llm, speech_priority=priority,
+                    load_secs=timings)
 
 
 def _stt_label(settings: VoxlineSettings) -> str:
@@ -104,13 +110,15 @@ def _load_stt(settings: VoxlineSettings, registry: ModelRegistry) -> WhisperEngi
     return engine
 
 
-def _load_llm(settings: VoxlineSettings, registry: ModelRegistry) -> LlamaEngine | None:
+def _load_llm(settings: VoxlineSettings, registry: ModelRegistry,
+              speech_priority: SpeechPriority) -> LlamaEngine | None:
     llm = settings.llm
     if llm.provider == "openai":
         return None
     path = llm.model_path or registry.path_of(catalog.LLM_MODELS[llm.model])
     engine = LlamaEngine(
-        model_path=path, n_ctx=llm.n_ctx, n_threads=llm.n_threads, slots=llm.slots
+        model_path=path, n_ctx=llm.n_ctx, n_threads=llm.n_threads, slots=llm.slots,
+        speech_priority=speech_priority,
     )
     engine.warm_up(settings.agent.system_prompt)
     return engine
@@ -171,7 +179,7 @@ def reload_engine(models: ModelSet, settings: VoxlineSettings, kind: str) -> str
     if kind == "llm":
         if settings.llm.provider == "openai":
             return "remote LLM: nothing to reload"
-        models.llm = _load_llm(settings, registry)
+        models.llm = _load_llm(settings, registry, models.speech_priority)
         return models.llm.name if models.llm else "remote"
     if kind == "tts":
         models.tts = _load_tts(settings, registry)

@@ -33,7 +33,7 @@ class StreamingWhisperSTTService(SegmentedSTTService):
     """
 
     def __init__(
-        self, *, engine: WhisperEngine, language: str, interim_interval_secs: float = 0.7,
+        self, *, engine: WhisperEngine, language: str, interim_interval_secs: float = 1.0,
         **kwargs,
     ):
         super().__init__(
@@ -52,6 +52,8 @@ class StreamingWhisperSTTService(SegmentedSTTService):
         # The decode started at the user's latest pause; void once they speak again.
         self._speculative: asyncio.Future[Transcript] | None = None
         self._speculative_final: asyncio.Future[Transcript] | None = None
+        # A pause's decode not yet shown as an interim: it serves as the next one.
+        self._unreported_pause: tuple[asyncio.Future[Transcript], int] | None = None
         self._is_speaking = False
         self._finals = 0  # final transcripts pushed: an interim started before one is stale
 
@@ -80,6 +82,7 @@ class StreamingWhisperSTTService(SegmentedSTTService):
             # Padded like the final segment: Whisper needs some silence after the last word.
             self._speculative = self._transcribe(bytes(self._audio_buffer) +
                                                  self._trailing_silence())
+            self._unreported_pause = (self._speculative, len(self._audio_buffer))
         elif isinstance(frame, UserSpeechResumedFrame):
             self._speculative = None
 
@@ -109,7 +112,8 @@ class StreamingWhisperSTTService(SegmentedSTTService):
         await self.stop_processing_metrics()
         self._finals += 1  # interims of this utterance arriving later are stale
         if transcript:
-            logger.debug("{}: final transcript {!r}", self, transcript)
+            logger.debug("{}: final transcript {!r} ({})", self, transcript,
+                         "decoded at the pause" if speculative else "decoded after the stop")
             yield TranscriptionFrame(transcript, self._user_id, time_now_iso8601(), finalized=True)
 
     def _transcribe(self, audio: bytes) -> asyncio.Future[Transcript]:
@@ -118,18 +122,25 @@ class StreamingWhisperSTTService(SegmentedSTTService):
         return loop.run_in_executor(self._engine.executor, self._engine.transcribe, audio)
 
     async def _interim_task_handler(self):
+        """Every interval: the latest pause's decode if there was one (free: it ran anyway),
+        else a decode of the speech so far. The engine has one thread, so each interim decode
+        can delay a pause's decode, i.e. the final transcript; pauses make most partials."""
         last_size, finals = 0, self._finals
         while self._is_speaking:
             await asyncio.sleep(self._interim_interval_secs)
             if not self._is_speaking:
                 return
-            if self._speculative is not None:  # paused: that decode is already running
-                continue
-            audio = bytes(self._audio_buffer)
-            if len(audio) <= last_size:
-                continue
-            last_size = len(audio)
-            text = (await self._transcribe(audio)).text
+            if self._unreported_pause:
+                (decoded, last_size), self._unreported_pause = self._unreported_pause, None
+            else:
+                audio = bytes(self._audio_buffer)
+                if len(audio) <= last_size or self._speculative is not None:
+                    continue  # nothing new, or paused: that decode is already running
+                last_size = len(audio)
+                decoded = self._transcribe(audio)
+            # Shielded: a pause's decode may also be the final transcript; cancelling this
+            # task (the next utterance starting) must not cancel it.
+            text = (await asyncio.shield(decoded)).text
             if text and finals == self._finals:
                 await self.push_frame(
                     InterimTranscriptionFrame(text, self._user_id, time_now_iso8601())

@@ -10,6 +10,7 @@ from pipecat.services.settings import TTSSettings
 from pipecat.services.tts_service import TTSService
 
 from voxline.models.loader import SpeechSynthesizer
+from voxline.models.speech_priority import SpeechPriority
 from voxline.pipeline.text_aggregation import FirstClauseAggregator
 
 CHUNK_SECS = 0.04
@@ -23,7 +24,8 @@ class LocalTTSService(TTSService):
     """
 
     def __init__(self, *, engine: SpeechSynthesizer, executor: Executor,
-                 max_text_chars: int = 1000, **kwargs):
+                 max_text_chars: int = 1000, speech_priority: SpeechPriority | None = None,
+                 **kwargs):
         super().__init__(
             push_start_frame=True,
             push_stop_frames=True,
@@ -33,6 +35,8 @@ class LocalTTSService(TTSService):
         self._engine = engine
         self._executor = executor
         self._max_text_chars = max_text_chars
+        self._speech_priority = speech_priority
+        self._last_context_id: str | None = None  # the reply whose first piece was synthesized
         # Replace pipecat's sentence aggregator: the first piece of a reply is a clause.
         self._text_aggregator = FirstClauseAggregator(
             aggregation_type=self._text_aggregation_mode, language=self._text_aggregator.language
@@ -53,18 +57,27 @@ class LocalTTSService(TTSService):
                            len(kept))
             text = kept
         await self.start_tts_usage_metrics(text)
+        is_first_piece, self._last_context_id = context_id != self._last_context_id, context_id
         async for frame in self._stream_audio_frames_from_iterator(
-            self._chunks(self._engine.synthesize(text)),
+            self._chunks(self._engine.synthesize(text), is_first_piece=is_first_piece),
             in_sample_rate=self._engine.sample_rate,
             context_id=context_id,
         ):
             await self.stop_ttfb_metrics()
             yield frame
 
-    async def _chunks(self, chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
-        """Engine chunks (a whole sentence each), re-cut into ~40 ms pieces so frames stay small."""
+    async def _chunks(self, chunks: Iterator[bytes], *,
+                      is_first_piece: bool) -> AsyncIterator[bytes]:
+        """Engine chunks (a whole sentence each), re-cut into ~40 ms pieces so frames stay small.
+        A reply's first chunk is synthesized with priority over the LLM (SpeechPriority)."""
         loop = asyncio.get_running_loop()
         piece = int(self._engine.sample_rate * CHUNK_SECS) * 2
-        while (chunk := await loop.run_in_executor(self._executor, next, chunks, None)) is not None:
+        take = self._first_chunk if is_first_piece and self._speech_priority else next
+        while (chunk := await loop.run_in_executor(self._executor, take, chunks, None)) is not None:
+            take = next
             for offset in range(0, len(chunk), piece):
                 yield chunk[offset: offset + piece]
+
+    def _first_chunk(self, chunks: Iterator[bytes], default: None) -> bytes | None:
+        with self._speech_priority.first_words():
+            return next(chunks, default)

@@ -95,6 +95,28 @@ def test_second_turn_evaluates_only_the_new_tail(engine):
     assert stream.prompt_tokens_evaluated < stream.prompt_tokens / 2
 
 
+def test_dropping_old_turns_shifts_the_cache_instead_of_evaluating_again(engine):
+    """The history window drops the oldest turns (pipeline/context_window.py): what remains is
+    still in KV, shifted into place; only the new question is evaluated."""
+    turns = [("What is the capital of France?", "The capital of France is Paris."),
+             ("And of Italy?", "The capital of Italy is Rome."),
+             ("And of Spain?", "The capital of Spain is Madrid.")]
+    history = [SYSTEM]
+    for question, answer in turns:
+        history += [{"role": "user", "content": question},
+                    {"role": "assistant", "content": answer}]
+    _reply(engine, [*history, {"role": "user", "content": "And of Germany?"}],
+           session_key="bob")
+    # The next prompt without the first exchange, as the window trims it.
+    trimmed = [SYSTEM, *history[3:], {"role": "user", "content": "And of Portugal?"}]
+    stream = engine.stream_chat(trimmed, max_tokens=20, temperature=0.0,
+                                stop=threading.Event(), session_key="bob")
+    reply = "".join(stream)
+    assert "lisbon" in reply.lower(), reply
+    assert stream.prompt_tokens_evaluated < 40, (
+        f"evaluated {stream.prompt_tokens_evaluated} of {stream.prompt_tokens}")
+
+
 def test_characters_split_across_tokens_arrive_whole(engine):
     """An emoji is several tokens; pieces must never carry half of one, even when max_tokens
     cuts the last one."""

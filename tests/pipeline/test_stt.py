@@ -110,3 +110,12 @@ async def test_speech_after_a_pause_voids_the_speculative_decode(models, speech,
     assert len(finals) == 1, finals
     assert "weekend" in finals[0].text.lower(), "the final must hear the speech after the pause"
     assert decodes.count == 2
+
+
+async def test_a_pause_decode_is_also_the_next_interim(models, speech, monkeypatch):
+    decodes = _DecodeCounter(models.stt, monkeypatch)
+    down = await _run(models, _paused_utterance(read_pcm(speech(SENTENCE))), interim_secs=0.4)
+    interims = [f for f in down if isinstance(f, InterimTranscriptionFrame)]
+    finals = [f for f in down if isinstance(f, TranscriptionFrame)]
+    assert interims and interims[0].text == finals[0].text
+    assert decodes.count == 1, "the partial and the final both come from the pause's decode"

@@ -51,3 +51,11 @@ async def test_a_long_first_sentence_without_breaks_is_cut_after_max_words():
     pieces = await _pieces(aggregator, [w if i == 0 else f" {w}" for i, w in enumerate(words)])
     assert pieces[0] == "A friendly dragon is a dragon that loves"
     assert pieces[1] == "to fly and is loyal."
+
+
+async def test_a_length_cut_does_not_end_on_a_leading_word():
+    aggregator = FirstClauseAggregator(min_words=2, max_words=5)
+    words = "A friendly dragon is a dragon that loves to fly.".split(" ")
+    pieces = await _pieces(aggregator, [w if i == 0 else f" {w}" for i, w in enumerate(words)])
+    assert pieces[0] == "A friendly dragon is a dragon"
+    assert pieces[1] == "that loves to fly."
