@@ -34,6 +34,7 @@ from voxline.config.settings import (
 from voxline.models import ModelSet
 from voxline.pipeline.circuit_breaker import CircuitBreaker
 from voxline.pipeline.context_window import ContextWindowProcessor
+from voxline.pipeline.llm import interim_prefill
 from voxline.pipeline.recording import session_recorder
 from voxline.pipeline.session_events import SessionEventsObserver
 from voxline.pipeline.turn_end import TranscriptTurnStopStrategy
@@ -70,10 +71,10 @@ async def run_session(
 ) -> None:
     """Run one conversation until the client leaves, the session idles out or fails.
 
-    transport in → VAD (and pauses) → STT (speculative at a pause) → user context → history
-    window → LLM → TTS → transport out → assistant context (only what was actually played),
-    with observers publishing to the bus. `registry` and `llm_breaker` (a remote LLM's circuit
-    breaker) are the worker's, shared by its sessions.
+    transport in → VAD (and pauses) → STT (speculative at a pause) → [interims prefill the
+    local LLM] → user context → history window → LLM → TTS → transport out → assistant context
+    (only what was actually played), with observers publishing to the bus. `registry` and
+    `llm_breaker` (a remote LLM's circuit breaker) are the worker's, shared by its sessions.
     """
     session_bus = SessionBus(bus, session_id=options.session_id, source=options.worker_id)
     with logger.contextualize(session_id=options.session_id):
@@ -84,14 +85,16 @@ async def run_session(
                 user_turn_strategies=_turn_strategies(settings.agent)
             ),
         )
+        llm = build_llm(models, settings.llm, system_prompt=options.persona.system_prompt,
+                        breaker=llm_breaker)
         pipeline = Pipeline([
             transport.input(),
             PausingVADProcessor(vad_analyzer=vad, pause_secs=settings.vad.pause_secs),
             build_stt(models, settings.stt),
+            *interim_prefill(llm, context),  # the local LLM reads the user's words early
             aggregators.user(),
             ContextWindowProcessor(max_messages=settings.agent.max_history_messages),
-            build_llm(models, settings.llm, system_prompt=options.persona.system_prompt,
-                      breaker=llm_breaker),
+            llm,
             build_tts(models, settings.tts),
             transport.output(),
             *_recorder(settings.privacy, options),

@@ -199,7 +199,7 @@ class TTSSettings(_Section):
     engine: Literal["piper", "kokoro"] = "piper"
     voice: str | None = Field(default=None, description="piper: en_US-joe-medium; kokoro: jf_alpha")
     speed: float = Field(default=1.0, ge=0.5, le=2.0)
-    num_threads: int = Field(default=1, ge=1, le=64)
+    num_threads: int = Field(default=2, ge=1, le=64)
     max_text_chars: int = Field(
         default=1000, ge=20, le=20000, description="Longest text synthesized at once"
     )

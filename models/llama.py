@@ -106,6 +106,24 @@ class LlamaEngine:
             session_key=session_key,
         ))
 
+    def prefill(self, messages: list[dict], *, session_key: str) -> None:
+        """Start evaluating `messages`, which end with the user's words so far (an interim
+        transcript), into the session's KV cache; returns at once. When the user finishes, the
+        reply's prompt shares that prefix and evaluates only the rest: on 2 cores a prompt
+        token costs ~14 ms, and a question ~20. Skipped if the session has no slot to spare;
+        superseded by the session's next request."""
+        from voxline.models.llama_batch import Request
+
+        rendered = self._formatter(messages=messages)
+        words = messages[-1]["content"]
+        # Up to the user's last word: the end-of-turn and assistant tokens come later.
+        text = rendered.prompt[: rendered.prompt.rfind(words) + len(words)]
+        prompt = self._model.tokenize(text.encode("utf-8"), add_bos=not rendered.added_special,
+                                      special=True)
+        if 1 < len(prompt) < self.n_ctx:
+            self._scheduler.submit(Request(prompt=prompt, max_tokens=0, temperature=0.0,
+                                           stop=threading.Event(), session_key=session_key))
+
     def warm_up(self, system_prompt: str = "") -> None:
         """Allocate the compute graph and evaluate the system prompt into every slot, so that no
         session's first turn pays for either."""

@@ -37,6 +37,11 @@ class Request:
     prompt_tokens_evaluated: int | None = None  # set when admitted; the rest came from the cache
     is_abandoned: bool = False  # the caller closed the stream early
 
+    @property
+    def is_prefill(self) -> bool:
+        """Only fill the session's KV cache with the prompt (the user is still speaking)."""
+        return self.max_tokens == 0
+
 
 class ChatStream:
     """Iterator of one reply's text pieces. Blocks its thread while the scheduler works.
@@ -191,18 +196,34 @@ class BatchScheduler:
 
     def _admit(self) -> None:
         for request in list(self._waiting):
-            slot = self._pick_slot(request.session_key)
+            if request.is_prefill and self._supersedes(request):
+                self._waiting.remove(request)
+                request.out.put(_END)
+                continue
+            slot = self._pick_slot(request.session_key, may_evict=not request.is_prefill)
             if slot is not None:
                 self._waiting.remove(request)
                 self._start(slot, request)
+            elif request.is_prefill and request.session_key not in self._owners():
+                self._waiting.remove(request)  # no slot of its own free: not worth a reply's
+                request.out.put(_END)
 
-    def _pick_slot(self, key: str | None) -> _Slot | None:
+    def _supersedes(self, prefill: Request) -> bool:
+        """A later request of the same session is waiting: this prefill is stale."""
+        later = itertools.islice(self._waiting, self._waiting.index(prefill) + 1, None)
+        return any(r.session_key == prefill.session_key for r in later)
+
+    def _owners(self) -> set[str | None]:
+        return {slot.session_key for slot in self._slots}
+
+    def _pick_slot(self, key: str | None, *, may_evict: bool = True) -> _Slot | None:
         """The session's own slot (waiting while it is busy: its last reply is ending), else the
-        idle slot no session owns, else the least recently used idle one."""
+        idle slot no session owns, else (`may_evict`) the least recently used idle one."""
         own = next((s for s in self._slots if key is not None and s.session_key == key), None)
         if own is not None:
             return None if own.request else own
-        idle = [s for s in self._slots if s.request is None]
+        idle = [s for s in self._slots if s.request is None
+                and (may_evict or s.session_key is None)]
         return min(idle, key=lambda s: (s.session_key is not None, s.last_used), default=None)
 
     def _start(self, slot: _Slot, request: Request) -> None:
@@ -246,8 +267,9 @@ class BatchScheduler:
                 batch.n_seq_id[n], batch.seq_id[n][0], batch.logits[n] = 1, slot.seq_id, False
                 n += 1
             is_last = len(take) == len(slot.pending)
-            batch.logits[n - 1] = is_last
-            slot.logits_index = n - 1 if is_last else -1
+            wants_logits = is_last and not slot.request.is_prefill
+            batch.logits[n - 1] = wants_logits
+            slot.logits_index = n - 1 if wants_logits else -1
             added[slot] = take
         batch.n_tokens = n
         try:
@@ -263,6 +285,8 @@ class BatchScheduler:
             slot.pending = slot.pending[len(take):]
             if slot.logits_index >= 0:
                 self._sample(slot)
+            elif not slot.pending and slot.request.is_prefill:
+                self._finish(slot, _END)
 
     def _sample(self, slot: _Slot) -> None:
         request = slot.request

@@ -7,12 +7,13 @@ import uuid
 from loguru import logger
 from pipecat.frames.frames import (
     Frame,
+    InterimTranscriptionFrame,
     LLMContextFrame,
     LLMFullResponseEndFrame,
     LLMFullResponseStartFrame,
 )
 from pipecat.processors.aggregators.llm_context import LLMContext
-from pipecat.processors.frame_processor import FrameDirection
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.services.llm_service import LLMService
 from pipecat.services.settings import LLMSettings
 
@@ -63,13 +64,23 @@ class LlamaCppLLMService(LLMService):
         else:
             await self.push_frame(frame, direction)
 
-    async def _generate(self, context: LLMContext):
+    async def prefill(self, context: LLMContext, user_words: str) -> None:
+        """Read the user's words so far into this conversation's KV cache, in the background
+        (`LlamaEngine.prefill`): the reply then evaluates only what they add."""
+        messages = await self._messages(context)
+        self._engine.prefill([*messages, {"role": "user", "content": user_words}],
+                             session_key=self._session_key)
+
+    async def _messages(self, context: LLMContext) -> list[dict]:
         params = await self.get_llm_adapter().get_llm_invocation_params(
             context,
             system_instruction=self._settings.system_instruction,
             convert_developer_to_user=True,
         )
-        messages = [dict(m) for m in params["messages"]]
+        return [dict(m) for m in params["messages"]]
+
+    async def _generate(self, context: LLMContext):
+        messages = await self._messages(context)
         loop = asyncio.get_running_loop()
         pieces: asyncio.Queue = asyncio.Queue()
         stop = threading.Event()
@@ -103,3 +114,27 @@ class LlamaCppLLMService(LLMService):
         finally:
             stop.set()
             await self.stop_processing_metrics()
+
+
+class InterimPrefillProcessor(FrameProcessor):
+    """Between the STT and the user aggregator (which consumes interim transcripts): hands each
+    interim to the local LLM, so it reads the user's words while they are still speaking."""
+
+    def __init__(self, *, llm: LlamaCppLLMService, context: LLMContext, **kwargs):
+        super().__init__(**kwargs)
+        self._llm = llm
+        self._context = context
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection):
+        """Prefill on an interim transcript; pass every frame on."""
+        await super().process_frame(frame, direction)
+        if isinstance(frame, InterimTranscriptionFrame) and frame.text.strip():
+            await self._llm.prefill(self._context, frame.text.strip())
+        await self.push_frame(frame, direction)
+
+
+def interim_prefill(llm: LLMService, context: LLMContext) -> list[FrameProcessor]:
+    """The prefill processor for the in-process LLM; nothing for a remote one."""
+    if not isinstance(llm, LlamaCppLLMService):
+        return []
+    return [InterimPrefillProcessor(llm=llm, context=context)]

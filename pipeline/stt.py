@@ -19,6 +19,8 @@ from pipecat.utils.time import time_now_iso8601
 from voxline.models.whisper import WHISPER_SAMPLE_RATE, Transcript, WhisperEngine
 from voxline.pipeline.vad import UserSpeechPausedFrame, UserSpeechResumedFrame
 
+INTERIM_POLL_SECS = 0.05
+
 
 class StreamingWhisperSTTService(SegmentedSTTService):
     """faster-whisper on a shared model, with interim results.
@@ -127,7 +129,7 @@ class StreamingWhisperSTTService(SegmentedSTTService):
         can delay a pause's decode, i.e. the final transcript; pauses make most partials."""
         last_size, finals = 0, self._finals
         while self._is_speaking:
-            await asyncio.sleep(self._interim_interval_secs)
+            await self._interim_due()
             if not self._is_speaking:
                 return
             if self._unreported_pause:
@@ -145,6 +147,16 @@ class StreamingWhisperSTTService(SegmentedSTTService):
                 await self.push_frame(
                     InterimTranscriptionFrame(text, self._user_id, time_now_iso8601())
                 )
+
+    async def _interim_due(self) -> None:
+        """One interval, or less once a pause's decode is ready (shown, and read by the LLM,
+        while the user may still go on)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._interim_interval_secs
+        while loop.time() < deadline:
+            if self._unreported_pause and self._unreported_pause[0].done():
+                return
+            await asyncio.sleep(INTERIM_POLL_SECS)
 
     async def _stop_interims(self):
         if self._interim_task:

@@ -117,6 +117,36 @@ def test_dropping_old_turns_shifts_the_cache_instead_of_evaluating_again(engine)
         f"evaluated {stream.prompt_tokens_evaluated} of {stream.prompt_tokens}")
 
 
+def test_a_prefill_of_the_users_words_leaves_only_the_rest_to_evaluate(engine):
+    history = [SYSTEM, {"role": "user", "content": "Hello."},
+               {"role": "assistant", "content": "Hello! How can I help?"}]
+    _reply(engine, [*history, {"role": "user", "content": "Hi again."}], session_key="carol")
+    question = "What is the capital city of the country of France?"
+    # Interims while the user speaks; the later one supersedes the earlier if both wait.
+    engine.prefill([*history, {"role": "user", "content": "What is the capital"}],
+                   session_key="carol")
+    engine.prefill([*history, {"role": "user", "content": question[:-1]}], session_key="carol")
+    time.sleep(1.0)  # the scheduler evaluates them in the background
+    stream = engine.stream_chat([*history, {"role": "user", "content": question}],
+                                max_tokens=20, temperature=0.0, stop=threading.Event(),
+                                session_key="carol")
+    assert "paris" in "".join(stream).lower()
+    assert stream.prompt_tokens_evaluated <= 8, (
+        f"evaluated {stream.prompt_tokens_evaluated}: the question was read while spoken")
+
+
+def test_a_prefill_never_takes_another_sessions_slot(engine):
+    owners = {f"busy{i}" for i in range(SLOTS)}
+    for key in owners:
+        _reply(engine, _ask("Say hi."), max_tokens=2, session_key=key)
+    engine.prefill(_ask("What is the weather"), session_key="newcomer")
+    time.sleep(0.5)
+    stream = engine.stream_chat(_ask("Say hi."), max_tokens=2, temperature=0.0,
+                                stop=threading.Event(), session_key="busy0")
+    "".join(stream)
+    assert stream.prompt_tokens_evaluated <= 2, "busy0 kept its slot and its cache"
+
+
 def test_characters_split_across_tokens_arrive_whole(engine):
     """An emoji is several tokens; pieces must never carry half of one, even when max_tokens
     cuts the last one."""
