@@ -15,6 +15,7 @@ FRAME_BYTES = int(SAMPLE_RATE * FRAME_SECS) * 2
 AUDIBLE_RMS = 0.01
 UNDERRUN_SLACK_SECS = 0.1
 PAUSE_BETWEEN_TURNS_SECS = 1.0
+REPLY_IDLE_SECS = 20.0  # a reply with no event (bot.text comes per sentence) this long stalled
 
 
 @dataclass
@@ -102,10 +103,10 @@ async def run_session(url: str, prompts: list[Prompt], *, session: int, turns: i
                 prompt = prompts[(session + turn) % len(prompts)]
                 result = TurnResult(session, turn, prompt.id, prompt.text)
                 try:
-                    await asyncio.wait_for(_one_turn(mic, listener, prompt, result),
-                                           turn_timeout_secs + prompt.duration_secs)
-                except TimeoutError:
-                    result.error = "no complete reply in time"
+                    await _one_turn(mic, listener, prompt, result,
+                                    answer_timeout_secs=turn_timeout_secs + prompt.duration_secs)
+                except TimeoutError as e:
+                    result.error = str(e)
                 results.append(result)
                 await asyncio.sleep(PAUSE_BETWEEN_TURNS_SECS)
         finally:
@@ -115,13 +116,23 @@ async def run_session(url: str, prompts: list[Prompt], *, session: int, turns: i
     return results
 
 
-async def _one_turn(mic: Microphone, listener: Listener, prompt: Prompt,
-                    result: TurnResult) -> None:
+async def _one_turn(mic: Microphone, listener: Listener, prompt: Prompt, result: TurnResult,
+                    *, answer_timeout_secs: float) -> None:
+    """Say the prompt, then take events until the bot has answered and stopped. The answer
+    must start within `answer_timeout_secs`; a long answer (a story) may then take as long as
+    it needs, as long as events keep coming."""
     audio_mark = len(listener.audio)
+    loop = asyncio.get_running_loop()
+    answer_deadline = loop.time() + answer_timeout_secs
     speech_end = await mic.say(prompt)
     turn = TurnEvents(result)
     while not turn.is_done:
-        _, event = await listener.events.get()
+        wait = REPLY_IDLE_SECS if turn.has_answered else answer_deadline - loop.time()
+        try:
+            _, event = await asyncio.wait_for(listener.events.get(), max(0.0, wait))
+        except TimeoutError:
+            raise TimeoutError("the reply stalled" if turn.has_answered
+                               else "no reply in time") from None
         turn.record(event)
     time_audio(listener.audio[audio_mark:], speech_end, result)
 
@@ -132,7 +143,7 @@ class TurnEvents:
 
     def __init__(self, result: TurnResult):
         self._result = result
-        self._has_answered = False
+        self.has_answered = False
         self.is_done = False
 
     def record(self, event: dict) -> None:
@@ -146,9 +157,9 @@ class TurnEvents:
         elif kind == "bot.text":
             result.reply = f"{result.reply} {event['text']}".strip()
         elif kind == "bot.started_speaking":  # again after a pause: the reply goes on
-            self._has_answered = True
+            self.has_answered = True
             self.is_done = False
-        elif kind == "bot.stopped_speaking" and self._has_answered:
+        elif kind == "bot.stopped_speaking" and self.has_answered:
             self.is_done = True
         elif kind == "error":
             result.error = f"{event.get('code')}: {event.get('message')}"
