@@ -139,7 +139,7 @@ class STTSettings(_Section):
     cpu_threads: int = Field(default=2, ge=1, le=64)
     beam_size: int = Field(default=1, ge=1, le=10)
     min_window_secs: float = Field(
-        default=15.0, ge=1.0, le=30.0,
+        default=10.0, ge=1.0, le=30.0,
         description="Shortest audio window Whisper encodes (30 = faster-whisper's full window)",
     )
 
