@@ -57,5 +57,6 @@ def build_llm(
 def build_tts(models: ModelSet, tts: TTSSettings) -> LocalTTSService:
     """Sentence-by-sentence synthesis on the shared engine."""
     return LocalTTSService(engine=models.tts, executor=models.tts_executor,
+                           first_executor=models.tts_first_executor,
                            max_text_chars=tts.max_text_chars,
                            speech_priority=models.speech_priority)

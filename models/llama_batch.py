@@ -120,6 +120,7 @@ class BatchScheduler:
         self.n_ctx_per_slot = n_ctx_per_slot
         self._chunk = prefill_chunk_tokens
         self._speech_priority = speech_priority
+        self._steps = 0
         self._can_shift = bool(llama_cpp.llama_memory_can_shift(ctx.memory))
         self._batch = internals.LlamaBatch(
             n_tokens=prefill_chunk_tokens + slots, embd=0, n_seq_max=1, verbose=False
@@ -253,9 +254,15 @@ class BatchScheduler:
         """One llama_decode for every slot with pending tokens, then one sample per slot."""
         batch, n, budget = self._batch.batch, 0, self._chunk
         added: dict[_Slot, list[int]] = {}
-        # Generating slots first (one token each), then prompts, oldest request first.
-        order = sorted((s for s in self._slots if s.pending),
-                       key=lambda s: (not s.is_generating, s.started_at))
+        # Generating slots first (one token each), then prompts, oldest request first. While
+        # some reply is still on its first words, replies further along join only every
+        # OPENING_STRIDE-th step: a step costs more per sequence in it, and a user waits on
+        # a reply's first words, while the rest of a reply is ahead of playback.
+        self._steps += 1
+        opening = any(s.pending and s.n_generated < OPENING_TOKENS for s in self._slots)
+        order = sorted((s for s in self._slots if s.pending and (
+            not opening or s.n_generated < OPENING_TOKENS or self._steps % OPENING_STRIDE == 0)),
+            key=lambda s: (not s.is_generating, s.started_at))
         for slot in order:
             take = slot.pending if slot.is_generating else slot.pending[:budget]
             if not take:
@@ -319,6 +326,8 @@ class BatchScheduler:
         slot.last_used = next(self._clock)
 
 
+OPENING_TOKENS = 12  # a reply's first words: about the first piece the TTS speaks
+OPENING_STRIDE = 3
 SHIFT_PROBE_TOKENS = 16  # a dropped run counts only if this much of what follows it matches
 
 

@@ -43,6 +43,11 @@ class ModelSet:
     tts_executor: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=2, thread_name_prefix="voxline-tts")
     )
+    # Replies' first pieces only: they never queue behind other sessions' later sentences.
+    tts_first_executor: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=1,
+                                                   thread_name_prefix="voxline-tts-first")
+    )
     load_secs: dict[str, float] = field(default_factory=dict)
 
     def describe(self) -> dict[str, str]:
@@ -60,6 +65,7 @@ class ModelSet:
         if self.llm:
             self.llm.close()
         self.tts_executor.shutdown(wait=False, cancel_futures=True)
+        self.tts_first_executor.shutdown(wait=False, cancel_futures=True)
 
 
 Progress = Callable[[str, float], None]

@@ -24,8 +24,8 @@ class LocalTTSService(TTSService):
     """
 
     def __init__(self, *, engine: SpeechSynthesizer, executor: Executor,
-                 max_text_chars: int = 1000, speech_priority: SpeechPriority | None = None,
-                 **kwargs):
+                 first_executor: Executor | None = None, max_text_chars: int = 1000,
+                 speech_priority: SpeechPriority | None = None, **kwargs):
         super().__init__(
             push_start_frame=True,
             push_stop_frames=True,
@@ -34,6 +34,7 @@ class LocalTTSService(TTSService):
         )
         self._engine = engine
         self._executor = executor
+        self._first_executor = first_executor or executor
         self._max_text_chars = max_text_chars
         self._speech_priority = speech_priority
         self._last_context_id: str | None = None  # the reply whose first piece was synthesized
@@ -69,12 +70,14 @@ class LocalTTSService(TTSService):
     async def _chunks(self, chunks: Iterator[bytes], *,
                       is_first_piece: bool) -> AsyncIterator[bytes]:
         """Engine chunks (a whole sentence each), re-cut into ~40 ms pieces so frames stay small.
-        A reply's first chunk is synthesized with priority over the LLM (SpeechPriority)."""
+        A reply's first chunk is synthesized with priority over the LLM (SpeechPriority) and on
+        its own executor, ahead of other sessions' later sentences."""
         loop = asyncio.get_running_loop()
         piece = int(self._engine.sample_rate * CHUNK_SECS) * 2
         take = self._first_chunk if is_first_piece and self._speech_priority else next
-        while (chunk := await loop.run_in_executor(self._executor, take, chunks, None)) is not None:
-            take = next
+        executor = self._first_executor if is_first_piece else self._executor
+        while (chunk := await loop.run_in_executor(executor, take, chunks, None)) is not None:
+            take, executor = next, self._executor
             for offset in range(0, len(chunk), piece):
                 yield chunk[offset: offset + piece]
 
