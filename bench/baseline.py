@@ -131,7 +131,7 @@ async def _main(port: int, gguf: str) -> None:
     llm = ServerProcess("llama-cpp", [
         sys.executable, "-m", "llama_cpp.server", "--model", gguf, "--host", "127.0.0.1",
         "--port", str(llm_port), "--n_ctx", "2048", "--n_threads", "2",
-    ], llm_port)
+    ], llm_port, own_process_group=False)  # ends with the baseline server's group
     await llm.start(ready_path="/v1/models")
     try:
         config = uvicorn.Config(create_baseline_app(f"http://127.0.0.1:{llm_port}/v1"),

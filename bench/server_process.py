@@ -1,8 +1,10 @@
 """Start a server for the benchmark in its own process, wait until ready, watch its CPU/RSS."""
 
 import asyncio
+import contextlib
 import json
 import os
+import signal
 import socket
 import sys
 import time
@@ -37,6 +39,9 @@ class ServerProcess:
     args: list[str]
     port: int
     env: dict[str, str] = field(default_factory=dict)
+    # Its own process group, which stop() ends whole; False for a helper of a server that has
+    # one (it then ends with that server's group).
+    own_process_group: bool = True
     process: asyncio.subprocess.Process | None = None
 
     @property
@@ -49,6 +54,7 @@ class ServerProcess:
         self.process = await asyncio.create_subprocess_exec(
             *self.args, env={**os.environ, **self.env},
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            start_new_session=self.own_process_group,
         )
         deadline = time.monotonic() + READY_TIMEOUT_SECS
         while time.monotonic() < deadline:
@@ -60,14 +66,24 @@ class ServerProcess:
         raise RuntimeError(f"{self.name} server not ready after {READY_TIMEOUT_SECS}s")
 
     async def stop(self) -> None:
-        """Terminate (kill after 5 s)."""
+        """Terminate its whole process group (kill after 5 s). The baseline server's own
+        llama-cpp server outlived a killed parent before (two left running after a bench)."""
         if self.process and self.process.returncode is None:
-            self.process.terminate()
+            self._signal_group(signal.SIGTERM)
             try:
                 await asyncio.wait_for(self.process.wait(), 5)
             except TimeoutError:
-                self.process.kill()
+                self._signal_group(signal.SIGKILL)
                 await self.process.wait()
+        if self.process and self.own_process_group:
+            self._signal_group(signal.SIGKILL)  # children still left in the group
+
+    def _signal_group(self, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if self.own_process_group:
+                os.killpg(self.process.pid, sig)
+            elif self.process.returncode is None:
+                self.process.send_signal(sig)
 
     def ready_info(self) -> dict:
         """The server's `/ready` answer (sessions, tasks, models)."""
