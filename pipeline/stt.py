@@ -73,6 +73,7 @@ class StreamingWhisperSTTService(SegmentedSTTService):
         await super().process_frame(frame, direction)
         if isinstance(frame, VADUserStartedSpeakingFrame):
             await self._stop_interims()
+            self._unreported_pause = None  # the last utterance's: never this one's partial
             self._is_speaking = True
             self._interim_task = self.create_task(self._interim_task_handler())
         elif isinstance(frame, VADUserStoppedSpeakingFrame):
