@@ -229,7 +229,7 @@ class BatchScheduler:
 
     def _start(self, slot: _Slot, request: Request) -> None:
         # Keep the longest common prefix in KV; at least one token is evaluated for logits.
-        keep = _common_prefix(slot.tokens, request.prompt[:-1])
+        keep = llama_cpp.Llama.longest_token_prefix(slot.tokens, request.prompt[:-1])
         cut = _dropped_run(slot.tokens, request.prompt, keep) if self._can_shift else 0
         if cut:
             # The history window dropped the oldest turns: remove them from KV and shift what
@@ -239,7 +239,7 @@ class BatchScheduler:
             self._ctx.kv_cache_seq_rm(slot.seq_id, keep, keep + cut)
             self._ctx.kv_cache_seq_shift(slot.seq_id, keep + cut, -1, -cut)
             slot.tokens = slot.tokens[:keep] + slot.tokens[keep + cut:]
-            keep = _common_prefix(slot.tokens, request.prompt[:-1])
+            keep = llama_cpp.Llama.longest_token_prefix(slot.tokens, request.prompt[:-1])
         self._ctx.kv_cache_seq_rm(slot.seq_id, keep, -1)
         slot.tokens = slot.tokens[:keep]
         slot.pending = request.prompt[keep:]
@@ -329,15 +329,6 @@ class BatchScheduler:
 OPENING_TOKENS = 12  # a reply's first words: about the first piece the TTS speaks
 OPENING_STRIDE = 3
 SHIFT_PROBE_TOKENS = 16  # a dropped run counts only if this much of what follows it matches
-
-
-def _common_prefix(cached: list[int], prompt: list[int]) -> int:
-    keep = 0
-    for old, new in zip(cached, prompt, strict=False):
-        if old != new:
-            break
-        keep += 1
-    return keep
 
 
 def _dropped_run(cached: list[int], prompt: list[int], keep: int) -> int:
