@@ -50,7 +50,7 @@ def build_llm(
     assert models.llm is not None, "provider 'local' always loads a model"
     return LlamaCppLLMService(
         engine=models.llm, system_instruction=system_prompt, max_tokens=llm.max_tokens,
-        temperature=llm.temperature,
+        temperature=llm.temperature, playback_lead_secs=llm.playback_lead_secs,
     )
 
 

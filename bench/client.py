@@ -9,6 +9,7 @@ import numpy as np
 import websockets
 
 from voxline.bench.prompts import SAMPLE_RATE, Prompt
+from voxline.talk import ReplyEnd
 
 FRAME_SECS = 0.02
 FRAME_BYTES = int(SAMPLE_RATE * FRAME_SECS) * 2
@@ -138,17 +139,22 @@ async def _one_turn(mic: Microphone, listener: Listener, prompt: Prompt, result:
 
 
 class TurnEvents:
-    """Fills a TurnResult from the server's events (docs/protocol.md) until the bot has spoken
-    and stopped; shared by the WebSocket and the WebRTC clients, whose events are the same."""
+    """Fills a TurnResult from the server's events (docs/protocol.md) until the bot has written
+    and spoken its whole reply; shared by the WebSocket and the WebRTC clients, whose events are
+    the same."""
 
     def __init__(self, result: TurnResult):
         self._result = result
-        self.has_answered = False
+        self._reply_end = ReplyEnd()
         self.is_done = False
 
+    @property
+    def has_answered(self) -> bool:
+        return self._reply_end.has_spoken
+
     def record(self, event: dict) -> None:
-        """Take one event into the result; sets `is_done` when the bot stops speaking (and
-        clears it if the bot starts again)."""
+        """Take one event into the result; sets `is_done` once the reply is over."""
+        self.is_done = self._reply_end.see(event)
         result, kind = self._result, event.get("type")
         if kind == "transcript.final":
             result.transcript = f"{result.transcript} {event['text']}".strip()
@@ -156,11 +162,6 @@ class TurnEvents:
             result.stages = event["stages"]
         elif kind == "bot.text":
             result.reply = f"{result.reply} {event['text']}".strip()
-        elif kind == "bot.started_speaking":  # again after a pause: the reply goes on
-            self.has_answered = True
-            self.is_done = False
-        elif kind == "bot.stopped_speaking" and self.has_answered:
-            self.is_done = True
         elif kind == "error":
             result.error = f"{event.get('code')}: {event.get('message')}"
 

@@ -171,6 +171,11 @@ class LLMSettings(_Section):
         description="Replies generated at once, batched; each slot keeps one session's n_ctx KV",
     )
     max_tokens: int = Field(default=160, ge=1, le=4096, description="Per reply")
+    playback_lead_secs: float = Field(
+        default=5.0, ge=0, le=600,
+        description="provider 'local': write a reply at most this many seconds of speech "
+                    "ahead of its playback, leaving the CPU to other sessions (0: no limit)",
+    )
     temperature: float = Field(default=0.3, ge=0, le=2)
     base_url: str = Field(default="http://127.0.0.1:8080/v1", description="provider 'openai'")
     remote_model: str = Field(default="default", description="Model name sent to the server")

@@ -1,6 +1,7 @@
 """llama.cpp (llama-cpp-python) chat model, loaded once per process and shared by all sessions."""
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -86,12 +87,15 @@ class LlamaEngine:
         temperature: float,
         stop: threading.Event,
         session_key: str | None = None,
+        is_ahead: Callable[[], bool] | None = None,
     ) -> "ChatStream":
         """Iterate the reply's text pieces. Blocking: iterate it on `self.executor`.
 
         `stop` ends generation within one scheduler step (about one token). Replies with the same
         `session_key` reuse one slot's KV cache; `None` means a one-off chat. Raises ValueError
         when the prompt does not fit in `n_ctx`, and the scheduler's errors while iterating.
+        `is_ahead` (called from the scheduler thread) pauses the reply while it returns True:
+        its text is far enough ahead of playback (see `Request.is_ahead`).
         """
         from voxline.models.llama_batch import Request
 
@@ -103,7 +107,7 @@ class LlamaEngine:
             )
         return self._scheduler.submit(Request(
             prompt=prompt, max_tokens=max_tokens, temperature=temperature, stop=stop,
-            session_key=session_key,
+            session_key=session_key, is_ahead=is_ahead,
         ))
 
     def prefill(self, messages: list[dict], *, session_key: str) -> None:

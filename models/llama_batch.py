@@ -12,6 +12,7 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import llama_cpp
@@ -33,6 +34,10 @@ class Request:
     temperature: float
     stop: threading.Event  # set by the caller (an interruption): ends the reply within one step
     session_key: str | None
+    # True while the reply's text is far enough ahead of its playback: it sits out steps, and
+    # the CPU goes to other sessions (a 160-token story is ~40 s of speech). Ignored while
+    # another request waits for a slot, so a slot frees up as soon as it can.
+    is_ahead: Callable[[], bool] | None = None
     out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     prompt_tokens_evaluated: int | None = None  # set when admitted; the rest came from the cache
     is_abandoned: bool = False  # the caller closed the stream early
@@ -151,13 +156,13 @@ class BatchScheduler:
     def _run(self) -> None:
         error: BaseException = RuntimeError("llama engine closed")
         try:
-            while self._take_inbox(block=not self._has_work()):
+            while self._take_inbox(timeout=self._inbox_timeout()):
                 self._end_stopped()
                 self._admit()
-                if any(slot.pending for slot in self._slots):
+                if order := self._step_order():
                     if self._speech_priority:
                         self._speech_priority.wait_for_speech()
-                    self._step()
+                    self._step(order)
         except BaseException as e:  # a bug or a broken context: no caller may wait forever
             logger.exception("llama scheduler failed")
             error = e
@@ -175,10 +180,17 @@ class BatchScheduler:
     def _has_work(self) -> bool:
         return bool(self._waiting) or any(slot.request for slot in self._slots)
 
-    def _take_inbox(self, *, block: bool) -> bool:
+    def _inbox_timeout(self) -> float | None:
+        """How long to wait for new requests: forever when idle, not at all when a step can run,
+        and a moment when every reply is waiting for its playback to catch up."""
+        if not self._has_work():
+            return None
+        return 0.0 if self._step_order() else PACE_POLL_SECS
+
+    def _take_inbox(self, *, timeout: float | None) -> bool:
         """Move new requests to the waiting list; False once close() was called."""
         try:
-            item = self._inbox.get(block=block)
+            item = self._inbox.get(block=timeout != 0.0, timeout=timeout or None)
             while True:
                 if item is _CLOSE:
                     return False
@@ -250,19 +262,27 @@ class BatchScheduler:
         slot.started_at = next(self._clock)
         request.prompt_tokens_evaluated = len(slot.pending)
 
-    def _step(self) -> None:
-        """One llama_decode for every slot with pending tokens, then one sample per slot."""
+    def _step_order(self) -> list[_Slot]:
+        """The slots in the next step: generating slots first (one token each), then prompts,
+        oldest request first. While some reply is still on its first words, replies further
+        along join only every OPENING_STRIDE-th step: a step costs more per sequence in it, and
+        a user waits on a reply's first words, while the rest of a reply is ahead of playback.
+        A reply far enough ahead of its playback sits out (`Request.is_ahead`)."""
+        pending = [s for s in self._slots if s.pending]
+        if not any(not r.is_prefill for r in self._waiting):  # nobody needs a slot freed
+            pending = [s for s in pending if not (
+                s.is_generating and s.request.is_ahead and s.request.is_ahead())]
+        opening = any(s.n_generated < OPENING_TOKENS for s in pending)
+        stride_turn = (self._steps + 1) % OPENING_STRIDE == 0
+        return sorted((s for s in pending
+                       if not opening or s.n_generated < OPENING_TOKENS or stride_turn),
+                      key=lambda s: (not s.is_generating, s.started_at))
+
+    def _step(self, order: list[_Slot]) -> None:
+        """One llama_decode for the slots in `order`, then one sample per slot that wants it."""
         batch, n, budget = self._batch.batch, 0, self._chunk
         added: dict[_Slot, list[int]] = {}
-        # Generating slots first (one token each), then prompts, oldest request first. While
-        # some reply is still on its first words, replies further along join only every
-        # OPENING_STRIDE-th step: a step costs more per sequence in it, and a user waits on
-        # a reply's first words, while the rest of a reply is ahead of playback.
         self._steps += 1
-        opening = any(s.pending and s.n_generated < OPENING_TOKENS for s in self._slots)
-        order = sorted((s for s in self._slots if s.pending and (
-            not opening or s.n_generated < OPENING_TOKENS or self._steps % OPENING_STRIDE == 0)),
-            key=lambda s: (not s.is_generating, s.started_at))
         for slot in order:
             take = slot.pending if slot.is_generating else slot.pending[:budget]
             if not take:
@@ -328,6 +348,7 @@ class BatchScheduler:
 
 OPENING_TOKENS = 12  # a reply's first words: about the first piece the TTS speaks
 OPENING_STRIDE = 3
+PACE_POLL_SECS = 0.05  # every reply is ahead of its playback: look again this often
 SHIFT_PROBE_TOKENS = 16  # a dropped run counts only if this much of what follows it matches
 
 

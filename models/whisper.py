@@ -1,6 +1,8 @@
 """faster-whisper speech recognition, loaded once per process and shared by all sessions."""
 
+import asyncio
 import re
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +86,25 @@ class WhisperEngine:
         self._beam_size = beam_size
         self._language = language
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voxline-stt")
+        self._queued = 0  # decodes submitted by `decode` and not finished, all sessions
+        self._queued_lock = threading.Lock()
+
+    @property
+    def is_busy(self) -> bool:
+        """A decode is running or waiting: an optional one (an interim) would delay it."""
+        return self._queued > 0
+
+    def decode(self, pcm16: bytes) -> "asyncio.Future[Transcript]":
+        """`transcribe` on the engine's thread, from the event loop; awaitable (shieldable)."""
+        with self._queued_lock:
+            self._queued += 1
+        future = asyncio.get_running_loop().run_in_executor(self.executor, self.transcribe, pcm16)
+        future.add_done_callback(self._decoded)
+        return future
+
+    def _decoded(self, _future) -> None:
+        with self._queued_lock:
+            self._queued -= 1
 
     def transcribe(self, pcm16: bytes) -> Transcript:
         """Decode 16 kHz 16-bit mono PCM. Blocking: call it on `self.executor`."""

@@ -2,10 +2,12 @@
 
 import asyncio
 import threading
+import time
 import uuid
 
 from loguru import logger
 from pipecat.frames.frames import (
+    BotStartedSpeakingFrame,
     Frame,
     InterimTranscriptionFrame,
     LLMContextFrame,
@@ -20,6 +22,47 @@ from pipecat.services.settings import LLMSettings
 from voxline.models.llama import LlamaEngine
 
 _DONE = object()
+# Piper's and Kokoro's voices speak 14-15 characters a second; counting a little faster errs
+# toward writing ahead, never toward making playback wait.
+SPEECH_CHARS_PER_SEC = 17.0
+
+
+class PlaybackPace:
+    """How far the current reply's text runs ahead of its playback, in seconds of speech.
+
+    Written on the event loop and the LLM's caller thread, read by its scheduler thread through
+    `is_ahead`: plain attribute reads, no lock needed. Playback is counted from the reply's
+    first audio, or from `NO_AUDIO_GRACE_SECS` after the reply began if no audio has started
+    by then (audio still playing from before, speech that failed): a pause must never turn into
+    a stall. Every error of the estimate errs toward writing more, never toward silence.
+    """
+
+    NO_AUDIO_GRACE_SECS = 3.0
+
+    def __init__(self, lead_secs: float):
+        self._lead_secs = lead_secs
+        self._chars = 0
+        self._reply_started = 0.0
+        self._playing_since: float | None = None
+
+    def start_reply(self) -> None:
+        self._chars, self._playing_since = 0, None
+        self._reply_started = time.monotonic()
+
+    def wrote(self, text: str) -> None:
+        self._chars += len(text)
+
+    def playback_started(self) -> None:
+        if self._playing_since is None:
+            self._playing_since = time.monotonic()
+
+    def is_ahead(self) -> bool:
+        """True when the text written is more than `lead_secs` of speech ahead of playback."""
+        started = self._reply_started + self.NO_AUDIO_GRACE_SECS
+        if self._playing_since is not None:
+            started = min(started, self._playing_since)
+        played = max(0.0, time.monotonic() - started)
+        return self._chars / SPEECH_CHARS_PER_SEC - played > self._lead_secs
 
 
 class LlamaCppLLMService(LLMService):
@@ -29,11 +72,12 @@ class LlamaCppLLMService(LLMService):
     the frame task (pipecat's standard behaviour); the `finally` then sets the thread's stop
     event, so generation ends within one token and nothing more is pushed. Every reply of this
     service uses one session key, so the engine keeps this conversation's KV cache between turns.
+    With `playback_lead_secs` > 0 a reply is written at most that far ahead of its playback.
     """
 
     def __init__(
         self, *, engine: LlamaEngine, system_instruction: str, max_tokens: int,
-        temperature: float, **kwargs,
+        temperature: float, playback_lead_secs: float = 0.0, **kwargs,
     ):
         super().__init__(
             settings=LLMSettings(
@@ -47,6 +91,7 @@ class LlamaCppLLMService(LLMService):
         )
         self._engine = engine
         self._session_key = uuid.uuid4().hex
+        self._pace = PlaybackPace(playback_lead_secs) if playback_lead_secs > 0 else None
 
     def can_generate_metrics(self) -> bool:
         """Report TTFB like pipecat's own LLM services."""
@@ -55,6 +100,8 @@ class LlamaCppLLMService(LLMService):
     async def process_frame(self, frame: Frame, direction: FrameDirection):
         """Generate a reply for a context; pass every other frame on."""
         await super().process_frame(frame, direction)
+        if isinstance(frame, BotStartedSpeakingFrame) and self._pace:  # a system frame: even
+            self._pace.playback_started()  # while a reply is being generated
         if isinstance(frame, LLMContextFrame):
             await self.push_frame(LLMFullResponseStartFrame())
             try:
@@ -84,14 +131,19 @@ class LlamaCppLLMService(LLMService):
         loop = asyncio.get_running_loop()
         pieces: asyncio.Queue = asyncio.Queue()
         stop = threading.Event()
+        pace = self._pace
+        if pace:
+            pace.start_reply()
 
         def produce():
             try:
                 for piece in self._engine.stream_chat(
                     messages, max_tokens=self._settings.max_tokens,
                     temperature=self._settings.temperature, stop=stop,
-                    session_key=self._session_key,
+                    session_key=self._session_key, is_ahead=pace.is_ahead if pace else None,
                 ):
+                    if pace:
+                        pace.wrote(piece)
                     loop.call_soon_threadsafe(pieces.put_nowait, piece)
             except Exception as e:  # reported on the loop, below
                 loop.call_soon_threadsafe(pieces.put_nowait, e)

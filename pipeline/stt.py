@@ -83,8 +83,8 @@ class StreamingWhisperSTTService(SegmentedSTTService):
             self._is_speaking = False
         elif isinstance(frame, UserSpeechPausedFrame) and self._is_speaking:
             # Padded like the final segment: Whisper needs some silence after the last word.
-            self._speculative = self._transcribe(bytes(self._audio_buffer) +
-                                                 self._trailing_silence())
+            self._speculative = self._engine.decode(bytes(self._audio_buffer) +
+                                                    self._trailing_silence())
             self._unreported_pause = (self._speculative, len(self._audio_buffer))
         elif isinstance(frame, UserSpeechResumedFrame):
             self._speculative = None
@@ -111,7 +111,7 @@ class StreamingWhisperSTTService(SegmentedSTTService):
         if speculative is not None:
             transcript = (await speculative).text
         else:
-            transcript = (await self._transcribe(audio)).text
+            transcript = (await self._engine.decode(audio)).text
         await self.stop_processing_metrics()
         self._finals += 1  # interims of this utterance arriving later are stale
         if transcript:
@@ -119,15 +119,11 @@ class StreamingWhisperSTTService(SegmentedSTTService):
                          "decoded at the pause" if speculative else "decoded after the stop")
             yield TranscriptionFrame(transcript, self._user_id, time_now_iso8601(), finalized=True)
 
-    def _transcribe(self, audio: bytes) -> asyncio.Future[Transcript]:
-        """Decode on the engine's thread; the future is awaitable (and shieldable)."""
-        loop = asyncio.get_running_loop()
-        return loop.run_in_executor(self._engine.executor, self._engine.transcribe, audio)
-
     async def _interim_task_handler(self):
         """Every interval: the latest pause's decode if there was one (free: it ran anyway),
-        else a decode of the speech so far. The engine has one thread, so each interim decode
-        can delay a pause's decode, i.e. the final transcript; pauses make most partials."""
+        else a decode of the speech so far, unless the engine (shared by all sessions) is busy:
+        it has one thread, and an interim must not delay anyone's pause decode or final
+        transcript. Pauses make most partials."""
         last_size, finals = 0, self._finals
         while self._is_speaking:
             await self._interim_due()
@@ -137,10 +133,11 @@ class StreamingWhisperSTTService(SegmentedSTTService):
                 (decoded, last_size), self._unreported_pause = self._unreported_pause, None
             else:
                 audio = bytes(self._audio_buffer)
-                if len(audio) <= last_size or self._speculative is not None:
-                    continue  # nothing new, or paused: that decode is already running
+                if (len(audio) <= last_size or self._speculative is not None
+                        or self._engine.is_busy):
+                    continue  # nothing new; paused: that decode is already running; busy
                 last_size = len(audio)
-                decoded = self._transcribe(audio)
+                decoded = self._engine.decode(audio)
             # Shielded: a pause's decode may also be the final transcript; cancelling this
             # task (the next utterance starting) must not cancel it.
             text = (await asyncio.shield(decoded)).text

@@ -117,6 +117,8 @@ def client_message(event: events.Event) -> dict | None:
             return {"type": "transcript.final", "text": text}
         case events.BotSpoken(text=text):
             return {"type": "bot.text", "text": text}
+        case events.LLMResponseReady(text=text, interrupted=interrupted):
+            return {"type": "bot.reply", "text": text, "interrupted": interrupted}
         case events.BotStartedSpeaking():
             return {"type": "bot.started_speaking"}
         case events.BotStoppedSpeaking():

@@ -33,6 +33,39 @@ class TalkResult:
         return [e["text"] for e in self.events if e.get("type") == kind]
 
 
+class ReplyEnd:
+    """Tells, event by event, when the bot has finished answering: it wrote its whole reply
+    (`bot.reply`), all of it has been spoken (`bot.text`) or it was interrupted, and its audio
+    has stopped. A `bot.stopped_speaking` alone is not the end: the audio pauses whenever
+    synthesis falls behind between sentences."""
+
+    def __init__(self):
+        self.has_spoken = False
+        self._is_speaking = False
+        self._spoken = ""
+        self._reply: dict | None = None
+
+    def see(self, event: dict) -> bool:
+        """Take the next event; True once the reply is over."""
+        match event.get("type"):
+            case "bot.started_speaking":
+                self.has_spoken = self._is_speaking = True
+            case "bot.stopped_speaking":
+                self._is_speaking = False
+            case "bot.text":
+                self._spoken += _letters(event["text"])
+            case "bot.reply":
+                self._reply = event
+        if not self.has_spoken or self._is_speaking or self._reply is None:
+            return False
+        return self._reply["interrupted"] or _letters(self._reply["text"]) in self._spoken
+
+
+def _letters(text: str) -> str:
+    """Only letters and digits: spoken sentences and the reply differ in spaces between them."""
+    return "".join(ch for ch in text.lower() if ch.isalnum())
+
+
 def read_wav(path: Path) -> tuple[bytes, int]:
     """16-bit mono PCM and its rate, or a clear `TalkError`."""
     try:
@@ -91,8 +124,8 @@ async def _stream(ws, pcm: bytes, rate: int) -> None:
 
 
 async def _receive(ws, result: TalkResult, printer) -> None:
-    """Until the bot has answered (a reply finished speaking) or the server closed."""
-    answered = False
+    """Until the bot has answered (its reply written and spoken) or the server closed."""
+    answered, reply_end = False, ReplyEnd()
     async for message in ws:
         if isinstance(message, bytes):
             result.reply_pcm.extend(message)
@@ -102,9 +135,9 @@ async def _receive(ws, result: TalkResult, printer) -> None:
         printer(_describe(event))
         if event["type"] == "error" and not result.reply_pcm:
             raise TalkError(f"server error {event['code']}: {event['message']}")
-        if event["type"] == "turn.metrics":
+        if event["type"] == "turn.metrics":  # a reply, not the greeting
             answered = True
-        if event["type"] == "bot.stopped_speaking" and answered:
+        if reply_end.see(event) and answered:
             return
 
 

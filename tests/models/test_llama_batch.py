@@ -174,6 +174,46 @@ def test_stop_event_ends_the_reply_within_a_step(engine):
     assert "".join(pieces)
 
 
+def test_a_reply_ahead_of_playback_sits_out_and_resumes_unchanged(engine):
+    """While `is_ahead` says so the reply gets no tokens, other replies still do, and once
+    playback catches up it goes on: to the same greedy text as without pacing."""
+    story = _ask("Write a long story about a dragon who learns to cook.")
+    unpaced = _reply(engine, story, max_tokens=40)
+    ahead = threading.Event()
+    stream = engine.stream_chat(story, max_tokens=40, temperature=0.0, stop=threading.Event(),
+                                is_ahead=ahead.is_set)
+    pieces = [next(stream) for _ in range(5)]
+    ahead.set()
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(lambda: [pieces.append(p) for p in stream])
+        assert "paris" in _reply(engine, _ask("What is the capital of France?")).lower()
+        count_while_ahead = len(pieces)  # a step under way when it was set has ended by now
+        time.sleep(0.5)
+        assert len(pieces) == count_while_ahead, "the reply went on while ahead of playback"
+        ahead.clear()
+        held.result(timeout=30)
+    assert "".join(pieces) == unpaced
+
+
+def test_pacing_yields_when_another_session_needs_a_slot(engine):
+    """Every slot busy with a reply that is ahead of playback: a new session's request makes
+    them finish (pacing is ignored), instead of waiting for their playback."""
+    always_ahead = lambda: True  # noqa: E731
+    streams = [engine.stream_chat(_ask("Write a long story about a dragon."), max_tokens=30,
+                                  temperature=0.0, stop=threading.Event(),
+                                  session_key=f"paced{i}", is_ahead=always_ahead)
+               for i in range(SLOTS)]
+    for stream in streams:
+        next(stream)  # each holds its slot, then sits out
+    with ThreadPoolExecutor(SLOTS + 1) as pool:
+        newcomer = pool.submit(_reply, engine, _ask("What is the capital of France?"),
+                               session_key="newcomer")
+        assert "paris" in newcomer.result(timeout=60).lower()
+        rests = [pool.submit(list, stream) for stream in streams]
+        for rest in rests:
+            rest.result(timeout=30)  # each paced reply ran to its end
+
+
 def test_more_sessions_than_slots_all_answer_twice(engine):
     """Five sessions on three slots: idle slots are taken over (LRU), and every turn answers."""
     keys = [f"session-{i}" for i in range(SLOTS + 2)]

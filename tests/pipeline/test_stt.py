@@ -1,5 +1,7 @@
 """StreamingWhisperSTTService on the real tiny.en model and espeak-ng speech."""
 
+import time
+
 from pipecat.frames.frames import (
     InputAudioRawFrame,
     InterimTranscriptionFrame,
@@ -56,6 +58,28 @@ async def test_interims_arrive_while_speaking_then_one_final(models, speech):
     assert kinds[-1] is TranscriptionFrame and kinds.count(TranscriptionFrame) == 1
     # Interims are prefixes of what the user is saying: their words come from the sentence.
     assert set(interims[-1].text.lower().split()) & set(SENTENCE.lower().split())
+
+
+async def test_interims_give_way_to_another_sessions_decode(models, speech, monkeypatch):
+    """The engine is shared: while it is busy (here, another session's decode for the whole
+    utterance) no interim is queued behind that work; the final still is."""
+    pcm = read_pcm(speech(SENTENCE))
+    other_session = bytes(16000 * 2)
+    original = models.stt.transcribe
+
+    def slow_for_the_other_session(audio):
+        if audio == other_session:
+            time.sleep(len(pcm) / 32000 + 0.5)
+        return original(audio)
+
+    monkeypatch.setattr(models.stt, "transcribe", slow_for_the_other_session)
+    busy = models.stt.decode(other_session)
+    down = await _run(models, [*_spoken(pcm, real_time=True), SleepFrame(sleep=2.0)])
+    await busy
+    assert not [f for f in down if isinstance(f, InterimTranscriptionFrame)]
+    finals = [f for f in down if isinstance(f, TranscriptionFrame)]
+    assert len(finals) == 1 and wer(SENTENCE, finals[0].text) <= 0.2, finals
+    assert not models.stt.is_busy
 
 
 async def test_silence_gives_no_transcript(models):

@@ -54,6 +54,15 @@ async def test_events_arrive_in_order_with_timings(conversation):
     assert metrics["total_secs"] == pytest.approx(parts, abs=0.01)
 
 
+async def test_whole_reply_is_sent_and_was_all_spoken(conversation):
+    result, _ = conversation
+    replies = [e for e in result.events if e["type"] == "bot.reply"]
+    assert len(replies) == 1, result.events
+    assert replies[0]["interrupted"] is False
+    spoken = " ".join(result.texts("bot.text"))
+    assert words(replies[0]["text"]) == words(spoken), (replies[0], spoken)
+
+
 async def test_event_loop_never_blocked_during_a_turn(conversation):
     _, lag = conversation
     assert lag.max_lag_secs < 0.1, f"event loop blocked for {lag.max_lag_secs * 1000:.0f} ms"

@@ -1,0 +1,53 @@
+"""`PlaybackPace`: how far a reply's text may run ahead of its playback."""
+
+import pytest
+
+from voxline.pipeline import llm
+from voxline.pipeline.llm import SPEECH_CHARS_PER_SEC, PlaybackPace
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    now = [100.0]
+    monkeypatch.setattr(llm.time, "monotonic", lambda: now[0])
+    return now
+
+
+def _chars(secs: float) -> str:
+    return "x" * int(secs * SPEECH_CHARS_PER_SEC)
+
+
+def test_text_ahead_of_playback_by_more_than_the_lead_pauses(clock):
+    pace = PlaybackPace(lead_secs=5.0)
+    pace.start_reply()
+    pace.wrote(_chars(4.0))
+    assert not pace.is_ahead()
+    pace.wrote(_chars(2.0))
+    assert pace.is_ahead(), "6 s of speech written, nothing played yet"
+    pace.playback_started()
+    clock[0] += 1.5
+    assert not pace.is_ahead(), "1.5 s played: 4.5 s ahead"
+    pace.wrote(_chars(1.0))
+    assert pace.is_ahead()
+
+
+def test_without_audio_playback_is_assumed_after_a_grace_period(clock):
+    """Audio that never starts (or kept playing from before) must not stall the reply."""
+    pace = PlaybackPace(lead_secs=5.0)
+    pace.start_reply()
+    pace.wrote(_chars(6.0))
+    clock[0] += PlaybackPace.NO_AUDIO_GRACE_SECS
+    assert pace.is_ahead()
+    clock[0] += 1.5
+    assert not pace.is_ahead()
+
+
+def test_each_reply_starts_from_nothing(clock):
+    pace = PlaybackPace(lead_secs=5.0)
+    pace.start_reply()
+    pace.playback_started()
+    pace.wrote(_chars(20.0))
+    clock[0] += 30.0
+    pace.start_reply()  # the next turn: its playback has not started
+    pace.wrote(_chars(6.0))
+    assert pace.is_ahead()
