@@ -59,4 +59,4 @@ def build_tts(models: ModelSet, tts: TTSSettings) -> LocalTTSService:
     return LocalTTSService(engine=models.tts, executor=models.tts_executor,
                            first_executor=models.tts_first_executor,
                            max_text_chars=tts.max_text_chars,
-                           speech_priority=models.speech_priority)
+                           compute=models.compute)

@@ -1,7 +1,6 @@
 """llama.cpp (llama-cpp-python) chat model, loaded once per process and shared by all sessions."""
 
 import threading
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -9,8 +8,8 @@ from typing import TYPE_CHECKING
 from loguru import logger
 
 if TYPE_CHECKING:
-    from voxline.models.llama_batch import ChatStream
-    from voxline.models.speech_priority import SpeechPriority
+    from voxline.models.compute import ComputeArbiter
+    from voxline.models.llama_batch import ChatStream, Pace
 
 
 class LlamaEngine:
@@ -23,7 +22,7 @@ class LlamaEngine:
     """
 
     def __init__(self, *, model_path: Path, n_ctx: int, n_threads: int, slots: int = 4,
-                 prefill_chunk_tokens: int = 64, speech_priority: "SpeechPriority | None" = None):
+                 prefill_chunk_tokens: int = 64, compute: "ComputeArbiter | None" = None):
         import llama_cpp  # heavy imports, only when loading
         from llama_cpp import _internals as internals
         from llama_cpp._logger import set_verbose
@@ -66,7 +65,7 @@ class LlamaEngine:
         )
         self._scheduler = BatchScheduler(
             model=self._model, ctx=self._ctx, slots=slots, n_ctx_per_slot=n_ctx,
-            prefill_chunk_tokens=prefill_chunk_tokens, speech_priority=speech_priority,
+            prefill_chunk_tokens=prefill_chunk_tokens, compute=compute,
         )
         # Twice the slots: a reply that is ending after an interruption and its session's next
         # reply overlap for a step, and extra callers wait in the scheduler, which knows slots.
@@ -87,15 +86,15 @@ class LlamaEngine:
         temperature: float,
         stop: threading.Event,
         session_key: str | None = None,
-        is_ahead: Callable[[], bool] | None = None,
+        pace: "Pace | None" = None,
     ) -> "ChatStream":
         """Iterate the reply's text pieces. Blocking: iterate it on `self.executor`.
 
         `stop` ends generation within one scheduler step (about one token). Replies with the same
         `session_key` reuse one slot's KV cache; `None` means a one-off chat. Raises ValueError
         when the prompt does not fit in `n_ctx`, and the scheduler's errors while iterating.
-        `is_ahead` (called from the scheduler thread) pauses the reply while it returns True:
-        its text is far enough ahead of playback (see `Request.is_ahead`).
+        `pace` (asked from the scheduler thread) holds the reply back while its text is far
+        enough ahead of playback and hurries it when playback runs short (`Request.pace`).
         """
         from voxline.models.llama_batch import Request
 
@@ -107,7 +106,7 @@ class LlamaEngine:
             )
         return self._scheduler.submit(Request(
             prompt=prompt, max_tokens=max_tokens, temperature=temperature, stop=stop,
-            session_key=session_key, is_ahead=is_ahead,
+            session_key=session_key, pace=pace,
         ))
 
     def prefill(self, messages: list[dict], *, session_key: str) -> None:

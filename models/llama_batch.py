@@ -12,17 +12,29 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import llama_cpp
 from llama_cpp import _internals as internals
 from loguru import logger
 
-from voxline.models.speech_priority import SpeechPriority
+from voxline.models.compute import ComputeArbiter, Work
 
 _END = object()  # the scheduler's last word to a reply: no more pieces
 _CLOSE = object()  # put on the inbox by close()
+
+
+class Pace(Protocol):
+    """A reply's text against its playback (`pipeline/llm.py` PlaybackPace), asked from the
+    scheduler thread before each step."""
+
+    def is_ahead(self) -> bool:
+        """Far enough ahead of playback: the reply may sit out."""
+
+    def is_running_short(self) -> bool:
+        """Playback will soon run out of text: the reply's next words are urgent."""
 
 
 @dataclass(eq=False)
@@ -34,10 +46,11 @@ class Request:
     temperature: float
     stop: threading.Event  # set by the caller (an interruption): ends the reply within one step
     session_key: str | None
-    # True while the reply's text is far enough ahead of its playback: it sits out steps, and
-    # the CPU goes to other sessions (a 160-token story is ~40 s of speech). Ignored while
-    # another request waits for a slot, so a slot frees up as soon as it can.
-    is_ahead: Callable[[], bool] | None = None
+    # While the reply's text is far enough ahead of its playback it sits out steps, and the
+    # CPU goes to other sessions (a 160-token story is ~40 s of speech); ignored while another
+    # request waits for a slot, so a slot frees up as soon as it can. While playback is about
+    # to run dry, its steps are as urgent as a reply's first words.
+    pace: Pace | None = None
     out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     prompt_tokens_evaluated: int | None = None  # set when admitted; the rest came from the cache
     is_abandoned: bool = False  # the caller closed the stream early
@@ -107,6 +120,15 @@ class _Slot:
     def is_generating(self) -> bool:
         return self.request is not None and self.n_generated > 0
 
+    @property
+    def is_opening(self) -> bool:
+        """A user is waiting on this slot's next step: a prompt, a reply's first words, or a
+        reply whose playback is about to run out of text."""
+        if self.n_generated < OPENING_TOKENS:
+            return True
+        pace = self.request.pace if self.request else None
+        return bool(pace and pace.is_running_short())
+
 
 class BatchScheduler:
     """Owns the llama context; serves `Request`s from any thread, `slots` of them at a time.
@@ -118,13 +140,13 @@ class BatchScheduler:
 
     def __init__(self, *, model: internals.LlamaModel, ctx: internals.LlamaContext,
                  slots: int, n_ctx_per_slot: int, prefill_chunk_tokens: int,
-                 speech_priority: SpeechPriority | None = None):
+                 compute: ComputeArbiter | None = None):
         self._model = model
         self._ctx = ctx
         self._slots = [_Slot(i) for i in range(slots)]
         self.n_ctx_per_slot = n_ctx_per_slot
         self._chunk = prefill_chunk_tokens
-        self._speech_priority = speech_priority
+        self._compute = compute
         self._steps = 0
         self._can_shift = bool(llama_cpp.llama_memory_can_shift(ctx.memory))
         self._batch = internals.LlamaBatch(
@@ -160,9 +182,8 @@ class BatchScheduler:
                 self._end_stopped()
                 self._admit()
                 if order := self._step_order():
-                    if self._speech_priority:
-                        self._speech_priority.wait_for_speech()
-                    self._step(order)
+                    with self._compute.turn(_work(order)) if self._compute else nullcontext():
+                        self._step(order)
         except BaseException as e:  # a bug or a broken context: no caller may wait forever
             logger.exception("llama scheduler failed")
             error = e
@@ -267,15 +288,14 @@ class BatchScheduler:
         oldest request first. While some reply is still on its first words, replies further
         along join only every OPENING_STRIDE-th step: a step costs more per sequence in it, and
         a user waits on a reply's first words, while the rest of a reply is ahead of playback.
-        A reply far enough ahead of its playback sits out (`Request.is_ahead`)."""
+        A reply far enough ahead of its playback sits out (`Request.pace`)."""
         pending = [s for s in self._slots if s.pending]
         if not any(not r.is_prefill for r in self._waiting):  # nobody needs a slot freed
             pending = [s for s in pending if not (
-                s.is_generating and s.request.is_ahead and s.request.is_ahead())]
-        opening = any(s.n_generated < OPENING_TOKENS for s in pending)
+                s.is_generating and s.request.pace and s.request.pace.is_ahead())]
+        opening = any(s.is_opening for s in pending)
         stride_turn = (self._steps + 1) % OPENING_STRIDE == 0
-        return sorted((s for s in pending
-                       if not opening or s.n_generated < OPENING_TOKENS or stride_turn),
+        return sorted((s for s in pending if not opening or s.is_opening or stride_turn),
                       key=lambda s: (not s.is_generating, s.started_at))
 
     def _step(self, order: list[_Slot]) -> None:
@@ -350,6 +370,16 @@ OPENING_TOKENS = 12  # a reply's first words: about the first piece the TTS spea
 OPENING_STRIDE = 3
 PACE_POLL_SECS = 0.05  # every reply is ahead of its playback: look again this often
 SHIFT_PROBE_TOKENS = 16  # a dropped run counts only if this much of what follows it matches
+
+
+def _work(order: list[_Slot]) -> Work:
+    """How urgent a step is: a user waits on a prompt and a reply's first words; prefill is
+    early reading; the rest of a reply is ahead of its playback."""
+    if any(not s.request.is_prefill and s.is_opening for s in order):
+        return Work.REPLY_OPENING
+    if all(s.request.is_prefill for s in order):
+        return Work.SPECULATIVE
+    return Work.WRITING_AHEAD
 
 
 def _dropped_run(cached: list[int], prompt: list[int], keep: int) -> int:

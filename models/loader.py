@@ -11,10 +11,10 @@ from loguru import logger
 
 from voxline.config.settings import VoxlineSettings
 from voxline.models import catalog
+from voxline.models.compute import ComputeArbiter
 from voxline.models.llama import LlamaEngine
 from voxline.models.registry import ModelFileError, ModelRegistry, ModelStatus
 from voxline.models.silero import load_silero
-from voxline.models.speech_priority import SpeechPriority
 from voxline.models.whisper import WhisperEngine
 
 
@@ -38,8 +38,8 @@ class ModelSet:
     stt: WhisperEngine
     tts: SpeechSynthesizer
     llm: LlamaEngine | None  # None when the LLM is a remote OpenAI-compatible server
-    # The in-process LLM yields to the synthesis of a reply's first words.
-    speech_priority: SpeechPriority = field(default_factory=SpeechPriority)
+    # Whisper, the TTS engine and the in-process LLM take turns on the CPU, most urgent first.
+    compute: ComputeArbiter = field(default_factory=ComputeArbiter)
     tts_executor: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=2, thread_name_prefix="voxline-tts")
     )
@@ -85,13 +85,11 @@ def load_models(settings: VoxlineSettings, progress: Progress | None = None) -> 
         return result
 
     vad = timed("VAD  silero-vad", lambda: load_silero(registry.path_of(catalog.SILERO_VAD)))
-    stt = timed("STT  " + _stt_label(settings), lambda: _load_stt(settings, registry))
-    priority = SpeechPriority()
-    llm = timed("LLM  " + _llm_label(settings),
-                lambda: _load_llm(settings, registry, priority))
+    compute = ComputeArbiter()
+    stt = timed("STT  " + _stt_label(settings), lambda: _load_stt(settings, registry, compute))
+    llm = timed("LLM  " + _llm_label(settings), lambda: _load_llm(settings, registry, compute))
     tts = timed("TTS  " + settings.tts.engine, lambda: _load_tts(settings, registry))
-    return ModelSet(vad=vad, stt=stt, tts=tts, llm=llm, speech_priority=priority,
-                    load_secs=timings)
+    return ModelSet(vad=vad, stt=stt, tts=tts, llm=llm, compute=compute, load_secs=timings)
 
 
 def _stt_label(settings: VoxlineSettings) -> str:
@@ -105,26 +103,27 @@ def _llm_label(settings: VoxlineSettings) -> str:
     return str(llm.model_path or llm.model)
 
 
-def _load_stt(settings: VoxlineSettings, registry: ModelRegistry) -> WhisperEngine:
+def _load_stt(settings: VoxlineSettings, registry: ModelRegistry,
+              compute: ComputeArbiter) -> WhisperEngine:
     stt = settings.stt
     model_dir = stt.model_path or registry.path_of(catalog.WHISPER_TINY_EN).parent
     engine = WhisperEngine(
         model_dir=model_dir, cpu_threads=stt.cpu_threads, beam_size=stt.beam_size,
-        language=stt.language, min_window_secs=stt.min_window_secs,
+        language=stt.language, min_window_secs=stt.min_window_secs, compute=compute,
     )
     engine.warm_up()
     return engine
 
 
 def _load_llm(settings: VoxlineSettings, registry: ModelRegistry,
-              speech_priority: SpeechPriority) -> LlamaEngine | None:
+              compute: ComputeArbiter) -> LlamaEngine | None:
     llm = settings.llm
     if llm.provider == "openai":
         return None
     path = llm.model_path or registry.path_of(catalog.LLM_MODELS[llm.model])
     engine = LlamaEngine(
         model_path=path, n_ctx=llm.n_ctx, n_threads=llm.n_threads, slots=llm.slots,
-        speech_priority=speech_priority,
+        compute=compute,
     )
     engine.warm_up(settings.agent.system_prompt)
     return engine
@@ -180,12 +179,12 @@ def reload_engine(models: ModelSet, settings: VoxlineSettings, kind: str) -> str
     """
     registry = ModelRegistry(settings.models.cache_dir)
     if kind == "stt":
-        models.stt = _load_stt(settings, registry)
+        models.stt = _load_stt(settings, registry, models.compute)
         return models.stt.name
     if kind == "llm":
         if settings.llm.provider == "openai":
             return "remote LLM: nothing to reload"
-        models.llm = _load_llm(settings, registry, models.speech_priority)
+        models.llm = _load_llm(settings, registry, models.compute)
         return models.llm.name if models.llm else "remote"
     if kind == "tts":
         models.tts = _load_tts(settings, registry)

@@ -25,6 +25,8 @@ class PiperSynthesizer:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = num_threads
         options.inter_op_num_threads = 1
+        # Idle threads sleep instead of spinning: the cores go to whoever computes next.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._voice = PiperVoice(
             session=onnxruntime.InferenceSession(
                 str(model_path), sess_options=options, providers=["CPUExecutionProvider"]

@@ -4,11 +4,14 @@ import asyncio
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from loguru import logger
+
+from voxline.models.compute import ComputeArbiter, Work
 
 # What Whisper says on silence or breath noise. Dropped only when the audio is near-silent or the
 # model itself thinks there was no speech, so a user who really says "thank you" is still heard.
@@ -67,7 +70,7 @@ class WhisperEngine:
     """
 
     def __init__(self, *, model_dir: Path, cpu_threads: int, beam_size: int, language: str,
-                 min_window_secs: float = FULL_WINDOW_SECS):
+                 min_window_secs: float = FULL_WINDOW_SECS, compute: ComputeArbiter | None = None):
         from faster_whisper import WhisperModel  # heavy import, only when loading
 
         class WindowedWhisperModel(WhisperModel):
@@ -86,6 +89,7 @@ class WhisperEngine:
         self._beam_size = beam_size
         self._language = language
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voxline-stt")
+        self._compute = compute
         self._queued = 0  # decodes submitted by `decode` and not finished, all sessions
         self._queued_lock = threading.Lock()
 
@@ -94,13 +98,20 @@ class WhisperEngine:
         """A decode is running or waiting: an optional one (an interim) would delay it."""
         return self._queued > 0
 
-    def decode(self, pcm16: bytes) -> "asyncio.Future[Transcript]":
-        """`transcribe` on the engine's thread, from the event loop; awaitable (shieldable)."""
+    def decode(self, pcm16: bytes, work: Work = Work.USER_WAITING) -> "asyncio.Future[Transcript]":
+        """`transcribe` on the engine's thread, in its turn on the CPU, from the event loop;
+        awaitable (shieldable)."""
         with self._queued_lock:
             self._queued += 1
-        future = asyncio.get_running_loop().run_in_executor(self.executor, self.transcribe, pcm16)
+        future = asyncio.get_running_loop().run_in_executor(
+            self.executor, self._transcribe_in_turn, pcm16, work
+        )
         future.add_done_callback(self._decoded)
         return future
+
+    def _transcribe_in_turn(self, pcm16: bytes, work: Work) -> Transcript:
+        with self._compute.turn(work) if self._compute else nullcontext():
+            return self.transcribe(pcm16)
 
     def _decoded(self, _future) -> None:
         with self._queued_lock:

@@ -30,14 +30,16 @@ SPEECH_CHARS_PER_SEC = 17.0
 class PlaybackPace:
     """How far the current reply's text runs ahead of its playback, in seconds of speech.
 
-    Written on the event loop and the LLM's caller thread, read by its scheduler thread through
-    `is_ahead`: plain attribute reads, no lock needed. Playback is counted from the reply's
-    first audio, or from `NO_AUDIO_GRACE_SECS` after the reply began if no audio has started
-    by then (audio still playing from before, speech that failed): a pause must never turn into
-    a stall. Every error of the estimate errs toward writing more, never toward silence.
+    Written on the event loop and the LLM's caller thread, read by its scheduler thread (the
+    `Pace` of models/llama_batch.py): plain attribute reads, no lock needed. Playback is
+    counted from the reply's first audio, or from `NO_AUDIO_GRACE_SECS` after the reply began
+    if no audio has started by then (audio still playing from before, speech that failed): a
+    pause must never turn into a stall. Every error of the estimate errs toward writing more,
+    never toward silence.
     """
 
     NO_AUDIO_GRACE_SECS = 3.0
+    SHORT_LEAD_SECS = 2.0  # ~a clause plus the time to synthesize the next one
 
     def __init__(self, lead_secs: float):
         self._lead_secs = lead_secs
@@ -58,11 +60,19 @@ class PlaybackPace:
 
     def is_ahead(self) -> bool:
         """True when the text written is more than `lead_secs` of speech ahead of playback."""
+        return self._lead() > self._lead_secs
+
+    def is_running_short(self) -> bool:
+        """True when playback will reach the end of the text written within
+        `SHORT_LEAD_SECS`: the next words are as urgent as the first."""
+        return self._lead() < self.SHORT_LEAD_SECS
+
+    def _lead(self) -> float:
         started = self._reply_started + self.NO_AUDIO_GRACE_SECS
         if self._playing_since is not None:
             started = min(started, self._playing_since)
         played = max(0.0, time.monotonic() - started)
-        return self._chars / SPEECH_CHARS_PER_SEC - played > self._lead_secs
+        return self._chars / SPEECH_CHARS_PER_SEC - played
 
 
 class LlamaCppLLMService(LLMService):
@@ -140,7 +150,7 @@ class LlamaCppLLMService(LLMService):
                 for piece in self._engine.stream_chat(
                     messages, max_tokens=self._settings.max_tokens,
                     temperature=self._settings.temperature, stop=stop,
-                    session_key=self._session_key, is_ahead=pace.is_ahead if pace else None,
+                    session_key=self._session_key, pace=pace,
                 ):
                     if pace:
                         pace.wrote(piece)

@@ -16,6 +16,7 @@ from pipecat.services.settings import STTSettings
 from pipecat.services.stt_service import SegmentedSTTService
 from pipecat.utils.time import time_now_iso8601
 
+from voxline.models.compute import Work
 from voxline.models.whisper import WHISPER_SAMPLE_RATE, Transcript, WhisperEngine
 from voxline.pipeline.vad import UserSpeechPausedFrame, UserSpeechResumedFrame
 
@@ -137,7 +138,7 @@ class StreamingWhisperSTTService(SegmentedSTTService):
                         or self._engine.is_busy):
                     continue  # nothing new; paused: that decode is already running; busy
                 last_size = len(audio)
-                decoded = self._engine.decode(audio)
+                decoded = self._engine.decode(audio, Work.SPECULATIVE)
             # Shielded: a pause's decode may also be the final transcript; cancelling this
             # task (the next utterance starting) must not cancel it.
             text = (await asyncio.shield(decoded)).text

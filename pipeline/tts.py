@@ -3,17 +3,21 @@
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from concurrent.futures import Executor
+from contextlib import nullcontext
 
 from loguru import logger
 from pipecat.frames.frames import Frame
 from pipecat.services.settings import TTSSettings
 from pipecat.services.tts_service import TTSService
 
+from voxline.models.compute import ComputeArbiter, Work
 from voxline.models.loader import SpeechSynthesizer
-from voxline.models.speech_priority import SpeechPriority
 from voxline.pipeline.text_aggregation import FirstClauseAggregator
 
 CHUNK_SECS = 0.04
+# Less audio than this left to play before the reply's next sentence is needed: synthesizing it
+# is as urgent as a first piece (a gap in the bot's speech is heard like a wait).
+SHORT_LEAD_SECS = 1.5
 
 
 class LocalTTSService(TTSService):
@@ -25,7 +29,7 @@ class LocalTTSService(TTSService):
 
     def __init__(self, *, engine: SpeechSynthesizer, executor: Executor,
                  first_executor: Executor | None = None, max_text_chars: int = 1000,
-                 speech_priority: SpeechPriority | None = None, **kwargs):
+                 compute: ComputeArbiter | None = None, **kwargs):
         super().__init__(
             push_start_frame=True,
             push_stop_frames=True,
@@ -36,8 +40,10 @@ class LocalTTSService(TTSService):
         self._executor = executor
         self._first_executor = first_executor or executor
         self._max_text_chars = max_text_chars
-        self._speech_priority = speech_priority
+        self._compute = compute
         self._last_context_id: str | None = None  # the reply whose first piece was synthesized
+        self._reply_audio_secs = 0.0  # synthesized for that reply so far
+        self._reply_audio_since = 0.0  # when its first audio was ready
         # Replace pipecat's sentence aggregator: the first piece of a reply is a clause.
         self._text_aggregator = FirstClauseAggregator(
             aggregation_type=self._text_aggregation_mode, language=self._text_aggregator.language
@@ -70,17 +76,32 @@ class LocalTTSService(TTSService):
     async def _chunks(self, chunks: Iterator[bytes], *,
                       is_first_piece: bool) -> AsyncIterator[bytes]:
         """Engine chunks (a whole sentence each), re-cut into ~40 ms pieces so frames stay small.
-        A reply's first chunk is synthesized with priority over the LLM (SpeechPriority) and on
-        its own executor, ahead of other sessions' later sentences."""
+        Each chunk is synthesized in its turn on the CPU: a reply's first one as a user waits
+        for it, and on its own executor, ahead of other sessions' later sentences."""
         loop = asyncio.get_running_loop()
         piece = int(self._engine.sample_rate * CHUNK_SECS) * 2
-        take = self._first_chunk if is_first_piece and self._speech_priority else next
         executor = self._first_executor if is_first_piece else self._executor
-        while (chunk := await loop.run_in_executor(executor, take, chunks, None)) is not None:
-            take, executor = next, self._executor
+        if is_first_piece:
+            self._reply_audio_secs = 0.0
+        while (chunk := await loop.run_in_executor(executor, self._next_chunk, chunks,
+                                                   self._urgency(is_first_piece))) is not None:
+            if is_first_piece:
+                self._reply_audio_since, is_first_piece = loop.time(), False
+            self._reply_audio_secs += len(chunk) / 2 / self._engine.sample_rate
+            executor = self._executor
             for offset in range(0, len(chunk), piece):
                 yield chunk[offset: offset + piece]
 
-    def _first_chunk(self, chunks: Iterator[bytes], default: None) -> bytes | None:
-        with self._speech_priority.first_words():
-            return next(chunks, default)
+    def _urgency(self, is_first_piece: bool) -> Work:
+        """A user waits for a reply's first words, and for the next ones when the audio
+        synthesized so far is about to finish playing."""
+        if is_first_piece:
+            return Work.USER_WAITING
+        played = asyncio.get_running_loop().time() - self._reply_audio_since
+        if self._reply_audio_secs - played < SHORT_LEAD_SECS:
+            return Work.USER_WAITING
+        return Work.PLAYBACK
+
+    def _next_chunk(self, chunks: Iterator[bytes], work: Work) -> bytes | None:
+        with self._compute.turn(work) if self._compute else nullcontext():
+            return next(chunks, None)

@@ -61,7 +61,11 @@ def configure_logging(level: str = "INFO") -> None:
         level=level.upper(),
         format="<green>{time:HH:mm:ss.SSS}</green> {level: <7} [{extra[session_id]}] {message}",
     )
-    logging.basicConfig(handlers=[_InterceptHandler()], level=0, force=True)
+    # Stdlib records below the level are not even created: uvicorn, for one, wraps the app in
+    # a logger of every WebSocket message (each 20 ms of audio) when its level allows TRACE.
+    std_level = logger.level(level.upper()).no  # the same numbers as logging's levels
+    logging.basicConfig(handlers=[_InterceptHandler()], level=std_level, force=True)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers = [_InterceptHandler()]
         logging.getLogger(name).propagate = False
+        logging.getLogger(name).setLevel(std_level)

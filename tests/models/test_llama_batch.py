@@ -174,14 +174,22 @@ def test_stop_event_ends_the_reply_within_a_step(engine):
     assert "".join(pieces)
 
 
+class _Pace:
+    def __init__(self, is_ahead):
+        self.is_ahead = is_ahead
+
+    def is_running_short(self) -> bool:
+        return False
+
+
 def test_a_reply_ahead_of_playback_sits_out_and_resumes_unchanged(engine):
-    """While `is_ahead` says so the reply gets no tokens, other replies still do, and once
+    """While its pace says it is ahead the reply gets no tokens, other replies still do, and once
     playback catches up it goes on: to the same greedy text as without pacing."""
     story = _ask("Write a long story about a dragon who learns to cook.")
     unpaced = _reply(engine, story, max_tokens=40)
     ahead = threading.Event()
     stream = engine.stream_chat(story, max_tokens=40, temperature=0.0, stop=threading.Event(),
-                                is_ahead=ahead.is_set)
+                                pace=_Pace(ahead.is_set))
     pieces = [next(stream) for _ in range(5)]
     ahead.set()
     with ThreadPoolExecutor(1) as pool:
@@ -198,10 +206,9 @@ def test_a_reply_ahead_of_playback_sits_out_and_resumes_unchanged(engine):
 def test_pacing_yields_when_another_session_needs_a_slot(engine):
     """Every slot busy with a reply that is ahead of playback: a new session's request makes
     them finish (pacing is ignored), instead of waiting for their playback."""
-    always_ahead = lambda: True  # noqa: E731
     streams = [engine.stream_chat(_ask("Write a long story about a dragon."), max_tokens=30,
                                   temperature=0.0, stop=threading.Event(),
-                                  session_key=f"paced{i}", is_ahead=always_ahead)
+                                  session_key=f"paced{i}", pace=_Pace(lambda: True))
                for i in range(SLOTS)]
     for stream in streams:
         next(stream)  # each holds its slot, then sits out

@@ -31,6 +31,18 @@ def test_text_ahead_of_playback_by_more_than_the_lead_pauses(clock):
     assert pace.is_ahead()
 
 
+def test_playback_about_to_run_dry_makes_the_next_words_urgent(clock):
+    pace = PlaybackPace(lead_secs=5.0)
+    pace.start_reply()
+    pace.wrote(_chars(1.5))  # the first clause
+    assert pace.is_running_short()
+    pace.wrote(_chars(2.0))
+    assert not pace.is_running_short()
+    pace.playback_started()
+    clock[0] += 2.0
+    assert pace.is_running_short(), "1.5 s left to play"
+
+
 def test_without_audio_playback_is_assumed_after_a_grace_period(clock):
     """Audio that never starts (or kept playing from before) must not stall the reply."""
     pace = PlaybackPace(lead_secs=5.0)

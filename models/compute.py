@@ -1,0 +1,98 @@
+"""On 2 cores, one heavy computation at a time, the one a user waits on first."""
+
+import itertools
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import IntEnum
+
+from loguru import logger
+
+USAGE_LOG_SECS = 10.0
+
+
+class Work(IntEnum):
+    """What a turn on the CPU is for, most urgent first."""
+
+    USER_WAITING = 0  # the decode at a pause or the final one, a reply's first synthesized words
+    REPLY_OPENING = 1  # LLM steps with a new prompt or a reply's first words in them
+    PLAYBACK = 2  # the next sentences of a reply that is playing
+    WRITING_AHEAD = 3  # LLM steps of replies well under way (they are ahead of playback)
+    SPECULATIVE = 4  # interim transcripts, prefill of the user's words: nice to have early
+
+
+class ComputeArbiter:
+    """Hands the CPU to Whisper decodes, Piper/Kokoro sentences and llama.cpp steps one at a
+    time, most urgent first (FIFO within a kind).
+
+    Measured on 2 cores: run together, each engine's threads fight for the cores, and llama.cpp's
+    spinning thread barriers make it worst: an LLM token took 0.15 s beside a Whisper decode and
+    0.17 s beside Piper instead of 0.046 s, and the total work took 15-25 % longer than one after
+    the other. One at a time, each gets both cores, and the order is ours: a user's final
+    transcript before another session's story. A turn lasts one decode, one sentence or one LLM
+    step (0.05-0.5 s). Waiting work gains a level every `aging_secs`, up to REPLY_OPENING, so
+    nothing starves.
+    """
+
+    def __init__(self, aging_secs: float = 1.0):
+        self._aging_secs = aging_secs
+        self._changed = threading.Condition()
+        self._holder: _Ticket | None = None
+        self._waiting: list[_Ticket] = []
+        self._arrivals = itertools.count()
+        # Per kind of work: [turns, seconds holding the CPU, seconds waiting for it].
+        self.usage = {work: [0, 0.0, 0.0] for work in Work}
+        self._logged_at = time.monotonic()
+
+    @contextmanager
+    def turn(self, work: Work) -> Iterator[None]:
+        """Hold the CPU for one piece of `work` (any thread; blocks until it is its turn)."""
+        ticket = _Ticket(work, next(self._arrivals), time.monotonic())
+        with self._changed:
+            self._waiting.append(ticket)
+            if self._holder is None:
+                self._grant()
+            self._changed.wait_for(lambda: self._holder is ticket)
+        granted = time.monotonic()
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._holder = None
+                if self._waiting:
+                    self._grant()
+            self._count(work, granted - ticket.since, time.monotonic() - granted)
+
+    def _count(self, work: Work, waited: float, held: float) -> None:
+        usage = self.usage[work]
+        usage[0] += 1
+        usage[1] += held
+        usage[2] += waited
+        if (now := time.monotonic()) - self._logged_at > USAGE_LOG_SECS:
+            self._logged_at = now
+            logger.debug("compute: {}", ", ".join(
+                f"{w.name.lower()} {n} turns {busy:.1f}s busy {wait:.1f}s waiting"
+                for w, (n, busy, wait) in self.usage.items() if n))
+
+    def _grant(self) -> None:
+        """Give the CPU to the most urgent waiter (the lock is held). Decided here, once, so
+        that waiters waking at different moments never disagree on whose turn it is."""
+        now = time.monotonic()
+        self._holder = min(self._waiting, key=lambda ticket: ticket.rank(now, self._aging_secs))
+        self._waiting.remove(self._holder)
+        self._changed.notify_all()
+
+
+@dataclass(frozen=True, eq=False)
+class _Ticket:
+    work: Work
+    arrival: int
+    since: float
+
+    def rank(self, now: float, aging_secs: float) -> tuple[int, int]:
+        work = self.work
+        if work > Work.REPLY_OPENING:
+            work = max(Work.REPLY_OPENING, work - int((now - self.since) / aging_secs))
+        return work, self.arrival
