@@ -32,7 +32,8 @@ class TurnResult:
     v2v_secs: float | None = None  # end of user speech → first audible bot audio received
     stages: dict[str, float] = field(default_factory=dict)
     bot_audio_secs: float = 0.0
-    underruns: int = 0
+    underruns: int = 0  # times a player (with a 0.1 s buffer) would have run dry
+    underrun_secs: float = 0.0  # silence those made, in seconds
     error: str = ""
 
 
@@ -168,7 +169,8 @@ class TurnEvents:
 
 def time_audio(audio: list[tuple[float, float, bool]], speech_end: float,
                result: TurnResult) -> None:
-    """First audible bot audio after the user's speech ended, and whether playback ran dry.
+    """First audible bot audio after the user's speech ended, and where playback ran dry: a
+    player that starts at the first audible piece and keeps `UNDERRUN_SLACK_SECS` of buffer.
     `audio` is (arrival, seconds, audible) per piece received, on the clock of `speech_end`."""
     audible = [(at, secs) for at, secs, loud in audio if loud and at >= speech_end]
     if not audible:
@@ -176,12 +178,12 @@ def time_audio(audio: list[tuple[float, float, bool]], speech_end: float,
         return
     first = audible[0][0]
     result.v2v_secs = first - speech_end
-    received, dry = 0.0, False
+    received, played_until = 0.0, first
     for at, secs, _ in (a for a in audio if a[0] >= first):
-        if at - first > received + UNDERRUN_SLACK_SECS:  # the player would have run out
-            result.underruns += 0 if dry else 1
-            dry = True
-        else:
-            dry = False
+        if at > played_until + UNDERRUN_SLACK_SECS:  # the player ran out: silence, then this
+            result.underruns += 1
+            result.underrun_secs += at - played_until
+            played_until = at
+        played_until += secs
         received += secs
     result.bot_audio_secs = received

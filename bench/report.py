@@ -17,7 +17,8 @@ def table(report: dict) -> str:
             continue
         result = report[name]
         lines.append(f"{name} — {result['answered']}/{result['turns']} turns answered, "
-                     f"STT WER {_pct(result['stt_wer'])}, underruns {result['underruns']}")
+                     f"STT WER {_pct(result['stt_wer'])}, underruns {result['underruns']} "
+                     f"({result.get('underrun_secs', 0):.1f}s silent)")
         lines.append(_row("  voice-to-voice", result["v2v_secs"]))
         for stage in (*STAGES, "total_secs"):
             if result["stages"][stage]["n"]:

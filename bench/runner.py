@@ -188,6 +188,7 @@ def summarise(turns: list[TurnResult]) -> dict:
                    for stage in (*STAGES, "total_secs")},
         "stt_wer": streaming_wer(turns),
         "underruns": sum(t.underruns for t in turns),
+        "underrun_secs": round(sum(t.underrun_secs for t in turns), 3),
         "errors": [f"session {t.session} turn {t.turn}: {t.error}" for t in turns if t.error],
         "per_turn": [asdict(t) for t in turns],
     }

@@ -22,9 +22,10 @@ from pipecat.services.settings import LLMSettings
 from voxline.models.llama import LlamaEngine
 
 _DONE = object()
-# Piper's and Kokoro's voices speak 14-15 characters a second; counting a little faster errs
-# toward writing ahead, never toward making playback wait.
-SPEECH_CHARS_PER_SEC = 17.0
+# Piper's voice spoke 16-19.5 characters a second in the bench's replies (pauses included);
+# counting a little faster errs toward writing ahead, never toward making playback wait.
+SPEECH_CHARS_PER_SEC = 20.0
+SENTENCE_ENDS = ".!?\n"
 
 
 class PlaybackPace:
@@ -34,8 +35,9 @@ class PlaybackPace:
     `Pace` of models/llama_batch.py): plain attribute reads, no lock needed. Playback is
     counted from the reply's first audio, or from `NO_AUDIO_GRACE_SECS` after the reply began
     if no audio has started by then (audio still playing from before, speech that failed): a
-    pause must never turn into a stall. Every error of the estimate errs toward writing more,
-    never toward silence.
+    pause must never turn into a stall. Only text up to the last sentence end counts: the
+    TTS speaks whole sentences, so a half-written one is no lead at all. Every error of the
+    estimate errs toward writing more, never toward silence.
     """
 
     NO_AUDIO_GRACE_SECS = 3.0
@@ -43,16 +45,22 @@ class PlaybackPace:
 
     def __init__(self, lead_secs: float):
         self._lead_secs = lead_secs
-        self._chars = 0
+        self._chars = 0  # written, up to the last sentence end
+        self._unfinished = 0  # written after it
         self._reply_started = 0.0
         self._playing_since: float | None = None
 
     def start_reply(self) -> None:
-        self._chars, self._playing_since = 0, None
+        self._chars, self._unfinished, self._playing_since = 0, 0, None
         self._reply_started = time.monotonic()
 
     def wrote(self, text: str) -> None:
-        self._chars += len(text)
+        end = max(text.rfind(c) for c in SENTENCE_ENDS)
+        if end < 0:
+            self._unfinished += len(text)
+        else:
+            self._chars += self._unfinished + end + 1
+            self._unfinished = len(text) - end - 1
 
     def playback_started(self) -> None:
         if self._playing_since is None:

@@ -119,6 +119,17 @@ def test_voice_to_voice_and_underruns_from_arrival_times():
     time_audio(audio, speech_end=10.0, result=result)
     assert result.v2v_secs == pytest.approx(1.0)
     assert result.underruns == 1 and result.bot_audio_secs == pytest.approx(1.5)
+    assert result.underrun_secs == pytest.approx(0.5)
+
+
+def test_playback_resumes_after_a_gap_and_each_gap_counts():
+    """After running dry the player plays on from the late piece: audio arriving in real
+    time after a gap is not late, a second gap is a second underrun."""
+    result = TurnResult(0, 0, "p", "ref")
+    audio = [(1.0, 0.5, True), (2.0, 0.5, True), (2.5, 0.5, True), (3.0, 0.5, True),
+             (4.0, 0.5, True)]
+    time_audio(audio, speech_end=0.5, result=result)
+    assert result.underruns == 2 and result.underrun_secs == pytest.approx(1.0)
 
 
 def test_manifest_errors_name_the_line(tmp_path):

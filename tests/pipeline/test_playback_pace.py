@@ -14,7 +14,8 @@ def clock(monkeypatch):
 
 
 def _chars(secs: float) -> str:
-    return "x" * int(secs * SPEECH_CHARS_PER_SEC)
+    """A finished sentence of `secs` of speech."""
+    return "x" * (int(secs * SPEECH_CHARS_PER_SEC) - 1) + "."
 
 
 def test_text_ahead_of_playback_by_more_than_the_lead_pauses(clock):
@@ -41,6 +42,17 @@ def test_playback_about_to_run_dry_makes_the_next_words_urgent(clock):
     pace.playback_started()
     clock[0] += 2.0
     assert pace.is_running_short(), "1.5 s left to play"
+
+
+def test_a_half_written_sentence_is_no_lead(clock):
+    """The TTS speaks whole sentences: a long sentence not finished yet cannot be played, so
+    the reply must not pause on it."""
+    pace = PlaybackPace(lead_secs=5.0)
+    pace.start_reply()
+    pace.wrote("x" * int(10 * SPEECH_CHARS_PER_SEC))
+    assert not pace.is_ahead() and pace.is_running_short()
+    pace.wrote(" and so on. And")  # ends it: all of it counts now
+    assert pace.is_ahead()
 
 
 def test_without_audio_playback_is_assumed_after_a_grace_period(clock):
