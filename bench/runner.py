@@ -83,6 +83,8 @@ async def _measure(server: ServerProcess | str, options: BenchOptions,
         if sampler:
             sampler.start()
         rss_idle = sampler.rss_now() if sampler else 0
+        rss_one = await _one_session_peak(url, prompts, sampler) if (
+            sampler and options.sessions > 1) else None
         soak = SoakProbe(server, sampler) if own and options.soak_minutes else None
         turns, webrtc = await _sessions(url, prompts, options, soak, with_webrtc)
         result = summarise(turns)
@@ -90,7 +92,7 @@ async def _measure(server: ServerProcess | str, options: BenchOptions,
             result["webrtc"] = webrtc
         if sampler:
             await sampler.stop()
-            result["resources"] = _resources(sampler, rss_idle, options.sessions)
+            result["resources"] = _resources(sampler, rss_idle, options.sessions, rss_one)
             result["resources"]["tasks_after"] = server.ready_info().get("tasks")
         if soak:
             result["soak"] = soak.report()
@@ -98,6 +100,16 @@ async def _measure(server: ServerProcess | str, options: BenchOptions,
     finally:
         if own:
             await server.stop()
+
+
+async def _one_session_peak(url: str, prompts: list[Prompt], sampler: ResourceSampler) -> int:
+    """Peak RSS of one session alone (a turn, not counted): the baseline of the cost per extra
+    session. Otherwise the first conversation's one-off growth (allocator pools, buffers sized
+    on first use: ~200 MB) would be charged to the extra sessions. Later samples start after."""
+    await run_session(url, prompts, session=0, turns=1)
+    peak = max((rss for _, _, rss in sampler.samples), default=sampler.rss_now())
+    sampler.samples.clear()
+    return peak
 
 
 async def _sessions(url: str, prompts: list[Prompt], options: BenchOptions,
@@ -238,7 +250,8 @@ def whole_clip_wer(prompts: list[Prompt]) -> float:
                      [_normalise(h) or "<none>" for h in hypotheses])
 
 
-def _resources(sampler: ResourceSampler, rss_idle: int, sessions: int) -> dict:
+def _resources(sampler: ResourceSampler, rss_idle: int, sessions: int,
+               rss_one_session: int | None) -> dict:
     samples = sampler.samples
     cpu = [c for _, c, _ in samples]
     rss = [r for _, _, r in samples]
@@ -248,8 +261,9 @@ def _resources(sampler: ResourceSampler, rss_idle: int, sessions: int) -> dict:
         "cpu_percent_max": max(cpu, default=None),
         "rss_idle_bytes": rss_idle,
         "rss_peak_bytes": peak,
-        "rss_per_extra_session_bytes": (peak - rss_idle) / max(1, sessions - 1)
-        if sessions > 1 else None,
+        "rss_one_session_peak_bytes": rss_one_session,
+        "rss_per_extra_session_bytes": (peak - rss_one_session) / (sessions - 1)
+        if sessions > 1 and rss_one_session else None,
         "rss_growth_percent": 100 * (rss[-1] - rss[0]) / rss[0] if len(rss) > 1 else None,
         "samples": [{"t": round(t, 1), "cpu": c, "rss": r} for t, c, r in samples],
     }

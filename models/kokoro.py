@@ -27,6 +27,8 @@ import numpy as np
 import onnxruntime as ort
 from loguru import logger
 
+from voxline.models.onnx_memory import shrinking_run_options
+
 SAMPLE_RATE = 24_000
 MAX_TOKENS = 510  # Kokoro's context is 512 including the pad token at each end
 STYLE_DIM = 256
@@ -249,6 +251,7 @@ class KokoroSynthesizer:
             str(_require_file(model_path, "model")), sess_options=options,
             providers=["CPUExecutionProvider"],
         )
+        self._run_options = shrinking_run_options()
         self.name = f"kokoro-82m-int8/{voice}"
         self.sample_rate = SAMPLE_RATE
         logger.info("Loaded {} in {:.2f} s ({} threads)", self.name,
@@ -297,6 +300,7 @@ class KokoroSynthesizer:
                 "style": style,
                 "speed": self._speed,
             },
+            self._run_options,
         )
         audio = np.asarray(audio, dtype=np.float32).reshape(-1)
         elapsed = time.perf_counter() - started

@@ -182,8 +182,13 @@ class BatchScheduler:
                 self._end_stopped()
                 self._admit()
                 if order := self._step_order():
-                    with self._compute.turn(_work(order)) if self._compute else nullcontext():
-                        self._step(order)
+                    work = _work(order)
+                    # Background reading goes in small bites: a step is never interrupted,
+                    # and a user's final transcript may be waiting behind it.
+                    chunk = min(self._chunk, PREFILL_STEP_TOKENS) if (
+                        work == Work.SPECULATIVE) else self._chunk
+                    with self._compute.turn(work) if self._compute else nullcontext():
+                        self._step(order, chunk)
         except BaseException as e:  # a bug or a broken context: no caller may wait forever
             logger.exception("llama scheduler failed")
             error = e
@@ -298,9 +303,10 @@ class BatchScheduler:
         return sorted((s for s in pending if not opening or s.is_opening or stride_turn),
                       key=lambda s: (not s.is_generating, s.started_at))
 
-    def _step(self, order: list[_Slot]) -> None:
-        """One llama_decode for the slots in `order`, then one sample per slot that wants it."""
-        batch, n, budget = self._batch.batch, 0, self._chunk
+    def _step(self, order: list[_Slot], chunk: int) -> None:
+        """One llama_decode for the slots in `order` (at most `chunk` prompt tokens), then one
+        sample per slot that wants it."""
+        batch, n, budget = self._batch.batch, 0, chunk
         added: dict[_Slot, list[int]] = {}
         self._steps += 1
         for slot in order:
@@ -368,6 +374,7 @@ class BatchScheduler:
 
 OPENING_TOKENS = 12  # a reply's first words: about the first piece the TTS speaks
 OPENING_STRIDE = 3
+PREFILL_STEP_TOKENS = 16  # ~0.2 s on 2 cores (a prompt token costs ~14 ms)
 PACE_POLL_SECS = 0.05  # every reply is ahead of its playback: look again this often
 SHIFT_PROBE_TOKENS = 16  # a dropped run counts only if this much of what follows it matches
 

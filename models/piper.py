@@ -6,6 +6,7 @@ from pathlib import Path
 
 import onnxruntime
 
+from voxline.models.onnx_memory import ShrinkingSession
 from voxline.models.registry import ModelFileError
 
 
@@ -28,9 +29,9 @@ class PiperSynthesizer:
         # Idle threads sleep instead of spinning: the cores go to whoever computes next.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._voice = PiperVoice(
-            session=onnxruntime.InferenceSession(
+            session=ShrinkingSession(onnxruntime.InferenceSession(
                 str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
-            ),
+            )),
             config=PiperConfig.from_dict(json.loads(Path(config_path).read_text())),
         )
         self._config = SynthesisConfig(length_scale=1.0 / speed)
