@@ -63,18 +63,18 @@ class ComputeArbiter:
                 self._holder = None
                 if self._waiting:
                     self._grant()
-            self._count(work, granted - ticket.since, time.monotonic() - granted)
-
-    def _count(self, work: Work, waited: float, held: float) -> None:
-        usage = self.usage[work]
-        usage[0] += 1
-        usage[1] += held
-        usage[2] += waited
-        if (now := time.monotonic()) - self._logged_at > USAGE_LOG_SECS:
-            self._logged_at = now
-            logger.debug("compute: {}", ", ".join(
-                f"{w.name.lower()} {n} turns {busy:.1f}s busy {wait:.1f}s waiting"
-                for w, (n, busy, wait) in self.usage.items() if n))
+                usage = self.usage[work]
+                usage[0] += 1
+                usage[1] += time.monotonic() - granted
+                usage[2] += granted - ticket.since
+                now, due = time.monotonic(), False
+                if now - self._logged_at > USAGE_LOG_SECS:
+                    self._logged_at, due = now, True
+                    summary = ", ".join(
+                        f"{w.name.lower()} {n} turns {busy:.1f}s busy {wait:.1f}s waiting"
+                        for w, (n, busy, wait) in self.usage.items() if n)
+            if due:
+                logger.debug("compute: {}", summary)
 
     def _grant(self) -> None:
         """Give the CPU to the most urgent waiter (the lock is held). Decided here, once, so
