@@ -39,6 +39,13 @@
     const meter = new AudioWorkletNode(context, "bench-meter", { numberOfOutputs: 0 });
     meter.port.onmessage = (e) => bench.audio.push(e.data);
     const mic = context.createMediaStreamDestination();
+    // A microphone never stops: keep the track sending silence between prompts. Otherwise
+    // Chrome sends nothing once a prompt has played, and the server's VAD hears the end of
+    // the speech only when its input times out (~1 s more on every turn).
+    const silence = context.createConstantSource();
+    silence.offset.value = 0;
+    silence.connect(mic);
+    silence.start();
     const pc = new RTCPeerConnection({ iceServers: [] });
     Object.assign(bench, { context, mic, pc });
     pc.addTransceiver(mic.stream.getAudioTracks()[0], { direction: "sendrecv" });
