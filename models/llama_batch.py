@@ -12,7 +12,6 @@ import queue
 import threading
 import time
 from collections import deque
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -146,7 +145,7 @@ class BatchScheduler:
         self._slots = [_Slot(i) for i in range(slots)]
         self.n_ctx_per_slot = n_ctx_per_slot
         self._chunk = prefill_chunk_tokens
-        self._compute = compute
+        self._compute = compute or ComputeArbiter()  # alone: never waits
         self._steps = 0
         self._can_shift = bool(llama_cpp.llama_memory_can_shift(ctx.memory))
         self._batch = internals.LlamaBatch(
@@ -187,7 +186,7 @@ class BatchScheduler:
                     # and a user's final transcript may be waiting behind it.
                     chunk = min(self._chunk, PREFILL_STEP_TOKENS) if (
                         work == Work.SPECULATIVE) else self._chunk
-                    with self._compute.turn(work) if self._compute else nullcontext():
+                    with self._compute.turn(work):
                         self._step(order, chunk)
         except BaseException as e:  # a bug or a broken context: no caller may wait forever
             logger.exception("llama scheduler failed")

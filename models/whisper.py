@@ -4,7 +4,6 @@ import asyncio
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,7 +88,7 @@ class WhisperEngine:
         self._beam_size = beam_size
         self._language = language
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voxline-stt")
-        self._compute = compute
+        self._compute = compute or ComputeArbiter()  # alone: never waits
         self._queued = 0  # decodes submitted by `decode` and not finished, all sessions
         self._queued_lock = threading.Lock()
 
@@ -110,7 +109,7 @@ class WhisperEngine:
         return future
 
     def _transcribe_in_turn(self, pcm16: bytes, work: Work) -> Transcript:
-        with self._compute.turn(work) if self._compute else nullcontext():
+        with self._compute.turn(work):
             return self.transcribe(pcm16)
 
     def _decoded(self, _future) -> None:

@@ -3,7 +3,6 @@
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from concurrent.futures import Executor
-from contextlib import nullcontext
 
 from loguru import logger
 from pipecat.frames.frames import Frame
@@ -40,7 +39,7 @@ class LocalTTSService(TTSService):
         self._executor = executor
         self._first_executor = first_executor or executor
         self._max_text_chars = max_text_chars
-        self._compute = compute
+        self._compute = compute or ComputeArbiter()  # alone: never waits
         self._last_context_id: str | None = None  # the reply whose first piece was synthesized
         self._reply_audio_secs = 0.0  # synthesized for that reply so far
         self._reply_audio_since = 0.0  # when its first audio was ready
@@ -103,5 +102,5 @@ class LocalTTSService(TTSService):
         return Work.PLAYBACK
 
     def _next_chunk(self, chunks: Iterator[bytes], work: Work) -> bytes | None:
-        with self._compute.turn(work) if self._compute else nullcontext():
+        with self._compute.turn(work):
             return next(chunks, None)
