@@ -16,7 +16,9 @@ FRAME_BYTES = int(SAMPLE_RATE * FRAME_SECS) * 2
 AUDIBLE_RMS = 0.01
 UNDERRUN_SLACK_SECS = 0.1
 PAUSE_BETWEEN_TURNS_SECS = 1.0
-REPLY_IDLE_SECS = 20.0  # a reply with no event (bot.text comes per sentence) this long stalled
+# A reply with neither an event nor audio this long has stalled (not event alone: bot.text
+# comes once a sentence has been played, and a rambling sentence can play for longer).
+REPLY_IDLE_SECS = 20.0
 
 
 @dataclass
@@ -76,6 +78,11 @@ class Listener:
         self._ws = ws
         self.events: asyncio.Queue[tuple[float, dict]] = asyncio.Queue()
         self.audio: list[tuple[float, float, bool]] = []  # (arrival, seconds, audible)
+        self._last_audible_at = 0.0
+
+    def idle_secs(self, since: float) -> float:
+        """Seconds since the last audible bot audio arrived, or since `since` if none did after."""
+        return time.monotonic() - max(self._last_audible_at, since)
 
     async def run(self) -> None:
         """The receiving loop (ends when the server closes)."""
@@ -85,6 +92,7 @@ class Listener:
                 samples = np.frombuffer(message, dtype=np.int16).astype(np.float32) / 32768
                 audible = samples.size > 0 and float(np.sqrt(np.mean(samples**2))) > AUDIBLE_RMS
                 self.audio.append((now, len(message) / 2 / SAMPLE_RATE, audible))
+                self._last_audible_at = now if audible else self._last_audible_at
             else:
                 self.events.put_nowait((now, json.loads(message)))
 
@@ -122,19 +130,27 @@ async def _one_turn(mic: Microphone, listener: Listener, prompt: Prompt, result:
                     *, answer_timeout_secs: float) -> None:
     """Say the prompt, then take events until the bot has answered and stopped. The answer
     must start within `answer_timeout_secs`; a long answer (a story) may then take as long as
-    it needs, as long as events keep coming."""
+    it needs, as long as events or its audio keep coming."""
     audio_mark = len(listener.audio)
     loop = asyncio.get_running_loop()
     answer_deadline = loop.time() + answer_timeout_secs
     speech_end = await mic.say(prompt)
     turn = TurnEvents(result)
+    last_event_at = time.monotonic()
     while not turn.is_done:
-        wait = REPLY_IDLE_SECS if turn.has_answered else answer_deadline - loop.time()
+        if turn.has_answered:
+            wait = REPLY_IDLE_SECS - listener.idle_secs(since=last_event_at)
+            if wait <= 0:
+                raise TimeoutError(f"the reply stalled: {turn.waiting_for()}")
+        else:
+            wait = answer_deadline - loop.time()
         try:
             _, event = await asyncio.wait_for(listener.events.get(), max(0.0, wait))
         except TimeoutError:
-            raise TimeoutError("the reply stalled" if turn.has_answered
-                               else "no reply in time") from None
+            if not turn.has_answered:
+                raise TimeoutError("no reply in time") from None
+            continue  # audio may still be coming: checked above
+        last_event_at = time.monotonic()
         turn.record(event)
     time_audio(listener.audio[audio_mark:], speech_end, result)
 
@@ -152,6 +168,10 @@ class TurnEvents:
     @property
     def has_answered(self) -> bool:
         return self._reply_end.has_spoken
+
+    def waiting_for(self) -> str:
+        """What the reply still lacks, in words."""
+        return self._reply_end.waiting_for()
 
     def record(self, event: dict) -> None:
         """Take one event into the result; sets `is_done` once the reply is over."""

@@ -56,9 +56,21 @@ class ReplyEnd:
                 self._spoken += _letters(event["text"])
             case "bot.reply":
                 self._reply = event
-        if not self.has_spoken or self._is_speaking or self._reply is None:
-            return False
-        return self._reply["interrupted"] or _letters(self._reply["text"]) in self._spoken
+        return not self.waiting_for()
+
+    def waiting_for(self) -> str:
+        """What the reply still lacks, in words ("" once it is over): for an error message
+        when it never comes."""
+        if not self.has_spoken:
+            return "the bot has not started speaking"
+        if self._is_speaking:
+            return "the bot is still speaking"
+        if self._reply is None:
+            return "the bot has not finished writing its reply (no bot.reply)"
+        if self._reply["interrupted"] or _letters(self._reply["text"]) in self._spoken:
+            return ""
+        return (f"part of the reply was never spoken (bot.reply {self._reply['text']!r}, "
+                f"spoken letters {self._spoken[-80:]!r})")
 
 
 def _letters(text: str) -> str:

@@ -35,7 +35,7 @@ async def test_json_has_every_figure(bench_report):
     report, _, _ = bench_report
     for name in ("voxline", "baseline"):
         result = report[name]
-        assert result["turns"] == 3 and result["answered"] == 3, result["errors"]
+        assert result["turns"] == 3 and result["answered"] == 3, (name, result["errors"])
         for q in ("p50", "p95", "max"):
             assert 0 < result["v2v_secs"][q] < 15
         assert 0 <= result["stt_wer"] <= 1
