@@ -8,10 +8,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import IntEnum
 
-from loguru import logger
-
-USAGE_LOG_SECS = 10.0
-
 
 class Work(IntEnum):
     """What a turn on the CPU is for, most urgent first."""
@@ -42,9 +38,9 @@ class ComputeArbiter:
         self._holder: _Ticket | None = None
         self._waiting: list[_Ticket] = []
         self._arrivals = itertools.count()
-        # Per kind of work: [turns, seconds holding the CPU, seconds waiting for it].
+        # Per kind of work: [turns, seconds holding the CPU, seconds waiting for it]
+        # (exported as voxline_compute_* in /metrics).
         self.usage = {work: [0, 0.0, 0.0] for work in Work}
-        self._logged_at = time.monotonic()
 
     @contextmanager
     def turn(self, work: Work) -> Iterator[None]:
@@ -67,14 +63,11 @@ class ComputeArbiter:
                 usage[0] += 1
                 usage[1] += time.monotonic() - granted
                 usage[2] += granted - ticket.since
-                now, due = time.monotonic(), False
-                if now - self._logged_at > USAGE_LOG_SECS:
-                    self._logged_at, due = now, True
-                    summary = ", ".join(
-                        f"{w.name.lower()} {n} turns {busy:.1f}s busy {wait:.1f}s waiting"
-                        for w, (n, busy, wait) in self.usage.items() if n)
-            if due:
-                logger.debug("compute: {}", summary)
+
+    def usage_now(self) -> dict[Work, tuple[int, float, float]]:
+        """Per kind of work so far: (turns, seconds holding the CPU, seconds waiting for it)."""
+        with self._changed:
+            return {work: (n, busy, wait) for work, (n, busy, wait) in self.usage.items()}
 
     def _grant(self) -> None:
         """Give the CPU to the most urgent waiter (the lock is held). Decided here, once, so

@@ -3,8 +3,11 @@
 import asyncio
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from voxline.bus import events
+from voxline.models.compute import ComputeArbiter
 from voxline.transports.state import AppState
 
 STAGE_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
@@ -36,6 +39,7 @@ class WorkerMetrics:
         self.llm_circuit_open = Gauge(
             "voxline_llm_circuit_open", "1 while the remote LLM's circuit is open or half-open",
             registry=r)
+        r.register(ComputeUsageCollector(state.models.compute))
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
@@ -75,3 +79,27 @@ class WorkerMetrics:
                 self.tts_first_audio.observe(event.tts_secs)
         finally:
             subscription.close()
+
+
+class ComputeUsageCollector(Collector):
+    """The CPU arbiter's counters per kind of work, read at scrape time: how much of the CPU
+    each kind took and how long it queued for it (a growing `user_waiting` wait means users
+    wait on other sessions' work: the machine is at its session limit)."""
+
+    def __init__(self, compute: ComputeArbiter):
+        self._compute = compute
+
+    def collect(self):
+        turns = CounterMetricFamily("voxline_compute_turns", "Turns on the CPU by kind of work",
+                                    labels=["work"])
+        busy = CounterMetricFamily("voxline_compute_busy_seconds",
+                                   "Seconds holding the CPU by kind of work", labels=["work"])
+        waiting = CounterMetricFamily("voxline_compute_wait_seconds",
+                                      "Seconds queued for the CPU by kind of work",
+                                      labels=["work"])
+        for work, (n, busy_secs, wait_secs) in self._compute.usage_now().items():
+            label = [work.name.lower()]
+            turns.add_metric(label, n)
+            busy.add_metric(label, busy_secs)
+            waiting.add_metric(label, wait_secs)
+        yield from (turns, busy, waiting)
