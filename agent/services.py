@@ -58,5 +58,4 @@ def build_tts(models: ModelSet, tts: TTSSettings) -> LocalTTSService:
     """Sentence-by-sentence synthesis on the shared engine."""
     return LocalTTSService(engine=models.tts, executor=models.tts_executor,
                            first_executor=models.tts_first_executor,
-                           max_text_chars=tts.max_text_chars,
-                           compute=models.compute)
+                           max_text_chars=tts.max_text_chars)

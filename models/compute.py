@@ -19,6 +19,22 @@ class Work(IntEnum):
     SPECULATIVE = 4  # interim transcripts, prefill of the user's words: nice to have early
 
 
+_caller = threading.local()
+
+
+@contextmanager
+def working_on(work: Work) -> Iterator[None]:
+    """Turns taken in this thread through `ComputeArbiter.caller_turn` are for `work`: for an
+    engine whose inference runs deep inside a library (Piper), so the turn covers the inference
+    alone, and a generator resumed only to find it has ended waits for no turn."""
+    previous = getattr(_caller, "work", None)
+    _caller.work = work
+    try:
+        yield
+    finally:
+        _caller.work = previous
+
+
 class ComputeArbiter:
     """Hands the CPU to Whisper decodes, Piper/Kokoro sentences and llama.cpp steps one at a
     time, most urgent first (FIFO within a kind).
@@ -63,6 +79,11 @@ class ComputeArbiter:
                 usage[0] += 1
                 usage[1] += time.monotonic() - granted
                 usage[2] += granted - ticket.since
+
+    def caller_turn(self):
+        """A turn for the work this thread's caller declared with `working_on` (else PLAYBACK)."""
+        work = getattr(_caller, "work", None)
+        return self.turn(Work.PLAYBACK if work is None else work)
 
     def usage_now(self) -> dict[Work, tuple[int, float, float]]:
         """Per kind of work so far: (turns, seconds holding the CPU, seconds waiting for it)."""

@@ -27,6 +27,7 @@ import numpy as np
 import onnxruntime as ort
 from loguru import logger
 
+from voxline.models.compute import ComputeArbiter
 from voxline.models.onnx_memory import shrinking_run_options
 
 SAMPLE_RATE = 24_000
@@ -234,6 +235,7 @@ class KokoroSynthesizer:
         voice: str = "jf_alpha",
         speed: float = 1.0,
         num_threads: int = 1,
+        compute: ComputeArbiter | None = None,
     ) -> None:
         if speed <= 0:
             raise ValueError(f"Kokoro speed must be positive, got {speed}")
@@ -252,6 +254,7 @@ class KokoroSynthesizer:
             providers=["CPUExecutionProvider"],
         )
         self._run_options = shrinking_run_options()
+        self._compute = compute or ComputeArbiter()  # alone: never waits
         self.name = f"kokoro-82m-int8/{voice}"
         self.sample_rate = SAMPLE_RATE
         logger.info("Loaded {} in {:.2f} s ({} threads)", self.name,
@@ -293,15 +296,16 @@ class KokoroSynthesizer:
         tokens = [self._vocab[c] for c in symbols]
         style = self._style[min(len(tokens), len(self._style)) - 1].reshape(1, STYLE_DIM)
         started = time.perf_counter()
-        (audio,) = self._session.run(
-            ["audio"],
-            {
-                "tokens": np.array([[0, *tokens, 0]], dtype=np.int64),
-                "style": style,
-                "speed": self._speed,
-            },
-            self._run_options,
-        )
+        with self._compute.caller_turn():
+            (audio,) = self._session.run(
+                ["audio"],
+                {
+                    "tokens": np.array([[0, *tokens, 0]], dtype=np.int64),
+                    "style": style,
+                    "speed": self._speed,
+                },
+                self._run_options,
+            )
         audio = np.asarray(audio, dtype=np.float32).reshape(-1)
         elapsed = time.perf_counter() - started
         seconds = audio.size / SAMPLE_RATE

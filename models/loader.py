@@ -88,7 +88,7 @@ def load_models(settings: VoxlineSettings, progress: Progress | None = None) -> 
     compute = ComputeArbiter()
     stt = timed("STT  " + _stt_label(settings), lambda: _load_stt(settings, registry, compute))
     llm = timed("LLM  " + _llm_label(settings), lambda: _load_llm(settings, registry, compute))
-    tts = timed("TTS  " + settings.tts.engine, lambda: _load_tts(settings, registry))
+    tts = timed("TTS  " + settings.tts.engine, lambda: _load_tts(settings, registry, compute))
     return ModelSet(vad=vad, stt=stt, tts=tts, llm=llm, compute=compute, load_secs=timings)
 
 
@@ -129,7 +129,8 @@ def _load_llm(settings: VoxlineSettings, registry: ModelRegistry,
     return engine
 
 
-def _load_tts(settings: VoxlineSettings, registry: ModelRegistry) -> SpeechSynthesizer:
+def _load_tts(settings: VoxlineSettings, registry: ModelRegistry,
+              compute: ComputeArbiter) -> SpeechSynthesizer:
     tts = settings.tts
     if tts.engine == "kokoro":
         from voxline.models.kokoro import KokoroSynthesizer
@@ -141,6 +142,7 @@ def _load_tts(settings: VoxlineSettings, registry: ModelRegistry) -> SpeechSynth
             engine: SpeechSynthesizer = KokoroSynthesizer(
                 model_path=model, voices_path=voices, vocab_path=vocab,
                 voice=tts.voice or "jf_alpha", speed=tts.speed, num_threads=tts.num_threads,
+                compute=compute,
             )
         except ValueError as e:  # an unknown voice: the message lists the packaged ones
             raise ModelFileError(f"tts.voice: {e}") from None
@@ -155,7 +157,7 @@ def _load_tts(settings: VoxlineSettings, registry: ModelRegistry) -> SpeechSynth
         onnx = registry.path_of(catalog.PIPER_JOE)
         engine = PiperSynthesizer(
             model_path=onnx, config_path=onnx.with_name(onnx.name + ".json"), speed=tts.speed,
-            num_threads=tts.num_threads,
+            num_threads=tts.num_threads, compute=compute,
         )
     engine.warm_up()
     return engine
@@ -187,6 +189,6 @@ def reload_engine(models: ModelSet, settings: VoxlineSettings, kind: str) -> str
         models.llm = _load_llm(settings, registry, models.compute)
         return models.llm.name if models.llm else "remote"
     if kind == "tts":
-        models.tts = _load_tts(settings, registry)
+        models.tts = _load_tts(settings, registry, models.compute)
         return models.tts.name
     raise ValueError(f"unknown model kind '{kind}'; use stt, llm or tts")

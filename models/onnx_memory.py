@@ -2,6 +2,8 @@
 
 import onnxruntime
 
+from voxline.models.compute import ComputeArbiter
+
 # Measured with Piper (joe-medium, 2 threads): after a few long sentences the arena held
 # ~350 MB, and it grew in steps whenever a longer sentence came (the soak's RSS steps). Shrunk
 # after each run: 186 MB instead of 534 MB, synthesis ~10% slower (a 5-word piece 0.097 s
@@ -17,15 +19,18 @@ def shrinking_run_options() -> onnxruntime.RunOptions:
 
 
 class ShrinkingSession:
-    """An InferenceSession whose `run` shrinks the arena afterwards, for code that calls
-    `session.run(names, feed)` itself (PiperVoice)."""
+    """An InferenceSession whose `run` takes its turn on the CPU (`compute`, as urgent as the
+    caller said) and shrinks the arena afterwards, for code that calls `session.run(names,
+    feed)` itself (PiperVoice)."""
 
-    def __init__(self, session: onnxruntime.InferenceSession):
+    def __init__(self, session: onnxruntime.InferenceSession, compute: ComputeArbiter):
         self._session = session
+        self._compute = compute
         self._run_options = shrinking_run_options()
 
     def run(self, output_names, input_feed, run_options=None):
-        return self._session.run(output_names, input_feed, run_options or self._run_options)
+        with self._compute.caller_turn():
+            return self._session.run(output_names, input_feed, run_options or self._run_options)
 
     def __getattr__(self, name: str):
         return getattr(self._session, name)

@@ -9,7 +9,7 @@ from pipecat.frames.frames import Frame
 from pipecat.services.settings import TTSSettings
 from pipecat.services.tts_service import TTSService
 
-from voxline.models.compute import ComputeArbiter, Work
+from voxline.models.compute import Work, working_on
 from voxline.models.loader import SpeechSynthesizer
 from voxline.pipeline.text_aggregation import FirstClauseAggregator
 
@@ -28,7 +28,7 @@ class LocalTTSService(TTSService):
 
     def __init__(self, *, engine: SpeechSynthesizer, executor: Executor,
                  first_executor: Executor | None = None, max_text_chars: int = 1000,
-                 compute: ComputeArbiter | None = None, **kwargs):
+                 **kwargs):
         super().__init__(
             push_start_frame=True,
             push_stop_frames=True,
@@ -39,7 +39,6 @@ class LocalTTSService(TTSService):
         self._executor = executor
         self._first_executor = first_executor or executor
         self._max_text_chars = max_text_chars
-        self._compute = compute or ComputeArbiter()  # alone: never waits
         self._last_context_id: str | None = None  # the reply whose first piece was synthesized
         self._reply_audio_secs = 0.0  # synthesized for that reply so far
         self._reply_audio_since = 0.0  # when its first audio was ready
@@ -75,8 +74,9 @@ class LocalTTSService(TTSService):
     async def _chunks(self, chunks: Iterator[bytes], *,
                       is_first_piece: bool) -> AsyncIterator[bytes]:
         """Engine chunks (a whole sentence each), re-cut into ~40 ms pieces so frames stay small.
-        Each chunk is synthesized in its turn on the CPU: a reply's first one as a user waits
-        for it, and on its own executor, ahead of other sessions' later sentences."""
+        The engine synthesizes each chunk in its turn on the CPU, as urgent as `_urgency`
+        says: a reply's first one as a user waits for it (and on its own executor, ahead of
+        other sessions' later sentences)."""
         loop = asyncio.get_running_loop()
         piece = int(self._engine.sample_rate * CHUNK_SECS) * 2
         executor = self._first_executor if is_first_piece else self._executor
@@ -101,6 +101,9 @@ class LocalTTSService(TTSService):
             return Work.USER_WAITING
         return Work.PLAYBACK
 
-    def _next_chunk(self, chunks: Iterator[bytes], work: Work) -> bytes | None:
-        with self._compute.turn(work):
+    @staticmethod
+    def _next_chunk(chunks: Iterator[bytes], work: Work) -> bytes | None:
+        # The engine takes the turn around its inference only: finding that the sentence had
+        # no more audio must not wait for a turn (the reply's next sentence waits on it).
+        with working_on(work):
             return next(chunks, None)
