@@ -56,7 +56,7 @@ class ComputeArbiter:
         self._arrivals = itertools.count()
         # Per kind of work: [turns, seconds holding the CPU, seconds waiting for it]
         # (exported as voxline_compute_* in /metrics).
-        self.usage = {work: [0, 0.0, 0.0] for work in Work}
+        self._usage = {work: [0, 0.0, 0.0] for work in Work}
 
     @contextmanager
     def turn(self, work: Work) -> Iterator[None]:
@@ -75,7 +75,7 @@ class ComputeArbiter:
                 self._holder = None
                 if self._waiting:
                     self._grant()
-                usage = self.usage[work]
+                usage = self._usage[work]
                 usage[0] += 1
                 usage[1] += time.monotonic() - granted
                 usage[2] += granted - ticket.since
@@ -88,7 +88,7 @@ class ComputeArbiter:
     def usage_now(self) -> dict[Work, tuple[int, float, float]]:
         """Per kind of work so far: (turns, seconds holding the CPU, seconds waiting for it)."""
         with self._changed:
-            return {work: (n, busy, wait) for work, (n, busy, wait) in self.usage.items()}
+            return {work: (n, busy, wait) for work, (n, busy, wait) in self._usage.items()}
 
     def _grant(self) -> None:
         """Give the CPU to the most urgent waiter (the lock is held). Decided here, once, so

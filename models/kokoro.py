@@ -28,7 +28,7 @@ import onnxruntime as ort
 from loguru import logger
 
 from voxline.models.compute import ComputeArbiter
-from voxline.models.onnx_memory import shrinking_run_options
+from voxline.models.onnx_memory import ShrinkingSession
 
 SAMPLE_RATE = 24_000
 MAX_TOKENS = 510  # Kokoro's context is 512 including the pad token at each end
@@ -249,12 +249,10 @@ class KokoroSynthesizer:
         # Idle threads sleep instead of spinning: the cores go to whoever computes next.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         started = time.perf_counter()
-        self._session = ort.InferenceSession(
+        self._session = ShrinkingSession(ort.InferenceSession(
             str(_require_file(model_path, "model")), sess_options=options,
             providers=["CPUExecutionProvider"],
-        )
-        self._run_options = shrinking_run_options()
-        self._compute = compute or ComputeArbiter()  # alone: never waits
+        ), compute or ComputeArbiter())
         self.name = f"kokoro-82m-int8/{voice}"
         self.sample_rate = SAMPLE_RATE
         logger.info("Loaded {} in {:.2f} s ({} threads)", self.name,
@@ -296,16 +294,14 @@ class KokoroSynthesizer:
         tokens = [self._vocab[c] for c in symbols]
         style = self._style[min(len(tokens), len(self._style)) - 1].reshape(1, STYLE_DIM)
         started = time.perf_counter()
-        with self._compute.caller_turn():
-            (audio,) = self._session.run(
-                ["audio"],
-                {
-                    "tokens": np.array([[0, *tokens, 0]], dtype=np.int64),
-                    "style": style,
-                    "speed": self._speed,
-                },
-                self._run_options,
-            )
+        (audio,) = self._session.run(
+            ["audio"],
+            {
+                "tokens": np.array([[0, *tokens, 0]], dtype=np.int64),
+                "style": style,
+                "speed": self._speed,
+            },
+        )
         audio = np.asarray(audio, dtype=np.float32).reshape(-1)
         elapsed = time.perf_counter() - started
         seconds = audio.size / SAMPLE_RATE

@@ -21,7 +21,7 @@ def shrinking_run_options() -> onnxruntime.RunOptions:
 class ShrinkingSession:
     """An InferenceSession whose `run` takes its turn on the CPU (`compute`, as urgent as the
     caller said) and shrinks the arena afterwards, for code that calls `session.run(names,
-    feed)` itself (PiperVoice)."""
+    feed)` itself (PiperVoice) and for our Kokoro."""
 
     def __init__(self, session: onnxruntime.InferenceSession, compute: ComputeArbiter):
         self._session = session

@@ -65,6 +65,7 @@ def test_usage_counts_turns_and_time_per_kind():
     arbiter = ComputeArbiter()
     with arbiter.turn(Work.USER_WAITING):
         time.sleep(0.05)
-    turns, busy, _waited = arbiter.usage[Work.USER_WAITING]
+    usage = arbiter.usage_now()
+    turns, busy, _waited = usage[Work.USER_WAITING]
     assert turns == 1 and busy >= 0.05
-    assert arbiter.usage[Work.PLAYBACK][0] == 0
+    assert usage[Work.PLAYBACK][0] == 0
