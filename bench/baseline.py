@@ -16,6 +16,7 @@ import asyncio
 import json
 import sys
 import uuid
+from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI, WebSocket
@@ -28,7 +29,7 @@ SYSTEM_PROMPT = (
 )
 
 
-def baseline_server(port: int, llm_model: str) -> ServerProcess:
+def baseline_server(port: int, llm_model: str, *, log_path: Path | None = None) -> ServerProcess:
     """The baseline as a child process of the benchmark."""
     from voxline.config import load_settings
     from voxline.models.catalog import LLM_MODELS
@@ -37,7 +38,7 @@ def baseline_server(port: int, llm_model: str) -> ServerProcess:
     gguf = ModelRegistry(load_settings().models.cache_dir).path_of(LLM_MODELS[llm_model])
     args = [sys.executable, "-m", "voxline.bench.baseline", "--port", str(port),
             "--gguf", str(gguf)]
-    return ServerProcess("pipecat baseline", args, port)
+    return ServerProcess("pipecat baseline", args, port, log_path=log_path)
 
 
 def _pipeline_task(websocket: WebSocket, llm_url: str, session_bus):

@@ -19,6 +19,7 @@ PAUSE_BETWEEN_TURNS_SECS = 1.0
 # A reply with neither an event nor audio this long has stalled (not event alone: bot.text
 # comes once a sentence has been played, and a rambling sentence can play for longer).
 REPLY_IDLE_SECS = 20.0
+TRAIL_EVENTS = 16  # the last events named in a stalled turn's error
 
 
 @dataclass
@@ -141,7 +142,8 @@ async def _one_turn(mic: Microphone, listener: Listener, prompt: Prompt, result:
         if turn.has_answered:
             wait = REPLY_IDLE_SECS - listener.idle_secs(since=last_event_at)
             if wait <= 0:
-                raise TimeoutError(f"the reply stalled: {turn.waiting_for()}")
+                raise TimeoutError(f"the reply stalled: {turn.waiting_for()}; the turn's "
+                                   f"events: {turn.trail()}")
         else:
             wait = answer_deadline - loop.time()
         try:
@@ -164,6 +166,7 @@ class TurnEvents:
         self._result = result
         self._reply_end = ReplyEnd()
         self.is_done = False
+        self._trail: list[str] = []  # each event in brief, for an error message
 
     @property
     def has_answered(self) -> bool:
@@ -173,9 +176,16 @@ class TurnEvents:
         """What the reply still lacks, in words."""
         return self._reply_end.waiting_for()
 
+    def trail(self) -> str:
+        """The events so far in brief: what a stalled turn did see."""
+        return ", ".join(self._trail[-TRAIL_EVENTS:]) or "none"
+
     def record(self, event: dict) -> None:
         """Take one event into the result; sets `is_done` once the reply is over."""
         self.is_done = self._reply_end.see(event)
+        text = event.get("text")
+        self._trail.append(f"{event.get('type')} {text[:40]!r}" if text else
+                           str(event.get("type")))
         result, kind = self._result, event.get("type")
         if kind == "transcript.final":
             result.transcript = f"{result.transcript} {event['text']}".strip()

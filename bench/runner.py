@@ -39,6 +39,9 @@ class BenchOptions:
     # Session i starts i × stagger seconds after the first: independent users do not end their
     # sentences on the same 20 ms frame (0 = all at once, the worst case).
     stagger_secs: float = 0.7
+    # Each server's output goes to a file here (voxline.log, baseline.log), at `log_level`.
+    server_logs: Path | None = None
+    log_level: str = "WARNING"
 
 
 async def run_bench(options: BenchOptions) -> dict:
@@ -52,7 +55,8 @@ async def run_bench(options: BenchOptions) -> dict:
                                            with_webrtc=options.webrtc)
         if options.baseline == "pipecat":
             report["baseline"] = await _measure(
-                baseline_server(free_port(), options.llm_model), options, prompts)
+                baseline_server(free_port(), options.llm_model,
+                                log_path=_log_path(options, "baseline")), options, prompts)
             report["ratio"] = _ratios(report["voxline"], report["baseline"])
         webrtc_turns = report["voxline"].get("webrtc", {}).get("per_turn", [])
         used = {turn["prompt_id"] for turn in report["voxline"]["per_turn"] + webrtc_turns}
@@ -66,7 +70,15 @@ def _voxline(options: BenchOptions) -> ServerProcess | str:
     return voxline_server(free_port(), {"VOXLINE_LLM__MODEL": options.llm_model,
                                         "VOXLINE_SERVER__MAX_SESSIONS": "64",
                                         # --webrtc: media stays on loopback, like the clients.
-                                        "VOXLINE_WEBRTC__ICE_HOST_ADDRESSES": '["127.0.0.1"]'})
+                                        "VOXLINE_WEBRTC__ICE_HOST_ADDRESSES": '["127.0.0.1"]'},
+                          log_path=_log_path(options, "voxline"), log_level=options.log_level)
+
+
+def _log_path(options: BenchOptions, name: str) -> Path | None:
+    if options.server_logs is None:
+        return None
+    options.server_logs.mkdir(parents=True, exist_ok=True)
+    return options.server_logs / f"{name}.log"
 
 
 async def _measure(server: ServerProcess | str, options: BenchOptions,

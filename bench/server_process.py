@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psutil
 
@@ -31,6 +32,12 @@ def _get_json(url: str) -> dict | None:
         return None
 
 
+def _open_log(path: Path | None):
+    """A server's log file, appended to (None: no log). The caller closes it once the child
+    has its own copy of the descriptor."""
+    return open(path, "ab") if path else None  # noqa: SIM115 (closed by the caller)
+
+
 @dataclass
 class ServerProcess:
     """A child process serving our WebSocket protocol on `port`."""
@@ -42,6 +49,8 @@ class ServerProcess:
     # Its own process group, which stop() ends whole; False for a helper of a server that has
     # one (it then ends with that server's group).
     own_process_group: bool = True
+    # Where its stdout and stderr go (`voxline bench --server-logs`); None discards them.
+    log_path: Path | None = None
     process: asyncio.subprocess.Process | None = None
 
     @property
@@ -51,11 +60,16 @@ class ServerProcess:
 
     async def start(self, ready_path: str = "/ready") -> None:
         """Spawn and wait for `ready_path` to answer (or fail with the child's exit)."""
-        self.process = await asyncio.create_subprocess_exec(
-            *self.args, env={**os.environ, **self.env},
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-            start_new_session=self.own_process_group,
-        )
+        log = _open_log(self.log_path)
+        try:
+            self.process = await asyncio.create_subprocess_exec(
+                *self.args, env={**os.environ, **self.env},
+                stdout=log or asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.STDOUT,
+                start_new_session=self.own_process_group,
+            )
+        finally:
+            if log:
+                log.close()  # the child holds its own copy
         deadline = time.monotonic() + READY_TIMEOUT_SECS
         while time.monotonic() < deadline:
             if self.process.returncode is not None:
@@ -90,11 +104,12 @@ class ServerProcess:
         return _get_json(f"http://127.0.0.1:{self.port}/ready") or {}
 
 
-def voxline_server(port: int, env: dict[str, str]) -> ServerProcess:
+def voxline_server(port: int, env: dict[str, str], *, log_path: Path | None = None,
+                   log_level: str = "WARNING") -> ServerProcess:
     """`voxline serve` on `port` with the given settings (as env vars)."""
-    args = [sys.executable, "-m", "voxline", "--log-level", "WARNING", "serve", "--port",
+    args = [sys.executable, "-m", "voxline", "--log-level", log_level, "serve", "--port",
             str(port)]
-    return ServerProcess("voxline", args, port, env)
+    return ServerProcess("voxline", args, port, env, log_path=log_path)
 
 
 class ResourceSampler:

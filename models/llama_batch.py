@@ -53,6 +53,10 @@ class Request:
     out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     prompt_tokens_evaluated: int | None = None  # set when admitted; the rest came from the cache
     is_abandoned: bool = False  # the caller closed the stream early
+    # When it last moved (submitted, admitted, a token): a reply still for STALL_WARN_SECS
+    # gets one warning with the scheduler's state (`BatchScheduler._warn_if_stalled`).
+    moved_at: float = field(default_factory=time.monotonic)
+    stall_warned: bool = False
 
     @property
     def is_prefill(self) -> bool:
@@ -178,6 +182,7 @@ class BatchScheduler:
         error: BaseException = RuntimeError("llama engine closed")
         try:
             while self._take_inbox(timeout=self._inbox_timeout()):
+                self._warn_if_stalled()
                 self._end_stopped()
                 self._admit()
                 if order := self._step_order():
@@ -223,6 +228,28 @@ class BatchScheduler:
                 item = self._inbox.get_nowait()
         except queue.Empty:
             return True
+
+    def _warn_if_stalled(self) -> None:
+        """Log the state once when a reply has not moved for STALL_WARN_SECS: a reply should
+        never wait that long, so the log shows what it waits on."""
+        now = time.monotonic()
+        busy = [s.request for s in self._slots if s.request]
+        stalled = [r for r in [*busy, *self._waiting] if not r.is_prefill
+                   and not r.stall_warned and now - r.moved_at > STALL_WARN_SECS]
+        if not stalled:
+            return
+        for request in stalled:
+            request.stall_warned = True
+        slots = "; ".join(
+            f"slot {s.seq_id}: session {str(s.session_key)[:8]}, "
+            + (f"{_describe(s.request, now)}, {s.n_generated} generated, "
+               f"{len(s.pending)} pending" if s.request else "idle")
+            for s in self._slots)
+        waiting = ", ".join(f"session {str(r.session_key)[:8]} {_describe(r, now)}"
+                            for r in self._waiting) or "none"
+        logger.warning("llama: {} reply(ies) still for over {:g} s; step {}, next step {}; "
+                       "{}; waiting: {}", len(stalled), STALL_WARN_SECS, self._steps,
+                       [s.seq_id for s in self._step_order()], slots, waiting)
 
     def _end_stopped(self) -> None:
         for slot in self._slots:
@@ -286,6 +313,7 @@ class BatchScheduler:
         slot.n_generated = 0
         slot.started_at = next(self._clock)
         request.prompt_tokens_evaluated = len(slot.pending)
+        request.moved_at = time.monotonic()
 
     def _step_order(self) -> list[_Slot]:
         """The slots in the next step: generating slots first (one token each), then prompts,
@@ -347,6 +375,7 @@ class BatchScheduler:
             self._finish(slot, _END)
             return
         slot.n_generated += 1
+        request.moved_at = time.monotonic()
         piece = slot.decoder.decode(self._model.detokenize([token]))
         if piece:
             request.out.put(piece)
@@ -376,6 +405,18 @@ OPENING_STRIDE = 3
 PREFILL_STEP_TOKENS = 16  # ~0.2 s on 2 cores (a prompt token costs ~14 ms)
 PACE_POLL_SECS = 0.05  # every reply is ahead of its playback: look again this often
 SHIFT_PROBE_TOKENS = 16  # a dropped run counts only if this much of what follows it matches
+STALL_WARN_SECS = 15.0  # a reply sits out at most a long sentence's worth ahead of playback
+
+
+def _describe(request: Request, now: float) -> str:
+    """A request in a stall warning: its kind, how long it has been still, its flags."""
+    kind = "prefill" if request.is_prefill else "reply"
+    flags = [name for name, on in (
+        ("stopped", request.stop.is_set()), ("abandoned", request.is_abandoned),
+        ("ahead", request.pace and request.pace.is_ahead()),
+        ("running short", request.pace and request.pace.is_running_short())) if on]
+    return f"{kind} still {now - request.moved_at:.1f} s" + (f" [{', '.join(flags)}]"
+                                                             if flags else "")
 
 
 def _work(order: list[_Slot]) -> Work:

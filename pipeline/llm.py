@@ -8,6 +8,7 @@ import uuid
 from loguru import logger
 from pipecat.frames.frames import (
     BotStartedSpeakingFrame,
+    BotStoppedSpeakingFrame,
     Frame,
     InterimTranscriptionFrame,
     LLMContextFrame,
@@ -36,8 +37,11 @@ class PlaybackPace:
     counted from the reply's first audio, or from `NO_AUDIO_GRACE_SECS` after the reply began
     if no audio has started by then (audio still playing from before, speech that failed): a
     pause must never turn into a stall. Only text up to the last sentence end counts: the
-    TTS speaks whole sentences, so a half-written one is no lead at all. Every error of the
-    estimate errs toward writing more, never toward silence.
+    TTS speaks whole sentences, so a half-written one is no lead at all. And when the bot's
+    audio runs out mid-reply, playback has caught up with everything, whatever the estimate
+    said (text the TTS holds back, a voice faster than `SPEECH_CHARS_PER_SEC`): the lead
+    starts again from nothing. Every error of the estimate errs toward writing more, never
+    toward silence.
     """
 
     NO_AUDIO_GRACE_SECS = 3.0
@@ -45,14 +49,13 @@ class PlaybackPace:
 
     def __init__(self, lead_secs: float):
         self._lead_secs = lead_secs
-        self._chars = 0  # written, up to the last sentence end
+        self._chars = 0  # written since `_played_from`, up to the last sentence end
         self._unfinished = 0  # written after it
-        self._reply_started = 0.0
-        self._playing_since: float | None = None
+        self._played_from = 0.0  # when playback was at the start of those `_chars`
 
     def start_reply(self) -> None:
-        self._chars, self._unfinished, self._playing_since = 0, 0, None
-        self._reply_started = time.monotonic()
+        self._chars, self._unfinished = 0, 0
+        self._played_from = time.monotonic() + self.NO_AUDIO_GRACE_SECS
 
     def wrote(self, text: str) -> None:
         end = max(text.rfind(c) for c in SENTENCE_ENDS)
@@ -63,8 +66,11 @@ class PlaybackPace:
             self._unfinished = len(text) - end - 1
 
     def playback_started(self) -> None:
-        if self._playing_since is None:
-            self._playing_since = time.monotonic()
+        self._played_from = min(self._played_from, time.monotonic())
+
+    def playback_ran_out(self) -> None:
+        """The bot stopped speaking: all it was given has been played."""
+        self._chars, self._played_from = 0, time.monotonic()
 
     def is_ahead(self) -> bool:
         """True when the text written is more than `lead_secs` of speech ahead of playback."""
@@ -76,10 +82,7 @@ class PlaybackPace:
         return self._lead() < self.SHORT_LEAD_SECS
 
     def _lead(self) -> float:
-        started = self._reply_started + self.NO_AUDIO_GRACE_SECS
-        if self._playing_since is not None:
-            started = min(started, self._playing_since)
-        played = max(0.0, time.monotonic() - started)
+        played = max(0.0, time.monotonic() - self._played_from)
         return self._chars / SPEECH_CHARS_PER_SEC - played
 
 
@@ -118,8 +121,11 @@ class LlamaCppLLMService(LLMService):
     async def process_frame(self, frame: Frame, direction: FrameDirection):
         """Generate a reply for a context; pass every other frame on."""
         await super().process_frame(frame, direction)
-        if isinstance(frame, BotStartedSpeakingFrame) and self._pace:  # a system frame: even
-            self._pace.playback_started()  # while a reply is being generated
+        if self._pace:  # system frames: seen even while a reply is being generated
+            if isinstance(frame, BotStartedSpeakingFrame):
+                self._pace.playback_started()
+            elif isinstance(frame, BotStoppedSpeakingFrame):
+                self._pace.playback_ran_out()
         if isinstance(frame, LLMContextFrame):
             await self.push_frame(LLMFullResponseStartFrame())
             try:

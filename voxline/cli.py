@@ -2,6 +2,8 @@
 
 import argparse
 import asyncio
+import faulthandler
+import signal
 import sys
 from pathlib import Path
 
@@ -50,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run a subcommand; errors end in one line, never a traceback."""
     args = _parser().parse_args(argv)
     configure_logging(args.log_level)
+    # `kill -USR1 <pid>` prints every thread's stack to stderr: where a stuck engine waits.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         return args.run(args)
     except ConfigError as e:
@@ -127,6 +131,9 @@ def _parser() -> argparse.ArgumentParser:
                             "and the playwright package)")
     bench.add_argument("--json", type=Path, help="write every measurement here")
     bench.add_argument("--plot", type=Path, help="write an HTML latency breakdown here")
+    bench.add_argument("--server-logs", type=Path, metavar="DIR",
+                       help="write each started server's log to DIR/voxline.log and "
+                            "DIR/baseline.log (voxline's at --log-level; default: discarded)")
     bench.set_defaults(run=_bench)
 
     discord_bot = sub.add_parser(
@@ -253,7 +260,8 @@ def _bench(args: argparse.Namespace) -> int:
 
     options = BenchOptions(sessions=args.sessions, turns=args.turns, manifest=args.manifest,
                            url=args.url, baseline=args.baseline, soak_minutes=args.soak,
-                           llm_model=args.llm, webrtc=args.webrtc, stagger_secs=args.stagger)
+                           llm_model=args.llm, webrtc=args.webrtc, stagger_secs=args.stagger,
+                           server_logs=args.server_logs, log_level=args.log_level)
     try:
         report = asyncio.run(run_bench(options))
     except (PromptError, RuntimeError, OSError) as e:

@@ -21,9 +21,9 @@ async def bench_report(tmp_path_factory):
     folder = tmp_path_factory.mktemp("bench")
     voxline = Path(sys.executable).parent / "voxline"
     process = await asyncio.create_subprocess_exec(
-        str(voxline), "--log-level", "WARNING", "bench", "--turns", "3", "--llm", "smollm2-135m",
+        str(voxline), "--log-level", "INFO", "bench", "--turns", "3", "--llm", "smollm2-135m",
         "--baseline", "pipecat", "--webrtc", "--json", str(folder / "bench.json"),
-        "--plot", str(folder / "bench.html"),
+        "--plot", str(folder / "bench.html"), "--server-logs", str(folder / "logs"),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(process.communicate(), 600)
@@ -31,11 +31,18 @@ async def bench_report(tmp_path_factory):
     return json.loads((folder / "bench.json").read_text()), out.decode(), folder
 
 
+def _log_tail(folder: Path, name: str) -> str:
+    """The end of a bench server's log (--server-logs): what a failed run's server said."""
+    log = folder / "logs" / f"{name}.log"
+    return log.read_text()[-6000:] if log.exists() else f"no {log}"
+
+
 async def test_json_has_every_figure(bench_report):
-    report, _, _ = bench_report
+    report, _, folder = bench_report
     for name in ("voxline", "baseline"):
         result = report[name]
-        assert result["turns"] == 3 and result["answered"] == 3, (name, result["errors"])
+        assert result["turns"] == 3 and result["answered"] == 3, (
+            name, result["errors"], _log_tail(folder, name))
         for q in ("p50", "p95", "max"):
             assert 0 < result["v2v_secs"][q] < 15
         assert 0 <= result["stt_wer"] <= 1
@@ -72,6 +79,13 @@ async def test_table_and_plot_are_written(bench_report):
     html = (folder / "bench.html").read_text()
     assert html.count("<rect") >= 6 * 3 and "<circle" in html
     assert "over WebRTC" in html
+
+
+async def test_each_servers_log_is_kept(bench_report):
+    """--server-logs: the voxline server's log at the bench's level, the baseline's too."""
+    _, _, folder = bench_report
+    assert "voxline: models ready" in (folder / "logs" / "voxline.log").read_text()
+    assert (folder / "logs" / "baseline.log").exists()
 
 
 def test_http_origin_from_the_ws_url():

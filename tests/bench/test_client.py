@@ -80,3 +80,5 @@ async def test_a_reply_gone_quiet_is_a_stall_that_says_what_is_missing(monkeypat
     result = await _run_one_turn(never_speaks_its_second_sentence)
     assert result.error.startswith("the reply stalled: part of the reply was never spoken")
     assert "'One. Two.'" in result.error
+    assert result.error.endswith("the turn's events: bot.started_speaking, bot.text 'One.', "
+                                 "bot.reply 'One. Two.', bot.stopped_speaking"), result.error

@@ -253,3 +253,29 @@ def test_a_prompt_longer_than_n_ctx_names_the_setting(engine):
         engine.stream_chat(
             _ask("hello " * 1000), max_tokens=10, temperature=0.0, stop=threading.Event()
         )
+
+
+def test_a_reply_that_stays_still_is_logged_once_with_the_scheduler_state(engine, monkeypatch):
+    """A reply that has not moved for STALL_WARN_SECS (here held back by its pace) gets one
+    warning that says what it waits on, so a stuck reply can be diagnosed from the log."""
+    from loguru import logger
+
+    from voxline.models import llama_batch
+
+    monkeypatch.setattr(llama_batch, "STALL_WARN_SECS", 0.3)
+    warnings: list[str] = []
+    sink = logger.add(lambda m: warnings.append(m.record["message"]), level="WARNING")
+    stop = threading.Event()
+    try:
+        stream = engine.stream_chat(_ask("Write a long story about a dragon."), max_tokens=30,
+                                    temperature=0.0, stop=stop, session_key="still",
+                                    pace=_Pace(lambda: True))
+        next(stream)  # it holds its slot, then sits out
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        logger.remove(sink)
+    list(stream)
+    stalls = [w for w in warnings if "still for over" in w]
+    assert len(stalls) == 1, warnings
+    assert "session still, reply still" in stalls[0] and "[ahead]" in stalls[0], stalls[0]

@@ -75,3 +75,21 @@ def test_each_reply_starts_from_nothing(clock):
     pace.start_reply()  # the next turn: its playback has not started
     pace.wrote(_chars(6.0))
     assert pace.is_ahead()
+
+
+def test_audio_that_runs_out_mid_reply_starts_the_lead_from_nothing(clock):
+    """Text the TTS cannot speak yet, or a voice faster than the estimate: once the bot has
+    nothing left to play, the reply must write, whatever the estimate says."""
+    pace = PlaybackPace(lead_secs=5.0)
+    pace.start_reply()
+    pace.playback_started()
+    pace.wrote(_chars(30.0))
+    clock[0] += 4.0
+    assert pace.is_ahead(), "by the estimate 26 s are left to play"
+    pace.playback_ran_out()
+    assert not pace.is_ahead() and pace.is_running_short()
+    pace.wrote(_chars(6.0))
+    assert pace.is_ahead(), "ahead again once it has written more than the lead"
+    pace.playback_started()
+    clock[0] += 1.5
+    assert not pace.is_ahead()

@@ -59,3 +59,13 @@ async def test_a_length_cut_does_not_end_on_a_leading_word():
     pieces = await _pieces(aggregator, [w if i == 0 else f" {w}" for i, w in enumerate(words)])
     assert pieces[0] == "A friendly dragon is a dragon"
     assert pieces[1] == "that loves to fly."
+
+
+async def test_each_line_of_a_list_is_spoken_as_it_comes():
+    """The sentence tokenizer alone kept a whole list as one piece until the reply ended."""
+    aggregator = FirstClauseAggregator()
+    reply = ("Sure, here are a few:\n\n- \"Dune\" by Frank Herbert\n"
+             "- \"Emma\" by Jane Austen\nEnjoy them.")
+    pieces = await _pieces(aggregator, [reply[i:i + 3] for i in range(0, len(reply), 3)])
+    assert pieces == ["Sure, here are a few:", "- \"Dune\" by Frank Herbert",
+                      "- \"Emma\" by Jane Austen", "Enjoy them."]

@@ -91,7 +91,10 @@ async def test_talking_over_the_bot_interrupts_it(webrtc_server, speech, tmp_pat
 
 
 async def test_two_pages_are_two_independent_sessions(webrtc_server, speech, tmp_path):
-    mic = mic_file(tmp_path / "mic.wav", (None, 1.0), (speech(QUESTION), 12.0))
+    # Each page's microphone plays the file from its own start, and what it says before the
+    # connection is up is lost (as with a person who speaks before the page says "listening").
+    # Two pages connecting at once on 2 busy cores took over 1 s in CI: 3 s of silence first.
+    mic = mic_file(tmp_path / "mic.wav", (None, 3.0), (speech(QUESTION), 12.0))
     async with chromium(mic) as browser:
         pages = [await _talk(browser, webrtc_server.http_url) for _ in range(2)]
         done = "window.voxline.events.some(e => e.type === 'transcript.final')"
