@@ -53,15 +53,46 @@ class PiperSynthesizer:
             pass
 
 
+# Piper's onnx run holds ~0.9 MB per phoneme until it ends (~17 MB per second of audio,
+# measured: a 200-character sentence +177 MB for the run, 800 characters +688 MB), and none of
+# its audio plays before then. Longer sentences are synthesized in parts: ~6 s of audio and
+# ~+100 MB at most, the first part playing while the next is made.
+MAX_PART_PHONEMES = 120
+PART_BREAKS = (",;:", " ")  # cut after a clause mark if there is one, else between words
+
+
+def split_long(phonemes: list[str], limit: int = MAX_PART_PHONEMES) -> list[list[str]]:
+    """One sentence's phonemes as parts of at most `limit`, cut at the last clause mark, else
+    the last space, in the window (not in its first third: no tiny parts), else at `limit`."""
+    parts = []
+    while len(phonemes) > limit:
+        cut = next((i + 1 for marks in PART_BREAKS
+                    for i in range(limit - 1, limit // 3, -1) if phonemes[i] in marks), limit)
+        parts.append(_strip_spaces(phonemes[:cut]))
+        phonemes = _strip_spaces(phonemes[cut:])
+    return [*parts, phonemes]
+
+
+def _strip_spaces(phonemes: list[str]) -> list[str]:
+    start, end = 0, len(phonemes)
+    while start < end and phonemes[start] == " ":
+        start += 1
+    while end > start and phonemes[end - 1] == " ":
+        end -= 1
+    return phonemes[start:end]
+
+
 def _locked_phonemizer(voice_class: type) -> type:
     """PiperVoice, phonemizing one text at a time: piper's espeak-ng bridge keeps global state,
     and sessions' sentences run in several threads. Inference is not under this lock: it takes
-    its own turn on the CPU."""
+    its own turn on the CPU. Each long sentence comes back in parts (`split_long`): Piper
+    synthesizes each phonemized "sentence" in one run."""
     lock = threading.Lock()
 
     class LockedPhonemizerVoice(voice_class):
         def phonemize(self, text: str) -> list[list[str]]:
             with lock:
-                return super().phonemize(text)
+                sentences = super().phonemize(text)
+            return [part for sentence in sentences for part in split_long(sentence)]
 
     return LockedPhonemizerVoice
