@@ -36,7 +36,7 @@ class FirstClauseAggregator(SimpleTextAggregator):
             # The sentence tokenizer would hold a list of book titles ("- Dune by Frank
             # Herbert") as one sentence until the reply's end, with the bot silent meanwhile.
             result = Aggregation(text=self._text.strip(), type=TextType.SENTENCE)
-            await SimpleTextAggregator.reset(self)  # the base's: this reply has spoken
+            await super().reset()  # not ours: this reply has spoken, the next piece is no opener
             self._has_spoken = True
             return result
         result = await super()._check_sentence_with_lookahead(char, protected_end=protected_end)
