@@ -1,11 +1,12 @@
 """After a session, the memory it freed goes back to the OS (glibc keeps it otherwise)."""
 
+import asyncio
 import threading
 
 import psutil
 import pytest
 
-from voxline.memory import _malloc_trim, release_freed_memory
+from voxline.memory import HeapTrimmer, _malloc_trim, release_freed_memory
 
 pytestmark = pytest.mark.skipif(_malloc_trim() is None, reason="needs glibc's malloc_trim")
 
@@ -33,3 +34,34 @@ def test_freed_session_memory_is_released():
     after = process.memory_info().rss
     assert kept
     assert before - after > 100 * 2**20, (before >> 20, after >> 20)
+
+
+async def test_heap_is_trimmed_while_sessions_run():
+    """Freed buffers go back within a check or two while a session is live, not only when it
+    ends."""
+    process = psutil.Process()
+    trimmer = HeapTrimmer(interval_secs=0.05, slack_bytes=32 * 2**20)
+    trimmer.session_started()
+    try:
+        release_freed_memory()  # earlier tests' freed memory would be reused, not grown into
+        before = process.memory_info().rss
+        kept = await asyncio.to_thread(_fragment_a_thread_arena)  # ~200 MB freed, unless trimmed
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if trimmer.trims:
+                break
+        assert kept
+        assert trimmer.trims >= 1
+        assert process.memory_info().rss - before < 50 * 2**20
+    finally:
+        trimmer.session_ended()
+
+
+async def test_heap_is_left_alone_when_it_has_not_grown():
+    trimmer = HeapTrimmer(interval_secs=0.02, slack_bytes=512 * 2**20)
+    trimmer.session_started()
+    await asyncio.sleep(0.2)
+    trimmer.session_ended()
+    await asyncio.sleep(0.05)
+    assert trimmer.trims == 0
+    assert trimmer._task.done()  # no sessions: the checks stop

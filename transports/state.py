@@ -10,7 +10,7 @@ from voxline.agent import CircuitBreaker, Persona, SessionRegistry
 from voxline.auth import AccessGuard, KeyStore
 from voxline.bus import EventBus
 from voxline.config.settings import VoxlineSettings
-from voxline.memory import release_freed_memory
+from voxline.memory import HeapTrimmer, release_freed_memory
 from voxline.models import ModelSet
 from voxline.transports.client_events import ClientOutbox
 
@@ -34,14 +34,17 @@ class AppState:
     client_outboxes: set[ClientOutbox] = field(default_factory=set)
     access: AccessGuard = field(default_factory=AccessGuard)
     keys: KeyStore | None = None
+    heap_trimmer: HeapTrimmer = field(default_factory=HeapTrimmer)
 
     @asynccontextmanager
     async def live_session(self) -> AsyncIterator[None]:
         """Count one session (what /ready and the session limit see) while it runs; after it,
-        give the memory it freed back to the OS."""
+        give the memory it freed back to the OS (and while it runs, see `HeapTrimmer`)."""
         self.active_sessions += 1
+        self.heap_trimmer.session_started()
         try:
             yield
         finally:
             self.active_sessions -= 1
+            self.heap_trimmer.session_ended()
             await asyncio.to_thread(release_freed_memory)
