@@ -26,7 +26,7 @@ _DONE = object()
 # Piper's voice spoke 16-19.5 characters a second in the bench's replies (pauses included);
 # counting a little faster errs toward writing ahead, never toward making playback wait.
 SPEECH_CHARS_PER_SEC = 20.0
-SENTENCE_ENDS = ".!?\n"
+SENTENCE_ENDS = ".!?"
 
 
 class PlaybackPace:
@@ -36,8 +36,10 @@ class PlaybackPace:
     `Pace` of models/llama_batch.py): plain attribute reads, no lock needed. Playback is
     counted from the reply's first audio, or from `NO_AUDIO_GRACE_SECS` after the reply began
     if no audio has started by then (audio still playing from before, speech that failed): a
-    pause must never turn into a stall. Only text up to the last sentence end counts: the
-    TTS speaks whole sentences, so a half-written one is no lead at all. And when the bot's
+    pause must never turn into a stall. Only text the TTS has been given counts: whole
+    sentences, each once the next word has begun (pipecat's aggregator holds "... the ocean."
+    until it sees the next word, in case of "Dr." or "3.5"), and lines at their line break;
+    a half-written sentence is no lead at all. And when the bot's
     audio runs out mid-reply, playback has caught up with everything, whatever the estimate
     said (text the TTS holds back, a voice faster than `SPEECH_CHARS_PER_SEC`): the lead
     starts again from nothing. Every error of the estimate errs toward writing more, never
@@ -49,21 +51,20 @@ class PlaybackPace:
 
     def __init__(self, lead_secs: float):
         self._lead_secs = lead_secs
-        self._chars = 0  # written since `_played_from`, up to the last sentence end
-        self._unfinished = 0  # written after it
+        self._chars = 0  # given to the TTS since `_played_from`
+        self._held = ""  # written after that: the sentence still being written
         self._played_from = 0.0  # when playback was at the start of those `_chars`
 
     def start_reply(self) -> None:
-        self._chars, self._unfinished = 0, 0
+        self._chars, self._held = 0, ""
         self._played_from = time.monotonic() + self.NO_AUDIO_GRACE_SECS
 
     def wrote(self, text: str) -> None:
-        end = max(text.rfind(c) for c in SENTENCE_ENDS)
-        if end < 0:
-            self._unfinished += len(text)
-        else:
-            self._chars += self._unfinished + end + 1
-            self._unfinished = len(text) - end - 1
+        held = self._held + text
+        last_char = max(len(held.rstrip()) - 1, 0)  # a sentence end before it has a word after it
+        end = max(held.rfind("\n"), *(held.rfind(c, 0, last_char) for c in SENTENCE_ENDS))
+        self._chars += end + 1
+        self._held = held[end + 1:]
 
     def playback_started(self) -> None:
         self._played_from = min(self._played_from, time.monotonic())

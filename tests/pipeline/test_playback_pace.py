@@ -14,8 +14,9 @@ def clock(monkeypatch):
 
 
 def _chars(secs: float) -> str:
-    """A finished sentence of `secs` of speech."""
-    return "x" * (int(secs * SPEECH_CHARS_PER_SEC) - 1) + "."
+    """A finished sentence of `secs` of speech, and the first letter of the next one (which
+    lets the TTS aggregator release it)."""
+    return "x" * (int(secs * SPEECH_CHARS_PER_SEC) - 2) + ". N"
 
 
 def test_text_ahead_of_playback_by_more_than_the_lead_pauses(clock):
@@ -52,6 +53,30 @@ def test_a_half_written_sentence_is_no_lead(clock):
     pace.wrote("x" * int(10 * SPEECH_CHARS_PER_SEC))
     assert not pace.is_ahead() and pace.is_running_short()
     pace.wrote(" and so on. And")  # ends it: all of it counts now
+    assert pace.is_ahead()
+
+
+def test_a_sentence_counts_once_the_next_word_begins(clock):
+    """pipecat's aggregator holds "... the ocean." until the next word shows it was no "Dr.":
+    a reply that paused right after the period would leave the TTS nothing, and sit out as
+    though it were 5 s ahead (the bench heard 2-3 s of silence mid-reply)."""
+    pace = PlaybackPace(lead_secs=5.0)
+    pace.start_reply()
+    pace.wrote("x" * int(6 * SPEECH_CHARS_PER_SEC) + ".")
+    assert not pace.is_ahead(), "the sentence is still held by the TTS aggregator"
+    pace.wrote(" ")
+    assert not pace.is_ahead()
+    pace.wrote(" It")
+    assert pace.is_ahead()
+
+
+def test_a_line_counts_at_its_break(clock):
+    """The TTS speaks a list item at its line break (FirstClauseAggregator)."""
+    pace = PlaybackPace(lead_secs=5.0)
+    pace.start_reply()
+    pace.wrote("- " + "x" * int(6 * SPEECH_CHARS_PER_SEC))
+    assert not pace.is_ahead()
+    pace.wrote("\n")
     assert pace.is_ahead()
 
 
