@@ -1,4 +1,4 @@
-"""Text to TTS in pieces: the first piece of each reply is cut at its first clause break."""
+"""Text to TTS in pieces: a reply opens with clauses, then goes on in whole sentences."""
 
 from pipecat.utils.text.base_text_aggregator import Aggregation, TextType
 from pipecat.utils.text.simple_text_aggregator import SimpleTextAggregator
@@ -11,22 +11,31 @@ LEADING_WORDS = frozenset("a an the of to and or but in on at for with from my y
 
 
 class FirstClauseAggregator(SimpleTextAggregator):
-    """pipecat's sentence aggregator, except that a reply's first piece is cut early: at the
-    first clause break once it has `min_words` words ("Sure, the capital is ..."), or at a word
-    boundary once it has `max_words` words with no break at all (not after "a", "the", ...);
+    """pipecat's sentence aggregator, except that a reply's opening is spoken in short pieces
     and that a line break always ends a piece.
+
+    The first piece is cut at the first clause break once it has `min_words` words ("Sure,
+    the capital is ..."; not in "384,400"), or at a word boundary once it has `max_words` words with no break at
+    all (not after "a", "the", ...). Until the reply has spoken `ramp_words` words, the next
+    pieces are cut the same way at `ramp_max_words`. After that, whole sentences.
 
     The bot starts speaking sooner: on 2 cores the LLM writes ~20 tokens/s and Piper needs
     ~0.1 s plus ~0.02 s per word, so an 8-word first piece cost ~0.25 s more than a 5-word
-    one. Later pieces stay whole sentences, which synthesize with better prosody and are
-    spoken while the LLM writes ahead.
+    one. And it keeps speaking: the second piece must be written and synthesized while the
+    first one plays (~1 s), and with four sessions opening replies at once the LLM wrote ~10
+    tokens/s per reply, so a whole second sentence ("named Grendel, was a curious and
+    adventurous creature.") came 0.2-0.7 s after the first clause had finished playing.
+    Once a few pieces are queued, whole sentences, which synthesize with better prosody.
     """
 
-    def __init__(self, *, min_words: int = 2, max_words: int = 5, **kwargs):
+    def __init__(self, *, min_words: int = 2, max_words: int = 5, ramp_words: int = 12,
+                 ramp_max_words: int = 8, **kwargs):
         super().__init__(**kwargs)
         self._min_words = min_words
         self._max_words = max_words
-        self._has_spoken = False
+        self._ramp_words = ramp_words
+        self._ramp_max_words = ramp_max_words
+        self._words_spoken = 0  # in this reply's pieces so far
 
     async def _check_sentence_with_lookahead(
         self, char: str, *, protected_end: int = 0
@@ -36,37 +45,44 @@ class FirstClauseAggregator(SimpleTextAggregator):
             # The sentence tokenizer would hold a list of book titles ("- Dune by Frank
             # Herbert") as one sentence until the reply's end, with the bot silent meanwhile.
             result = Aggregation(text=self._text.strip(), type=TextType.SENTENCE)
-            await super().reset()  # not ours: this reply has spoken, the next piece is no opener
-            self._has_spoken = True
+            spoken = self._words_spoken
+            await super().reset()  # not ours: this reply goes on, no new opening
+            self._words_spoken = spoken + len(result.text.split())
             return result
         result = await super()._check_sentence_with_lookahead(char, protected_end=protected_end)
-        if result is None and not self._has_spoken and self._is_early_cut(char):
+        if result is None and self._is_early_cut(char):
             result = Aggregation(text=self._text.strip(), type=TextType.SENTENCE)
             self._text = ""
         if result is not None:
-            self._has_spoken = True
+            self._words_spoken += len(result.text.split())
         return result
 
     def _is_early_cut(self, char: str) -> bool:
-        words = len(self._text.split())
-        if char in CLAUSE_BREAKS:
-            return words >= self._min_words
-        # A space after `max_words` words; not inside a sentence end's lookahead.
+        if self._words_spoken >= self._ramp_words:
+            return False
+        max_words = self._max_words if self._words_spoken == 0 else self._ramp_max_words
+        if char != " ":
+            return False
+        # At the space after a word: "384,400" is a number, "dragon, named" a clause break.
         text = self._text.rstrip()
-        return char == " " and words >= self._max_words and text[-1:] not in ".?!" and \
+        words = len(text.split())
+        if text[-1:] in CLAUSE_BREAKS:
+            return words >= self._min_words
+        # Not inside a sentence end's lookahead, nor after "a", "the", ...
+        return words >= max_words and text[-1:] not in ".?!" and \
             text.rsplit(" ", 1)[-1].lower() not in LEADING_WORDS
 
     async def flush(self) -> Aggregation | None:
-        """End of a reply: the next one starts with a clause again."""
-        self._has_spoken = False
+        """End of a reply: the next one opens in short pieces again."""
+        self._words_spoken = 0
         return await super().flush()
 
     async def handle_interruption(self):
-        """Interrupted: the next reply starts with a clause again."""
-        self._has_spoken = False
+        """Interrupted: the next reply opens in short pieces again."""
+        self._words_spoken = 0
         await super().handle_interruption()
 
     async def reset(self):
-        """Cleared: the next reply starts with a clause again."""
-        self._has_spoken = False
+        """Cleared: the next reply opens in short pieces again."""
+        self._words_spoken = 0
         await super().reset()

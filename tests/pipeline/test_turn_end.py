@@ -26,14 +26,14 @@ async def _pieces(aggregator, tokens):
     return out + ([tail.text] if tail and tail.text else [])
 
 
-async def test_first_piece_of_each_reply_is_a_clause_then_sentences():
-    aggregator = FirstClauseAggregator(min_words=3)
+async def test_a_reply_opens_with_clauses_then_goes_on_in_sentences():
+    aggregator = FirstClauseAggregator(min_words=3, ramp_words=8)
     reply = ["Sure", ",", " the", " capital", " of", " France", ",", " as", " you", " know", ",",
-             " is", " Paris", ".", " It", " is", " lovely", ".", " Really", "."]
+             " is", " Paris", ".", " It", " is", " lovely", ",", " really", ".", " Yes", "."]
     pieces = await _pieces(aggregator, reply)
     assert pieces[0] == "Sure, the capital of France,"
-    assert pieces[1] == "as you know, is Paris."
-    assert pieces[2:] == ["It is lovely.", "Really."]
+    assert pieces[1] == "as you know,", "5 words spoken: still opening"
+    assert pieces[2:] == ["is Paris.", "It is lovely, really.", "Yes."]
     # The next reply starts with a clause again.
     again = await _pieces(aggregator, ["Well", ",", " I", " think", " so", ",", " yes", "."])
     assert again[0] == "Well, I think so,"
@@ -51,6 +51,26 @@ async def test_a_long_first_sentence_without_breaks_is_cut_after_max_words():
     pieces = await _pieces(aggregator, [w if i == 0 else f" {w}" for i, w in enumerate(words)])
     assert pieces[0] == "A friendly dragon is a dragon that loves"
     assert pieces[1] == "to fly and is loyal."
+
+
+async def test_the_second_piece_is_short_too():
+    """With four sessions opening replies at once, a whole second sentence was written and
+    synthesized only after the first clause had finished playing (0.2-3 s of silence)."""
+    aggregator = FirstClauseAggregator(min_words=2, max_words=5, ramp_words=12, ramp_max_words=8)
+    reply = ('Certainly! "The Catcher in the Rye" by J.D. Salinger is a classic that is perfect '
+             'for reading this weekend. It is short. You will enjoy it.')
+    pieces = await _pieces(aggregator, [reply[i:i + 4] for i in range(0, len(reply), 4)])
+    # The opening quote going with "Certainly!" is pipecat's sentence split (not spoken).
+    assert pieces == ['Certainly! "', 'The Catcher in the Rye" by J.D. Salinger',
+                      "is a classic that is perfect for reading", "this weekend.",
+                      "It is short.", "You will enjoy it."]
+
+
+async def test_a_comma_inside_a_number_is_no_clause_break():
+    aggregator = FirstClauseAggregator(min_words=2, max_words=8)
+    pieces = await _pieces(aggregator, ["The", " moon", " is", " about", " 384", ",", "400",
+                                        " km", " away", ",", " give", " or", " take", "."])
+    assert pieces[0] == "The moon is about 384,400 km away,"
 
 
 async def test_a_length_cut_does_not_end_on_a_leading_word():
