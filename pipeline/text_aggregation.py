@@ -15,9 +15,10 @@ class FirstClauseAggregator(SimpleTextAggregator):
     and that a line break always ends a piece.
 
     The first piece is cut at the first clause break once it has `min_words` words ("Sure,
-    the capital is ..."; not in "384,400"), or at a word boundary once it has `max_words` words with no break at
-    all (not after "a", "the", ...). Until the reply has spoken `ramp_words` words, the next
-    pieces are cut the same way at `ramp_max_words`. After that, whole sentences.
+    the capital is ..."; not "384,400"), or at a word boundary once it has `max_words` words
+    with no break at all (not after "a", "the", ...). Until the reply has spoken `ramp_words`
+    words, the next pieces are cut the same way at `ramp_max_words`. After that, whole
+    sentences.
 
     The bot starts speaking sooner: on 2 cores the LLM writes ~20 tokens/s and Piper needs
     ~0.1 s plus ~0.02 s per word, so an 8-word first piece cost ~0.25 s more than a 5-word

@@ -48,10 +48,12 @@ async def test_heap_is_trimmed_while_sessions_run():
         kept = await asyncio.to_thread(_fragment_a_thread_arena)  # ~200 MB freed, unless trimmed
         for _ in range(100):
             await asyncio.sleep(0.05)
-            if trimmer.trims:
+            if process.memory_info().rss - before < 50 * 2**20:
                 break
         assert kept
         assert trimmer.trims >= 1
+        # A trim may come while the buffers are still in use (~200 MB grown); the next one
+        # after they are freed must still happen.
         assert process.memory_info().rss - before < 50 * 2**20
     finally:
         trimmer.session_ended()

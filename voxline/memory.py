@@ -5,6 +5,8 @@ import asyncio
 import ctypes
 import ctypes.util
 import functools
+import time
+from collections import deque
 
 import psutil
 from loguru import logger
@@ -23,7 +25,7 @@ def _malloc_trim():
 def release_freed_memory() -> None:
     """Blocking (a few ms): call it in a thread. Each session's native buffers (onnxruntime,
     CTranslate2, audio) are freed into glibc's per-thread arenas, which keep them: RSS grew
-    round after round of sessions in the soak (docs/operations.md) until trimmed."""
+    round after round of sessions in the soak (README, Performance) until trimmed."""
     trim = _malloc_trim()
     if trim is not None:
         released = trim(0)
@@ -31,8 +33,8 @@ def release_freed_memory() -> None:
 
 
 class HeapTrimmer:
-    """While sessions are live, trims the heap whenever RSS has grown `slack_bytes` since the
-    last trim (checked every `interval_secs`).
+    """While sessions are live, trims the heap whenever RSS is `slack_bytes` above the lowest
+    it was just after a trim in the last `window_secs` (checked every `interval_secs`).
 
     Why not only after a session: the engines' multi-MB buffers (a Whisper decode, a Piper
     run) are freed into the heap, and glibc hands back only its very top, so RSS climbed by
@@ -41,11 +43,17 @@ class HeapTrimmer:
     the next decode ~0.01 s more while its pages come back. Making glibc mmap every large
     buffer instead (a fixed M_MMAP_THRESHOLD) kept RSS flat too, but doubled Whisper's decode
     time (0.09 s -> 0.18 s on a short clip).
+
+    Against the lowest level rather than the last trim's: a trim while buffers are still in
+    use releases little, and they are freed a moment later. The window lets a level that
+    stays (more live data) become the new floor, so trims stop rather than repeat.
     """
 
-    def __init__(self, *, interval_secs: float = 1.0, slack_bytes: int = 24 * 2**20):
+    def __init__(self, *, interval_secs: float = 1.0, slack_bytes: int = 24 * 2**20,
+                 window_secs: float = 30.0):
         self._interval_secs = interval_secs
         self._slack_bytes = slack_bytes
+        self._window_secs = window_secs
         self._process = psutil.Process()
         self._task: asyncio.Task | None = None
         self._live = 0
@@ -60,12 +68,19 @@ class HeapTrimmer:
         self._live -= 1
 
     async def _run(self) -> None:
-        trimmed_to = self._process.memory_info().rss
+        lows = deque([(time.monotonic(), self._rss())])  # (when, RSS) just after a trim
         while self._live > 0:
             await asyncio.sleep(self._interval_secs)
-            rss = self._process.memory_info().rss
-            trimmed_to = min(trimmed_to, rss)  # a session's end trimmed too
-            if rss - trimmed_to >= self._slack_bytes:
+            now, rss = time.monotonic(), self._rss()
+            while len(lows) > 1 and now - lows[0][0] > self._window_secs:
+                lows.popleft()
+            floor = min(low for _, low in lows)
+            if rss < floor:  # a session's end trimmed too
+                lows.append((now, rss))
+            elif rss - floor >= self._slack_bytes:
                 await asyncio.to_thread(release_freed_memory)
                 self.trims += 1
-                trimmed_to = self._process.memory_info().rss
+                lows.append((time.monotonic(), self._rss()))
+
+    def _rss(self) -> int:
+        return self._process.memory_info().rss
