@@ -65,7 +65,10 @@ class HeapTrimmer:
             self._task = asyncio.create_task(self._run(), name="voxline-heap-trimmer")
 
     def session_ended(self) -> None:
+        """With the last session gone the checks stop at once (no task left behind)."""
         self._live -= 1
+        if self._live == 0 and self._task is not None:
+            self._task.cancel()
 
     async def _run(self) -> None:
         lows = deque([(time.monotonic(), self._rss())])  # (when, RSS) just after a trim
