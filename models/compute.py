@@ -13,10 +13,11 @@ class Work(IntEnum):
     """What a turn on the CPU is for, most urgent first."""
 
     USER_WAITING = 0  # the decode at a pause or the final one, a reply's first synthesized words
-    REPLY_OPENING = 1  # LLM steps with a new prompt or a reply's first words in them
-    PLAYBACK = 2  # the next sentences of a reply that is playing
-    WRITING_AHEAD = 3  # LLM steps of replies well under way (they are ahead of playback)
-    SPECULATIVE = 4  # interim transcripts, prefill of the user's words: nice to have early
+    RUNNING_DRY = 1  # the next words of a reply whose audio will run out within ~1.5 s
+    REPLY_OPENING = 2  # LLM steps with a new prompt or a reply's first words in them
+    PLAYBACK = 3  # the next sentences of a reply that is playing
+    WRITING_AHEAD = 4  # LLM steps of replies well under way (they are ahead of playback)
+    SPECULATIVE = 5  # interim transcripts, prefill of the user's words: nice to have early
 
 
 _caller = threading.local()

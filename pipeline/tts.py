@@ -15,7 +15,8 @@ from voxline.pipeline.text_aggregation import FirstClauseAggregator
 
 CHUNK_SECS = 0.04
 # Less audio than this left to play before the reply's next sentence is needed: synthesizing it
-# is as urgent as a first piece (a gap in the bot's speech is heard like a wait).
+# comes right after a waiting user's words (a gap in the bot's speech is heard like a wait, but
+# this sentence still has some audio ahead of it, and a first piece has none).
 SHORT_LEAD_SECS = 1.5
 
 
@@ -92,13 +93,13 @@ class LocalTTSService(TTSService):
                 yield chunk[offset: offset + piece]
 
     def _urgency(self, is_first_piece: bool) -> Work:
-        """A user waits for a reply's first words, and for the next ones when the audio
-        synthesized so far is about to finish playing."""
+        """A user waits for a reply's first words; the next ones are needed soon when the
+        audio synthesized so far is about to finish playing."""
         if is_first_piece:
             return Work.USER_WAITING
         played = asyncio.get_running_loop().time() - self._reply_audio_since
         if self._reply_audio_secs - played < SHORT_LEAD_SECS:
-            return Work.USER_WAITING
+            return Work.RUNNING_DRY
         return Work.PLAYBACK
 
     @staticmethod

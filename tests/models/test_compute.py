@@ -33,8 +33,10 @@ def test_the_most_urgent_goes_first_and_equals_in_arrival_order():
         (Work.SPECULATIVE, "interim"), (Work.WRITING_AHEAD, "story"),
         (Work.PLAYBACK, "sentence 1"), (Work.USER_WAITING, "final"),
         (Work.PLAYBACK, "sentence 2"), (Work.REPLY_OPENING, "first token"),
+        (Work.RUNNING_DRY, "words before the audio runs out"),
     ])
-    assert order == ["final", "first token", "sentence 1", "sentence 2", "story", "interim"]
+    assert order == ["final", "words before the audio runs out", "first token", "sentence 1",
+                     "sentence 2", "story", "interim"]
 
 
 def test_waiting_work_gains_urgency_but_never_passes_a_waiting_user():

@@ -63,3 +63,26 @@ async def test_first_words_are_urgent_later_sentences_wait_their_turn(models, mo
     )
     assert any(isinstance(f, TTSAudioRawFrame) for f in down)
     assert works == [Work.USER_WAITING, Work.PLAYBACK, Work.PLAYBACK], works  # 3 sentences
+
+
+async def test_words_needed_before_the_audio_runs_out_go_before_reply_openings(models,
+                                                                              monkeypatch):
+    """After a one-word first sentence the next one is needed within ~0.5 s: it ranks after a
+    waiting user's words but before other replies' LLM openings; the one after it, with
+    audio queued ahead, is playback work again."""
+    works: list[Work] = []
+    turn = models.compute.turn
+
+    def recording_turn(work: Work):
+        works.append(work)
+        return turn(work)
+
+    monkeypatch.setattr(models.compute, "turn", recording_turn)
+    tts = LocalTTSService(engine=models.tts, executor=models.tts_executor)
+    text = "Hi. I know a lot about the weather and the sea. Just ask away."
+    down, _ = await run_test(
+        tts, frames_to_send=[TTSSpeakFrame(text), SleepFrame(sleep=1.5)],
+        pipeline_params=PipelineParams(audio_out_sample_rate=24000),
+    )
+    assert any(isinstance(f, TTSAudioRawFrame) for f in down)
+    assert works == [Work.USER_WAITING, Work.RUNNING_DRY, Work.PLAYBACK], works
