@@ -42,11 +42,8 @@ async def test_text_over_max_text_chars_is_cut_at_a_word(models):
     assert wer("Hello there my friend hello there my", transcribe(models, pcm, 24000)) <= 0.3
 
 
-async def test_first_words_are_urgent_later_sentences_wait_their_turn(models, monkeypatch):
-    """A user waits for a reply's first sentence; the next ones (audio still queued ahead of
-    them) are playback work, which a waiting user's final transcript may go before. One turn
-    per sentence: finding that a sentence has no more audio takes none (the next sentence
-    would wait on it)."""
+def _record_turns(models, monkeypatch) -> list[Work]:
+    """The kind of work of each turn the engine takes on its arbiter, in order."""
     works: list[Work] = []
     turn = models.compute.turn
 
@@ -54,7 +51,16 @@ async def test_first_words_are_urgent_later_sentences_wait_their_turn(models, mo
         works.append(work)
         return turn(work)
 
-    monkeypatch.setattr(models.compute, "turn", recording_turn)  # the engine's arbiter
+    monkeypatch.setattr(models.compute, "turn", recording_turn)
+    return works
+
+
+async def test_first_words_are_urgent_later_sentences_wait_their_turn(models, monkeypatch):
+    """A user waits for a reply's first sentence; the next ones (audio still queued ahead of
+    them) are playback work, which a waiting user's final transcript may go before. One turn
+    per sentence: finding that a sentence has no more audio takes none (the next sentence
+    would wait on it)."""
+    works = _record_turns(models, monkeypatch)
     tts = LocalTTSService(engine=models.tts, executor=models.tts_executor)
     text = "Hello, how can I help you today? I know a lot about the weather. Just ask away."
     down, _ = await run_test(
@@ -70,14 +76,7 @@ async def test_words_needed_before_the_audio_runs_out_go_before_reply_openings(m
     """After a one-word first sentence the next one is needed within ~0.5 s: it ranks after a
     waiting user's words but before other replies' LLM openings; the one after it, with
     audio queued ahead, is playback work again."""
-    works: list[Work] = []
-    turn = models.compute.turn
-
-    def recording_turn(work: Work):
-        works.append(work)
-        return turn(work)
-
-    monkeypatch.setattr(models.compute, "turn", recording_turn)
+    works = _record_turns(models, monkeypatch)
     tts = LocalTTSService(engine=models.tts, executor=models.tts_executor)
     text = "Hi. I know a lot about the weather and the sea. Just ask away."
     down, _ = await run_test(
