@@ -41,11 +41,10 @@ class AppState:
         """Count one session (what /ready and the session limit see) while it runs; after it,
         give the memory it freed back to the OS (and while it runs, see `HeapTrimmer`)."""
         self.active_sessions += 1
-        self.heap_trimmer.start()
+        self.heap_trimmer.session_started()
         try:
             yield
         finally:
             self.active_sessions -= 1
-            if self.active_sessions == 0:
-                self.heap_trimmer.stop()
+            self.heap_trimmer.session_ended()
             await asyncio.to_thread(release_freed_memory)
