@@ -167,6 +167,9 @@ class SoakProbe:
     shows as tasks above the first idle count, or RSS climbing round after round."""
 
     IDLE_WAIT_SECS = 10.0
+    # A session counts as ended before its last steps (closing the socket, trimming the
+    # heap in a thread) are done: its task is still there for a moment. A leaked task stays.
+    SETTLE_SECS = 1.0
 
     def __init__(self, server: ServerProcess, sampler: ResourceSampler):
         self._server = server
@@ -180,6 +183,8 @@ class SoakProbe:
         while time.monotonic() < waited_until:  # sessions end a moment after their clients
             info = await asyncio.to_thread(self._server.ready_info)
             if not info.get("sessions"):
+                await asyncio.sleep(self.SETTLE_SECS)
+                info = await asyncio.to_thread(self._server.ready_info)
                 break
             await asyncio.sleep(0.2)
         self.samples.append({"t": round(time.monotonic() - self._started, 1),

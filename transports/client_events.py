@@ -25,9 +25,13 @@ class ClientOutbox:
         self._queue: asyncio.Queue[dict] = asyncio.Queue(maxsize=max_pending)
         self._task = asyncio.create_task(self._send_task_handler(), name="voxline-client-outbox")
         self.dropped = 0
+        self._said_goodbye = False
 
     def put(self, message: dict) -> None:
-        """Queue a message; drop it if the client is far behind (counted, warned once)."""
+        """Queue a message; drop it if the client is far behind (counted, warned once), or if
+        the client was told the server is shutting down (that notice is the last word)."""
+        if self._said_goodbye:
+            return
         if not self._queue.full():
             self._queue.put_nowait(message)
             return
@@ -44,6 +48,9 @@ class ClientOutbox:
         """Tell the client the server is going away, and wait (briefly) until it is sent:
         ending the session closes the connection right after."""
         self.error("server_shutdown", "the server is shutting down; reconnect to go on")
+        # A session still running while it ends (an STT interim, a reply's text) must not
+        # send after the notice: clients take it as the end.
+        self._said_goodbye = True
         await self._flush()
 
     async def close(self) -> None:
