@@ -46,24 +46,21 @@ class FirstClauseAggregator(SimpleTextAggregator):
             # The sentence tokenizer would hold a list of book titles ("- Dune by Frank
             # Herbert") as one sentence until the reply's end, with the bot silent meanwhile.
             result = Aggregation(text=self._text.strip(), type=TextType.SENTENCE)
-            spoken = self._words_spoken
-            await super().reset()  # not ours: this reply goes on, no new opening
-            self._words_spoken = spoken + len(result.text.split())
-            return result
-        result = await super()._check_sentence_with_lookahead(char, protected_end=protected_end)
-        if result is None and self._is_early_cut(char):
-            result = Aggregation(text=self._text.strip(), type=TextType.SENTENCE)
-            self._text = ""
+            await super().reset()  # the base's buffer only: this reply goes on, no new opening
+        else:
+            result = await super()._check_sentence_with_lookahead(
+                char, protected_end=protected_end)
+            if result is None and self._is_early_cut(char):
+                result = Aggregation(text=self._text.strip(), type=TextType.SENTENCE)
+                self._text = ""
         if result is not None:
             self._words_spoken += len(result.text.split())
         return result
 
     def _is_early_cut(self, char: str) -> bool:
-        if self._words_spoken >= self._ramp_words:
+        if char != " " or self._words_spoken >= self._ramp_words:
             return False
         max_words = self._max_words if self._words_spoken == 0 else self._ramp_max_words
-        if char != " ":
-            return False
         # At the space after a word: "384,400" is a number, "dragon, named" a clause break.
         text = self._text.rstrip()
         words = len(text.split())
