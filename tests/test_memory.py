@@ -41,7 +41,7 @@ async def test_heap_is_trimmed_while_sessions_run():
     ends."""
     process = psutil.Process()
     trimmer = HeapTrimmer(interval_secs=0.05, slack_bytes=32 * 2**20)
-    trimmer.session_started()
+    trimmer.start()
     try:
         release_freed_memory()  # earlier tests' freed memory would be reused, not grown into
         before = process.memory_info().rss
@@ -56,14 +56,14 @@ async def test_heap_is_trimmed_while_sessions_run():
         # after they are freed must still happen.
         assert process.memory_info().rss - before < 50 * 2**20
     finally:
-        trimmer.session_ended()
+        trimmer.stop()
 
 
 async def test_heap_is_left_alone_when_it_has_not_grown():
     trimmer = HeapTrimmer(interval_secs=0.02, slack_bytes=512 * 2**20)
-    trimmer.session_started()
+    trimmer.start()
     await asyncio.sleep(0.2)
-    trimmer.session_ended()
+    trimmer.stop()
     await asyncio.sleep(0)
     assert trimmer.trims == 0
     assert trimmer._task.done(), "no sessions: the checks stop at once"

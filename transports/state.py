@@ -41,10 +41,11 @@ class AppState:
         """Count one session (what /ready and the session limit see) while it runs; after it,
         give the memory it freed back to the OS (and while it runs, see `HeapTrimmer`)."""
         self.active_sessions += 1
-        self.heap_trimmer.session_started()
+        self.heap_trimmer.start()
         try:
             yield
         finally:
             self.active_sessions -= 1
-            self.heap_trimmer.session_ended()
+            if self.active_sessions == 0:
+                self.heap_trimmer.stop()
             await asyncio.to_thread(release_freed_memory)

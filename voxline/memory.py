@@ -33,8 +33,9 @@ def release_freed_memory() -> None:
 
 
 class HeapTrimmer:
-    """While sessions are live, trims the heap whenever RSS is `slack_bytes` above the lowest
-    it was just after a trim in the last `window_secs` (checked every `interval_secs`).
+    """Between `start` and `stop` (while sessions are live), trims the heap whenever RSS is
+    `slack_bytes` above the lowest it was just after a trim in the last `window_secs`
+    (checked every `interval_secs`).
 
     Why not only after a session: the engines' multi-MB buffers (a Whisper decode, a Piper
     run) are freed into the heap, and glibc hands back only its very top, so RSS climbed by
@@ -56,23 +57,21 @@ class HeapTrimmer:
         self._window_secs = window_secs
         self._process = psutil.Process()
         self._task: asyncio.Task | None = None
-        self._live = 0
         self.trims = 0
 
-    def session_started(self) -> None:
-        self._live += 1
+    def start(self) -> None:
+        """Begin checking (the first live session); nothing if already checking."""
         if _malloc_trim() is not None and (self._task is None or self._task.done()):
             self._task = asyncio.create_task(self._run(), name="voxline-heap-trimmer")
 
-    def session_ended(self) -> None:
-        """With the last session gone the checks stop at once (no task left behind)."""
-        self._live -= 1
-        if self._live == 0 and self._task is not None:
+    def stop(self) -> None:
+        """Stop checking at once (the last session ended: no task left behind)."""
+        if self._task is not None:
             self._task.cancel()
 
     async def _run(self) -> None:
         lows = deque([(time.monotonic(), self._rss())])  # (when, RSS) just after a trim
-        while self._live > 0:
+        while True:
             await asyncio.sleep(self._interval_secs)
             now, rss = time.monotonic(), self._rss()
             while len(lows) > 1 and now - lows[0][0] > self._window_secs:
