@@ -4,6 +4,7 @@ import asyncio
 import threading
 import time
 import uuid
+from collections import deque
 
 from loguru import logger
 from pipecat.frames.frames import (
@@ -27,6 +28,7 @@ _DONE = object()
 # counting a little faster errs toward writing ahead, never toward making playback wait.
 SPEECH_CHARS_PER_SEC = 20.0
 SENTENCE_ENDS = ".!?"
+WRITTEN_REPLIES_KEPT = 8  # a context window's worth of the replies' raw text
 
 
 class PlaybackPace:
@@ -114,6 +116,7 @@ class LlamaCppLLMService(LLMService):
         self._engine = engine
         self._session_key = uuid.uuid4().hex
         self._pace = PlaybackPace(playback_lead_secs) if playback_lead_secs > 0 else None
+        self._written: deque[str] = deque(maxlen=WRITTEN_REPLIES_KEPT)  # replies as generated
 
     def can_generate_metrics(self) -> bool:
         """Report TTFB like pipecat's own LLM services."""
@@ -144,18 +147,32 @@ class LlamaCppLLMService(LLMService):
                              session_key=self._session_key)
 
     async def _messages(self, context: LLMContext) -> list[dict]:
+        """The context's messages, with this service's own replies as it wrote them.
+
+        The context holds a reply as it was spoken: the TTS pieces joined by spaces, so a list's
+        line breaks are gone. Given that, the prompt no longer matched the KV cache from the
+        first line break on, and the next turn evaluated the rest of the reply again (a first
+        token 1.1 s late after a long list); the model also saw its lists flattened."""
         params = await self.get_llm_adapter().get_llm_invocation_params(
             context,
             system_instruction=self._settings.system_instruction,
             convert_developer_to_user=True,
         )
-        return [dict(m) for m in params["messages"]]
+        messages = [dict(m) for m in params["messages"]]
+        for message in messages:
+            if message.get("role") == "assistant" and isinstance(message.get("content"), str):
+                message["content"] = next(
+                    (text for written in reversed(self._written)
+                     if (text := as_written(message["content"], written))),
+                    message["content"])
+        return messages
 
     async def _generate(self, context: LLMContext):
         messages = await self._messages(context)
         loop = asyncio.get_running_loop()
         pieces: asyncio.Queue = asyncio.Queue()
         stop = threading.Event()
+        written: list[str] = []
         pace = self._pace
         if pace:
             pace.start_reply()
@@ -184,13 +201,37 @@ class LlamaCppLLMService(LLMService):
                     await self.push_error(f"{self}: generation failed: {piece}", exception=piece)
                     break
                 await self.stop_ttfb_metrics()
+                written.append(piece)
                 await self._push_llm_text(piece)
         except asyncio.CancelledError:
             logger.debug("{}: reply cancelled; worker thread told to stop", self)
             raise
         finally:
             stop.set()
+            if written:
+                self._written.append("".join(written))
             await self.stop_processing_metrics()
+
+
+def as_written(spoken: str, written: str) -> str | None:
+    """`written` (a reply as the LLM wrote it) as far as `spoken` (that reply as the context
+    has it: pieces joined by single spaces, or only its start if it was interrupted) goes;
+    None if `spoken` is not that reply. Only whitespace may differ; the written form keeps
+    the whitespace the model wrote around the text, as its KV cache has it."""
+    i, j = 0, len(written) - len(written.lstrip())
+    while i < len(spoken):
+        if spoken[i].isspace():
+            while i < len(spoken) and spoken[i].isspace():
+                i += 1
+            while j < len(written) and written[j].isspace():
+                j += 1
+        elif j < len(written) and spoken[i] == written[j]:
+            i, j = i + 1, j + 1
+        else:
+            return None
+    if not written[:j].strip():
+        return None
+    return written if not written[j:].strip() else written[:j].rstrip()
 
 
 class InterimPrefillProcessor(FrameProcessor):

@@ -1,8 +1,10 @@
 """LlamaCppLLMService on the real SmolLM2 model: streams tokens, stops on interruption."""
 
 import asyncio
+import threading
 import time
 
+import pytest
 from pipecat.frames.frames import (
     InterruptionFrame,
     LLMContextFrame,
@@ -13,7 +15,8 @@ from pipecat.frames.frames import (
 from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.tests.utils import SleepFrame, run_test
 
-from voxline.pipeline.llm import LlamaCppLLMService
+from voxline.pipeline.llm import LlamaCppLLMService, as_written
+from voxline.pipeline.text_aggregation import FirstClauseAggregator
 
 
 def _service(models, max_tokens=40):
@@ -62,3 +65,45 @@ async def test_interruption_stops_generation_and_no_later_tokens(models):
     await loop.run_in_executor(models.llm.executor, lambda: None)
     assert time.perf_counter() - probe < 0.3, "generation kept running after the interruption"
     assert time.perf_counter() - started < 5
+
+
+@pytest.mark.parametrize(("spoken", "written", "expected"), [
+    ("Sure, here: - Dune - Emma", "Sure, here:\n\n- Dune\n- Emma\n",
+     "Sure, here:\n\n- Dune\n- Emma\n"),
+    ("Sure, here: - Dune", "Sure, here:\n\n- Dune\n- Emma", "Sure, here:\n\n- Dune"),  # cut off
+    ('Certainly! " The Catcher"', 'Certainly! "The Catcher"', 'Certainly! "The Catcher"'),
+    ("Hello there.", " Hello there.", " Hello there."),
+    ("Something else.", "Hello there.", None),
+    ("Hello there. And more", "Hello there.", None),  # longer than what was written
+])
+def test_a_spoken_reply_maps_back_to_its_written_form(spoken, written, expected):
+    assert as_written(spoken, written) == expected
+
+
+async def test_a_list_reply_stays_in_the_kv_cache_for_the_next_turn(models):
+    """Regression: the context holds a reply as spoken (line breaks lost), so after a list the
+    next turn evaluated the whole reply again (a first token 1.1 s late)."""
+    service = _service(models, max_tokens=60)
+    question = "Give me a bulleted list of three fruits, one per line."
+    context = LLMContext(messages=[{"role": "user", "content": question}])
+    down, _ = await run_test(service, frames_to_send=[LLMContextFrame(context)])
+    written = "".join(f.text for f in down if isinstance(f, LLMTextFrame))
+    assert "\n" in written.strip(), f"the model wrote no list: {written!r}"
+    aggregator = FirstClauseAggregator()  # as the TTS cuts it; the context joins by spaces
+    pieces = [a.text async for a in aggregator.aggregate(written)]
+    if tail := await aggregator.flush():
+        pieces.append(tail.text)
+    spoken = " ".join(p for p in pieces if p)
+    context.add_messages([{"role": "assistant", "content": spoken},
+                          {"role": "user", "content": "Thanks. Which one is red?"}])
+
+    messages = await service._messages(context)
+    assert messages[-2]["content"] == written
+    engine = models.llm
+    stream = engine.stream_chat(messages, max_tokens=5, temperature=0.0,
+                                stop=threading.Event(), session_key=service._session_key)
+    assert "".join(stream)
+    tail = len(engine.tokenize_chat(messages)) - len(engine.tokenize_chat(messages[:-1]))
+    assert stream.prompt_tokens_evaluated <= tail + 8, (
+        f"evaluated {stream.prompt_tokens_evaluated} of {stream.prompt_tokens} prompt tokens; "
+        f"only the new {tail} or so should be")
