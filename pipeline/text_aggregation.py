@@ -1,4 +1,7 @@
-"""Text to TTS in pieces: a reply opens with clauses, then goes on in whole sentences."""
+"""Text to TTS in pieces: a reply opens with clauses, then goes on in whole sentences, cut
+short only when its audio is about to run out."""
+
+from collections.abc import Callable
 
 from pipecat.utils.text.base_text_aggregator import Aggregation, TextType
 from pipecat.utils.text.simple_text_aggregator import SimpleTextAggregator
@@ -27,11 +30,20 @@ class FirstClauseAggregator(SimpleTextAggregator):
     tokens/s per reply, so a whole second sentence ("named Grendel, was a curious and
     adventurous creature.") came 0.2-0.7 s after the first clause had finished playing.
     Once a few pieces are queued, whole sentences, which synthesize with better prosody.
+
+    Except when the audio ahead is about to run out (`audio_lead`, seconds of this reply's
+    audio not yet played, below `cut_lead_secs`): then a piece of `min_cut_words` words or
+    more is spoken at the next word, so the bot speaks on while the LLM writes slowly (other
+    sessions' replies share the CPU) rather than falling silent until the sentence ends.
     """
 
     def __init__(self, *, min_words: int = 2, max_words: int = 5, ramp_words: int = 12,
-                 ramp_max_words: int = 8, **kwargs):
+                 ramp_max_words: int = 8, audio_lead: Callable[[], float] | None = None,
+                 cut_lead_secs: float = 0.5, min_cut_words: int = 3, **kwargs):
         super().__init__(**kwargs)
+        self._audio_lead = audio_lead
+        self._cut_lead_secs = cut_lead_secs
+        self._min_cut_words = min_cut_words
         self._min_words = min_words
         self._max_words = max_words
         self._ramp_words = ramp_words
@@ -58,17 +70,26 @@ class FirstClauseAggregator(SimpleTextAggregator):
         return result
 
     def _is_early_cut(self, char: str) -> bool:
-        if char != " " or self._words_spoken >= self._ramp_words:
+        if char != " ":
             return False
-        max_words = self._max_words if self._words_spoken == 0 else self._ramp_max_words
         # At the space after a word: "384,400" is a number, "dragon, named" a clause break.
         text = self._text.rstrip()
         words = len(text.split())
+        # Not inside a sentence end's lookahead, nor after "a", "the", ...
+        is_word_cut = text[-1:] not in ".?!" and \
+            text.rsplit(" ", 1)[-1].lower() not in LEADING_WORDS
+        if self._words_spoken >= self._ramp_words:
+            return is_word_cut and words >= self._min_cut_words and self._is_running_dry()
+        max_words = self._max_words if self._words_spoken == 0 else self._ramp_max_words
         if text[-1:] in CLAUSE_BREAKS:
             return words >= self._min_words
-        # Not inside a sentence end's lookahead, nor after "a", "the", ...
-        return words >= max_words and text[-1:] not in ".?!" and \
-            text.rsplit(" ", 1)[-1].lower() not in LEADING_WORDS
+        return is_word_cut and (words >= max_words or (
+            words >= self._min_cut_words and self._is_running_dry()))
+
+    def _is_running_dry(self) -> bool:
+        """The reply's audio runs out soon (its first piece has been spoken already)."""
+        return self._words_spoken > 0 and self._audio_lead is not None and \
+            self._audio_lead() < self._cut_lead_secs
 
     async def flush(self) -> Aggregation | None:
         """End of a reply: the next one opens in short pieces again."""

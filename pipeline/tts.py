@@ -41,12 +41,21 @@ class LocalTTSService(TTSService):
         self._first_executor = first_executor or executor
         self._max_text_chars = max_text_chars
         self._last_context_id: str | None = None  # the reply whose first piece was synthesized
-        self._reply_audio_secs = 0.0  # synthesized for that reply so far
-        self._reply_audio_since = 0.0  # when its first audio was ready
-        # Replace pipecat's sentence aggregator: the first piece of a reply is a clause.
+        # When that reply's audio synthesized so far will have played (event-loop clock), if
+        # it plays as soon as it is ready: audio ready after a gap starts when it is ready.
+        self._audio_until = 0.0
+        # Replace pipecat's sentence aggregator: a reply opens with clauses, and a sentence is
+        # cut short when the audio ahead of it is about to run out.
         self._text_aggregator = FirstClauseAggregator(
-            aggregation_type=self._text_aggregation_mode, language=self._text_aggregator.language
+            aggregation_type=self._text_aggregation_mode, language=self._text_aggregator.language,
+            audio_lead=self.audio_lead_secs,
         )
+
+    def audio_lead_secs(self) -> float:
+        """Seconds of the current reply's synthesized audio not yet played. Pieces are
+        synthesized one after another before the next is aggregated, so when the aggregator
+        asks, every piece it gave is in this."""
+        return max(0.0, self._audio_until - asyncio.get_running_loop().time())
 
     def can_generate_metrics(self) -> bool:
         """Report TTFB like pipecat's own TTS services."""
@@ -82,12 +91,12 @@ class LocalTTSService(TTSService):
         piece = int(self._engine.sample_rate * CHUNK_SECS) * 2
         executor = self._first_executor if is_first_piece else self._executor
         if is_first_piece:
-            self._reply_audio_secs = 0.0
+            self._audio_until = 0.0
         while (chunk := await loop.run_in_executor(executor, self._next_chunk, chunks,
                                                    self._urgency(is_first_piece))) is not None:
-            if is_first_piece:
-                self._reply_audio_since, is_first_piece = loop.time(), False
-            self._reply_audio_secs += len(chunk) / 2 / self._engine.sample_rate
+            is_first_piece = False
+            chunk_secs = len(chunk) / 2 / self._engine.sample_rate
+            self._audio_until = max(self._audio_until, loop.time()) + chunk_secs
             executor = self._executor
             for offset in range(0, len(chunk), piece):
                 yield chunk[offset: offset + piece]
@@ -97,8 +106,7 @@ class LocalTTSService(TTSService):
         audio synthesized so far is about to finish playing."""
         if is_first_piece:
             return Work.USER_WAITING
-        played = asyncio.get_running_loop().time() - self._reply_audio_since
-        if self._reply_audio_secs - played < SHORT_LEAD_SECS:
+        if self.audio_lead_secs() < SHORT_LEAD_SECS:
             return Work.RUNNING_DRY
         return Work.PLAYBACK
 

@@ -1,6 +1,14 @@
 """LocalTTSService on the real Piper voice: audio that Whisper hears as the text."""
 
-from pipecat.frames.frames import TTSAudioRawFrame, TTSSpeakFrame, TTSStartedFrame, TTSStoppedFrame
+from pipecat.frames.frames import (
+    LLMFullResponseEndFrame,
+    LLMFullResponseStartFrame,
+    LLMTextFrame,
+    TTSAudioRawFrame,
+    TTSSpeakFrame,
+    TTSStartedFrame,
+    TTSStoppedFrame,
+)
 from pipecat.pipeline.worker import PipelineParams
 from pipecat.tests.utils import SleepFrame, run_test
 
@@ -85,3 +93,41 @@ async def test_words_needed_before_the_audio_runs_out_go_before_reply_openings(m
     )
     assert any(isinstance(f, TTSAudioRawFrame) for f in down)
     assert works == [Work.USER_WAITING, Work.RUNNING_DRY, Work.PLAYBACK], works
+
+
+async def test_a_slowly_written_sentence_is_spoken_in_pieces_before_the_audio_runs_out(models):
+    """Four sessions share the CPU: the LLM wrote ~10 tokens/s per reply, and the bot fell
+    silent until a long sentence ended. Here the sentence comes one word per 0.5 s (slower than
+    speech) after ~4 s of audio: its first words are spoken before it ends."""
+    tts = LocalTTSService(engine=models.tts, executor=models.tts_executor)
+    spoken: list[tuple[str, int]] = []  # (piece, slow words received before it)
+    received = [0]
+    run_tts = tts.run_tts
+
+    def recording_run_tts(text, context_id):
+        spoken.append((text, received[0]))
+        return run_tts(text, context_id)
+
+    tts.run_tts = recording_run_tts
+    slow = " The old dragon slept under the mountain for a hundred years and then woke up."
+    slow_words = slow.split(" ")[1:]
+    frames = [LLMFullResponseStartFrame(),
+              LLMTextFrame("Hi there, I can help with that. Here is what I know about it.")]
+    for word in slow_words:
+        frames += [SleepFrame(sleep=0.5), LLMTextFrame(" " + word)]
+    frames += [LLMFullResponseEndFrame(), SleepFrame(sleep=2.0)]
+
+    original_process = tts.process_frame
+
+    async def counting_process(frame, direction):
+        if isinstance(frame, LLMTextFrame) and frame.text.strip() in slow_words:
+            received[0] += 1
+        await original_process(frame, direction)
+
+    tts.process_frame = counting_process
+    await run_test(tts, frames_to_send=frames,
+                   pipeline_params=PipelineParams(audio_out_sample_rate=24000))
+    texts = [text for text, _ in spoken]
+    assert " ".join(texts).endswith(slow), spoken
+    first_slow = next(i for i, text in enumerate(texts) if text.startswith("The old"))
+    assert spoken[first_slow][1] < len(slow_words), f"spoken only once the sentence ended: {spoken}"

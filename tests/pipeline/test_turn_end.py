@@ -89,3 +89,32 @@ async def test_each_line_of_a_list_is_spoken_as_it_comes():
     pieces = await _pieces(aggregator, [reply[i:i + 3] for i in range(0, len(reply), 3)])
     assert pieces == ["Sure, here are a few:", "- \"Dune\" by Frank Herbert",
                       "- \"Emma\" by Jane Austen", "Enjoy them."]
+
+
+async def test_a_sentence_is_cut_short_when_the_audio_ahead_runs_out():
+    """Under load the LLM writes a reply at ~10 tokens/s: waiting for a long sentence's end
+    left the bot silent. Once the audio ahead is short, a piece of 3+ words goes at a word."""
+    lead = {"secs": 5.0}
+    aggregator = FirstClauseAggregator(ramp_words=0, audio_lead=lambda: lead["secs"],
+                                       cut_lead_secs=0.8, min_cut_words=3)
+    words = ("Hello there. The dragon flew over the mountains and the sea to find "
+             "her friend.").split(" ")
+    tokens = [w if i == 0 else f" {w}" for i, w in enumerate(words)]
+    pieces = [a.text for token in tokens[:6] async for a in aggregator.aggregate(token)]
+    assert pieces == ["Hello there."], "plenty of audio ahead: whole sentences"
+    lead["secs"] = 0.5
+    pieces = [a.text for token in tokens[6:13] async for a in aggregator.aggregate(token)]
+    # Not before 3 words, nor after "and", "the" (the second piece waits for "sea").
+    assert pieces == ["The dragon flew over", "the mountains and the sea"], pieces
+    lead["secs"] = 5.0
+    pieces = [a.text for token in [*tokens[13:], " Yes."]
+              async for a in aggregator.aggregate(token)]
+    assert pieces == ["to find her friend."], "audio ahead again: the sentence ends whole"
+
+
+async def test_the_first_piece_is_not_cut_by_the_audio_lead():
+    """Before a reply's first piece there is no audio of it yet: its own rules decide."""
+    aggregator = FirstClauseAggregator(max_words=6, audio_lead=lambda: 0.0, min_cut_words=3)
+    words = "Once upon a time there lived a dragon.".split(" ")
+    pieces = await _pieces(aggregator, [w if i == 0 else f" {w}" for i, w in enumerate(words)])
+    assert pieces[0] == "Once upon a time there lived"
