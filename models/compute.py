@@ -12,7 +12,7 @@ from enum import IntEnum
 class Work(IntEnum):
     """What a turn on the CPU is for, most urgent first."""
 
-    USER_WAITING = 0  # the decode at a pause or the final one, a reply's first synthesized words
+    USER_WAITING = 0  # the decode at a pause or the final one, a reply's first words, words due now
     RUNNING_DRY = 1  # the next words of a reply whose audio will run out within ~1.5 s
     REPLY_OPENING = 2  # LLM steps with a new prompt or a reply's first words in them
     PLAYBACK = 3  # the next sentences of a reply that is playing

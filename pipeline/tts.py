@@ -18,6 +18,10 @@ CHUNK_SECS = 0.04
 # comes right after a waiting user's words (a gap in the bot's speech is heard like a wait, but
 # this sentence still has some audio ahead of it, and a first piece has none).
 SHORT_LEAD_SECS = 1.5
+# Less than this: the listener is about to hear a gap. The text is cut at the next word rather
+# than at the sentence's end, and synthesized as urgently as a waiting user's words (with four
+# sessions, ranking it after them left gaps of 0.1-0.5 s in the first round).
+GAP_IMMINENT_SECS = 0.5
 
 
 class LocalTTSService(TTSService):
@@ -48,7 +52,7 @@ class LocalTTSService(TTSService):
         # cut short when the audio ahead of it is about to run out.
         self._text_aggregator = FirstClauseAggregator(
             aggregation_type=self._text_aggregation_mode, language=self._text_aggregator.language,
-            audio_lead=self.audio_lead_secs,
+            audio_lead=self.audio_lead_secs, cut_lead_secs=GAP_IMMINENT_SECS,
         )
 
     def audio_lead_secs(self) -> float:
@@ -102,11 +106,15 @@ class LocalTTSService(TTSService):
                 yield chunk[offset: offset + piece]
 
     def _urgency(self, is_first_piece: bool) -> Work:
-        """A user waits for a reply's first words; the next ones are needed soon when the
-        audio synthesized so far is about to finish playing."""
+        """A user waits for a reply's first words, and for the next ones when the audio
+        synthesized so far is about to finish playing; they are needed soon when it has
+        less than `SHORT_LEAD_SECS` left."""
         if is_first_piece:
             return Work.USER_WAITING
-        if self.audio_lead_secs() < SHORT_LEAD_SECS:
+        lead = self.audio_lead_secs()
+        if lead < GAP_IMMINENT_SECS:
+            return Work.USER_WAITING
+        if lead < SHORT_LEAD_SECS:
             return Work.RUNNING_DRY
         return Work.PLAYBACK
 
