@@ -1,5 +1,6 @@
 """LocalTTSService on the real Piper voice: audio that Whisper hears as the text."""
 
+import pytest
 from pipecat.frames.frames import (
     LLMFullResponseEndFrame,
     LLMFullResponseStartFrame,
@@ -64,36 +65,34 @@ def _record_turns(models, monkeypatch) -> list[Work]:
     return works
 
 
-async def test_first_words_are_urgent_later_sentences_wait_their_turn(models, monkeypatch):
-    """A user waits for a reply's first sentence; the next ones (audio still queued ahead of
-    them) are playback work, which a waiting user's final transcript may go before. One turn
-    per sentence: finding that a sentence has no more audio takes none (the next sentence
-    would wait on it)."""
+@pytest.mark.parametrize(("text", "gap_imminent_secs", "expected"), [
+    # A user waits for the first sentence; the next ones (audio queued ahead of them) are
+    # playback work, which a waiting user's final transcript may go before.
+    ("Hello, how can I help you today? I know a lot about the weather. Just ask away.", 0.5,
+     [Work.USER_WAITING, Work.PLAYBACK, Work.PLAYBACK]),
+    # After a short first sentence (0.8 s) the next one is needed within ~1 s: after a waiting
+    # user's words, before other replies' LLM openings; the one after it is playback again.
+    ("Hello there. I know a lot about the weather and the sea. Just ask away.", 0.5,
+     [Work.USER_WAITING, Work.RUNNING_DRY, Work.PLAYBACK]),
+    # Under GAP_IMMINENT_SECS of audio ahead, a gap is about to be heard: with a waiting
+    # user's words (four sessions left gaps of 0.1-0.5 s otherwise). "Hi." is 0.52 s of audio:
+    # the threshold is raised to 1 s so that the test does not hang on a few milliseconds.
+    ("Hi. I know a lot about the weather and the sea. Just ask away.", 1.0,
+     [Work.USER_WAITING, Work.USER_WAITING, Work.PLAYBACK]),
+], ids=["queued-audio", "running-dry", "gap-imminent"])
+async def test_each_sentence_takes_its_turn_as_urgent_as_its_audio_is_needed(
+        models, monkeypatch, text, gap_imminent_secs, expected):
+    """One turn per sentence: finding that a sentence has no more audio takes none (the next
+    sentence would wait on it)."""
+    monkeypatch.setattr(tts_module, "GAP_IMMINENT_SECS", gap_imminent_secs)
     works = _record_turns(models, monkeypatch)
     tts = LocalTTSService(engine=models.tts, executor=models.tts_executor)
-    text = "Hello, how can I help you today? I know a lot about the weather. Just ask away."
     down, _ = await run_test(
         tts, frames_to_send=[TTSSpeakFrame(text), SleepFrame(sleep=1.5)],
         pipeline_params=PipelineParams(audio_out_sample_rate=24000),
     )
     assert any(isinstance(f, TTSAudioRawFrame) for f in down)
-    assert works == [Work.USER_WAITING, Work.PLAYBACK, Work.PLAYBACK], works  # 3 sentences
-
-
-async def test_words_needed_before_the_audio_runs_out_go_before_reply_openings(models,
-                                                                              monkeypatch):
-    """After a short first sentence the next one is needed within ~1 s: it ranks after a
-    waiting user's words but before other replies' LLM openings; the one after it, with
-    audio queued ahead, is playback work again."""
-    works = _record_turns(models, monkeypatch)
-    tts = LocalTTSService(engine=models.tts, executor=models.tts_executor)
-    text = "Hello there. I know a lot about the weather and the sea. Just ask away."  # 0.8 s
-    down, _ = await run_test(
-        tts, frames_to_send=[TTSSpeakFrame(text), SleepFrame(sleep=1.5)],
-        pipeline_params=PipelineParams(audio_out_sample_rate=24000),
-    )
-    assert any(isinstance(f, TTSAudioRawFrame) for f in down)
-    assert works == [Work.USER_WAITING, Work.RUNNING_DRY, Work.PLAYBACK], works
+    assert works == expected, works
 
 
 async def test_a_slowly_written_sentence_is_spoken_in_pieces_before_the_audio_runs_out(models):
@@ -132,20 +131,3 @@ async def test_a_slowly_written_sentence_is_spoken_in_pieces_before_the_audio_ru
     assert " ".join(texts).endswith(slow), spoken
     first_slow = next(i for i, text in enumerate(texts) if text.startswith("The old"))
     assert spoken[first_slow][1] < len(slow_words), f"spoken only once the sentence ended: {spoken}"
-
-
-async def test_words_due_now_are_as_urgent_as_a_waiting_users(models, monkeypatch):
-    """With less than GAP_IMMINENT_SECS of audio ahead a gap is about to be heard: the next
-    sentence ranks with a waiting user's words (with four sessions, ranking it after them
-    left gaps of 0.1-0.5 s). "Hi." is 0.52 s of audio: the threshold is raised to 1 s so that
-    the test does not hang on a few milliseconds."""
-    monkeypatch.setattr(tts_module, "GAP_IMMINENT_SECS", 1.0)
-    works = _record_turns(models, monkeypatch)
-    tts = LocalTTSService(engine=models.tts, executor=models.tts_executor)
-    text = "Hi. I know a lot about the weather and the sea. Just ask away."
-    down, _ = await run_test(
-        tts, frames_to_send=[TTSSpeakFrame(text), SleepFrame(sleep=1.5)],
-        pipeline_params=PipelineParams(audio_out_sample_rate=24000),
-    )
-    assert any(isinstance(f, TTSAudioRawFrame) for f in down)
-    assert works == [Work.USER_WAITING, Work.USER_WAITING, Work.PLAYBACK], works
