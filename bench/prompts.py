@@ -81,6 +81,16 @@ def manifest_prompts(manifest: Path) -> list[Prompt]:
     return prompts
 
 
+def pick_prompts(prompts: list[Prompt], ids: list[str]) -> list[Prompt]:
+    """The prompts named in `ids`, in that order (a name may repeat): to benchmark one kind
+    of turn, such as long replies from every session at once."""
+    by_id = {prompt.id: prompt for prompt in prompts}
+    if unknown := [i for i in ids if i not in by_id]:
+        raise PromptError(f"no prompt named {', '.join(unknown)}; the prompts are: "
+                          f"{', '.join(by_id)}")
+    return [by_id[i] for i in ids]
+
+
 def _prompt(prompt_id: str, text: str, wav: Path) -> Prompt:
     try:
         with wave.open(str(wav), "rb") as w:

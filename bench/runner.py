@@ -12,7 +12,7 @@ from loguru import logger
 
 from voxline.bench.baseline import baseline_server
 from voxline.bench.client import TurnResult, run_session
-from voxline.bench.prompts import Prompt, built_in_prompts, manifest_prompts
+from voxline.bench.prompts import Prompt, built_in_prompts, manifest_prompts, pick_prompts
 from voxline.bench.server_process import (
     ResourceSampler,
     ServerProcess,
@@ -31,6 +31,7 @@ class BenchOptions:
     sessions: int = 1
     turns: int = 3
     manifest: Path | None = None
+    prompt_ids: tuple[str, ...] = ()  # only these prompts, in this order (default: all)
     url: str | None = None  # an already running server; None starts one
     baseline: str | None = None  # "pipecat"
     soak_minutes: float = 0.0
@@ -49,6 +50,8 @@ async def run_bench(options: BenchOptions) -> dict:
     with tempfile.TemporaryDirectory(prefix="voxline-bench-") as folder:
         prompts = (manifest_prompts(options.manifest) if options.manifest
                    else built_in_prompts(Path(folder)))
+        if options.prompt_ids:
+            prompts = pick_prompts(prompts, list(options.prompt_ids))
         report: dict = {"options": {k: str(v) for k, v in asdict(options).items()},
                         "started": time.time(), "prompts": len(prompts)}
         report["voxline"] = await _measure(_voxline(options), options, prompts,

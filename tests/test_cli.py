@@ -109,6 +109,12 @@ def test_models_lists_every_model_with_a_good_checksum():
                         row), row
 
 
+def test_bench_with_an_unknown_prompt_is_one_clear_line():
+    result = voxline("bench", "--prompts", "capital,dargon")
+    assert result.returncode == 1
+    assert_one_error_line(result.stderr, "no prompt named dargon", "dragon")
+
+
 # --- talk ---------------------------------------------------------------------------------------
 
 def test_talk_with_a_missing_wav_is_one_clear_line(tmp_path):

@@ -121,6 +121,10 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--stagger", type=float, default=0.7, metavar="SECS",
                        help="start session i after i×SECS, like independent users (default 0.7)")
     bench.add_argument("--manifest", type=Path, help='JSON lines of {"id","wav","text"}')
+    bench.add_argument("--prompts", metavar="ID,ID", default="",
+                       help="only these prompts (built-in or the manifest's ids), in this order; "
+                            "session i starts at the i-th. E.g. dragon,ocean,book,cook: every "
+                            "session asks for a long reply at once")
     bench.add_argument("--url", help="a running server's ws URL (default: start one)")
     bench.add_argument("--baseline", choices=["pipecat"], help="also run stock pipecat")
     bench.add_argument("--soak", type=float, default=0.0, metavar="MINUTES",
@@ -258,7 +262,9 @@ def _bench(args: argparse.Namespace) -> int:
     from voxline.bench.report import table, write_html, write_json
     from voxline.bench.runner import BenchOptions, run_bench
 
+    prompt_ids = tuple(i.strip() for i in args.prompts.split(",") if i.strip())
     options = BenchOptions(sessions=args.sessions, turns=args.turns, manifest=args.manifest,
+                           prompt_ids=prompt_ids,
                            url=args.url, baseline=args.baseline, soak_minutes=args.soak,
                            llm_model=args.llm, webrtc=args.webrtc, stagger_secs=args.stagger,
                            server_logs=args.server_logs, log_level=args.log_level)

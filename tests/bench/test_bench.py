@@ -12,7 +12,7 @@ import pytest
 from tests.helpers import read_pcm
 from voxline.bench import webrtc_client
 from voxline.bench.client import TurnResult, time_audio
-from voxline.bench.prompts import manifest_prompts, speech_end
+from voxline.bench.prompts import Prompt, PromptError, manifest_prompts, pick_prompts, speech_end
 from voxline.bench.runner import BenchOptions, _webrtc_session
 
 
@@ -22,6 +22,7 @@ async def bench_report(tmp_path_factory):
     voxline = Path(sys.executable).parent / "voxline"
     process = await asyncio.create_subprocess_exec(
         str(voxline), "--log-level", "INFO", "bench", "--turns", "3", "--llm", "smollm2-135m",
+        "--prompts", "capital,dragon,book",
         "--baseline", "pipecat", "--webrtc", "--json", str(folder / "bench.json"),
         "--plot", str(folder / "bench.html"), "--server-logs", str(folder / "logs"),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -50,6 +51,8 @@ async def test_json_has_every_figure(bench_report):
         assert result["resources"]["cpu_percent_mean"] > 0
         for turn in result["per_turn"]:
             assert turn["transcript"] and turn["v2v_secs"] > 0
+        assert [turn["prompt_id"] for turn in result["per_turn"]] == [
+            "capital", "dragon", "book"]  # --prompts: these, in this order
     voxline_stages = report["voxline"]["stages"]
     for stage in ("stt_secs", "llm_secs", "tts_secs", "total_secs"):
         assert voxline_stages[stage]["p50"] > 0, stage
@@ -146,9 +149,23 @@ def test_playback_resumes_after_a_gap_and_each_gap_counts():
     assert result.underruns == 2 and result.underrun_secs == pytest.approx(1.0)
 
 
-def test_manifest_errors_name_the_line(tmp_path):
-    from voxline.bench.prompts import PromptError
+def _prompt(prompt_id: str) -> Prompt:
+    return Prompt(prompt_id, f"text of {prompt_id}", bytes(3200), 0.1)
 
+
+def test_picked_prompts_come_in_the_order_named_and_may_repeat():
+    prompts = [_prompt("capital"), _prompt("book"), _prompt("dragon")]
+    picked = pick_prompts(prompts, ["dragon", "capital", "dragon"])
+    assert [p.id for p in picked] == ["dragon", "capital", "dragon"]
+
+
+def test_an_unknown_prompt_id_names_the_prompts_there_are():
+    with pytest.raises(PromptError, match=r"no prompt named dargon, x; the prompts are: "
+                                          r"capital, book"):
+        pick_prompts([_prompt("capital"), _prompt("book")], ["dargon", "capital", "x"])
+
+
+def test_manifest_errors_name_the_line(tmp_path):
     manifest = tmp_path / "m.jsonl"
     manifest.write_text('{"id": "a", "wav": "a.wav"}\n')
     with pytest.raises(PromptError, match=r"m.jsonl:1"):
