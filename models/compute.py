@@ -3,7 +3,7 @@
 import itertools
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import IntEnum
@@ -12,19 +12,25 @@ from enum import IntEnum
 class Work(IntEnum):
     """What a turn on the CPU is for, most urgent first."""
 
-    USER_WAITING = 0  # the decode at a pause or the final one, a reply's first words, words due now
-    RUNNING_DRY = 1  # the next words of a reply whose audio will run out within ~1.5 s
-    REPLY_OPENING = 2  # LLM steps with a new prompt or a reply's first words in them
-    PLAYBACK = 3  # the next sentences of a reply that is playing
-    WRITING_AHEAD = 4  # LLM steps of replies well under way (they are ahead of playback)
-    SPECULATIVE = 5  # interim transcripts, prefill of the user's words: nice to have early
+    AUDIO_RUNNING_OUT = 0  # the next words of a reply whose audio runs out within ~0.5 s
+    USER_WAITING = 1  # the decode at a pause or the final one, a reply's first words
+    RUNNING_DRY = 2  # the next words of a reply whose audio will run out within ~1.5 s
+    REPLY_OPENING = 3  # LLM steps with a new prompt or a reply's first words in them
+    PLAYBACK = 4  # the next sentences of a reply that is playing
+    WRITING_AHEAD = 5  # LLM steps of replies well under way (they are ahead of playback)
+    SPECULATIVE = 6  # interim transcripts, prefill of the user's words: nice to have early
+
+
+# A turn's kind, or how to tell it when the CPU is handed on: a sentence asked for with 1.5 s of
+# audio ahead may have 0.3 s left by the time other work is done.
+Urgency = Work | Callable[[], Work]
 
 
 _caller = threading.local()
 
 
 @contextmanager
-def working_on(work: Work) -> Iterator[None]:
+def working_on(work: Urgency) -> Iterator[None]:
     """Turns taken in this thread through `ComputeArbiter.caller_turn` are for `work`: for an
     engine whose inference runs deep inside a library (Piper), so the turn covers the inference
     alone, and a generator resumed only to find it has ended waits for no turn."""
@@ -60,8 +66,9 @@ class ComputeArbiter:
         self._usage = {work: [0, 0.0, 0.0] for work in Work}
 
     @contextmanager
-    def turn(self, work: Work) -> Iterator[None]:
-        """Hold the CPU for one piece of `work` (any thread; blocks until it is its turn)."""
+    def turn(self, work: Urgency) -> Iterator[None]:
+        """Hold the CPU for one piece of `work` (any thread; blocks until it is its turn). A
+        callable is asked each time the CPU is handed on, while this waits."""
         ticket = _Ticket(work, next(self._arrivals), time.monotonic())
         with self._changed:
             self._waiting.append(ticket)
@@ -76,7 +83,7 @@ class ComputeArbiter:
                 self._holder = None
                 if self._waiting:
                     self._grant()
-                usage = self._usage[work]
+                usage = self._usage[ticket.granted_as]
                 usage[0] += 1
                 usage[1] += time.monotonic() - granted
                 usage[2] += granted - ticket.since
@@ -95,19 +102,25 @@ class ComputeArbiter:
         """Give the CPU to the most urgent waiter (the lock is held). Decided here, once, so
         that waiters waking at different moments never disagree on whose turn it is."""
         now = time.monotonic()
-        self._holder = min(self._waiting, key=lambda ticket: ticket.rank(now, self._aging_secs))
+        ranks = {ticket: ticket.rank(now, self._aging_secs) for ticket in self._waiting}
+        self._holder = min(self._waiting, key=ranks.__getitem__)
+        self._holder.granted_as = self._holder.work_now()
         self._waiting.remove(self._holder)
         self._changed.notify_all()
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False)
 class _Ticket:
-    work: Work
+    work: Urgency
     arrival: int
     since: float
+    granted_as: Work = Work.PLAYBACK  # its kind when it got the CPU (the usage counters)
+
+    def work_now(self) -> Work:
+        return self.work() if callable(self.work) else self.work
 
     def rank(self, now: float, aging_secs: float) -> tuple[int, int]:
-        work = self.work
+        work = self.work_now()
         if work > Work.REPLY_OPENING:
             work = max(Work.REPLY_OPENING, work - int((now - self.since) / aging_secs))
         return work, self.arrival

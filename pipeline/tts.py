@@ -1,6 +1,7 @@
 """Text to speech on a shared local engine (Piper or Kokoro), streamed per sentence."""
 
 import asyncio
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from concurrent.futures import Executor
 
@@ -9,7 +10,7 @@ from pipecat.frames.frames import Frame
 from pipecat.services.settings import TTSSettings
 from pipecat.services.tts_service import TTSService
 
-from voxline.models.compute import Work, working_on
+from voxline.models.compute import Urgency, Work, working_on
 from voxline.models.loader import SpeechSynthesizer
 from voxline.pipeline.text_aggregation import FirstClauseAggregator
 
@@ -19,8 +20,8 @@ CHUNK_SECS = 0.04
 # this sentence still has some audio ahead of it, and a first piece has none).
 SHORT_LEAD_SECS = 1.5
 # Less than this: the listener is about to hear a gap. The text is cut at the next word rather
-# than at the sentence's end, and synthesized as urgently as a waiting user's words (with four
-# sessions, ranking it after them left gaps of 0.1-0.5 s in the first round).
+# than at the sentence's end, and synthesized before anything else, a waiting user's words
+# included (with four sessions, ranking it after them left gaps of 0.1-0.5 s in the first round).
 GAP_IMMINENT_SECS = 0.5
 
 
@@ -45,8 +46,9 @@ class LocalTTSService(TTSService):
         self._first_executor = first_executor or executor
         self._max_text_chars = max_text_chars
         self._last_context_id: str | None = None  # the reply whose first piece was synthesized
-        # When that reply's audio synthesized so far will have played (event-loop clock), if
-        # it plays as soon as it is ready: audio ready after a gap starts when it is ready.
+        # When that reply's audio synthesized so far will have played (time.monotonic(), read
+        # from the engine's threads too), if it plays as soon as it is ready: audio ready after
+        # a gap starts when it is ready.
         self._audio_until = 0.0
         # Replace pipecat's sentence aggregator: a reply opens with clauses, and a sentence is
         # cut short when the audio ahead of it is about to run out.
@@ -59,7 +61,7 @@ class LocalTTSService(TTSService):
         """Seconds of the current reply's synthesized audio not yet played. Pieces are
         synthesized one after another before the next is aggregated, so when the aggregator
         asks, every piece it gave is in this."""
-        return max(0.0, self._audio_until - asyncio.get_running_loop().time())
+        return max(0.0, self._audio_until - time.monotonic())
 
     def can_generate_metrics(self) -> bool:
         """Report TTFB like pipecat's own TTS services."""
@@ -97,29 +99,31 @@ class LocalTTSService(TTSService):
         if is_first_piece:
             self._audio_until = 0.0
         while (chunk := await loop.run_in_executor(executor, self._next_chunk, chunks,
-                                                   self._urgency(is_first_piece))) is not None:
+                                                   self._urgency_of(is_first_piece))) is not None:
             is_first_piece = False
             chunk_secs = len(chunk) / 2 / self._engine.sample_rate
-            self._audio_until = max(self._audio_until, loop.time()) + chunk_secs
+            self._audio_until = max(self._audio_until, time.monotonic()) + chunk_secs
             executor = self._executor
             for offset in range(0, len(chunk), piece):
                 yield chunk[offset: offset + piece]
 
-    def _urgency(self, is_first_piece: bool) -> Work:
-        """A user waits for a reply's first words, and for the next ones when the audio
-        synthesized so far is about to finish playing; they are needed soon when it has
-        less than `SHORT_LEAD_SECS` left."""
+    def _urgency_of(self, is_first_piece: bool) -> Urgency:
+        """A user waits for a reply's first words. The next ones are urgent as their audio is
+        needed, asked again while they wait for the CPU (the audio ahead keeps playing): due
+        within `GAP_IMMINENT_SECS`, a gap is about to be heard; within `SHORT_LEAD_SECS`,
+        soon."""
         if is_first_piece:
             return Work.USER_WAITING
-        lead = self.audio_lead_secs()
-        if lead < GAP_IMMINENT_SECS:
-            return Work.USER_WAITING
-        if lead < SHORT_LEAD_SECS:
-            return Work.RUNNING_DRY
-        return Work.PLAYBACK
+
+        def urgency() -> Work:
+            lead = self.audio_lead_secs()
+            if lead < GAP_IMMINENT_SECS:
+                return Work.AUDIO_RUNNING_OUT
+            return Work.RUNNING_DRY if lead < SHORT_LEAD_SECS else Work.PLAYBACK
+        return urgency
 
     @staticmethod
-    def _next_chunk(chunks: Iterator[bytes], work: Work) -> bytes | None:
+    def _next_chunk(chunks: Iterator[bytes], work: Urgency) -> bytes | None:
         # The engine takes the turn around its inference only: finding that the sentence had
         # no more audio must not wait for a turn (the reply's next sentence waits on it).
         with working_on(work):

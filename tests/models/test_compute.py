@@ -34,9 +34,35 @@ def test_the_most_urgent_goes_first_and_equals_in_arrival_order():
         (Work.PLAYBACK, "sentence 1"), (Work.USER_WAITING, "final"),
         (Work.PLAYBACK, "sentence 2"), (Work.REPLY_OPENING, "first token"),
         (Work.RUNNING_DRY, "words before the audio runs out"),
+        (Work.AUDIO_RUNNING_OUT, "words due now"),
     ])
-    assert order == ["final", "words before the audio runs out", "first token", "sentence 1",
-                     "sentence 2", "story", "interim"]
+    assert order == ["words due now", "final", "words before the audio runs out", "first token",
+                     "sentence 1", "sentence 2", "story", "interim"]
+
+
+def test_a_waiting_turns_urgency_is_asked_again_when_the_cpu_is_handed_on():
+    """A sentence asked for with audio ahead to spare runs low while it waits behind a user's
+    final transcript: it goes next, before the next user's."""
+    arbiter, order, due_now = ComputeArbiter(), [], threading.Event()
+
+    def run(work, name: str) -> None:
+        with arbiter.turn(work):
+            order.append(name)
+            if name == "final 1":
+                due_now.set()  # meanwhile the sentence's audio ahead ran low
+
+    sentence = lambda: Work.AUDIO_RUNNING_OUT if due_now.is_set() else Work.PLAYBACK  # noqa: E731
+    with arbiter.turn(Work.USER_WAITING):
+        threads = [threading.Thread(target=run, args=args) for args in [
+            (sentence, "sentence"), (Work.USER_WAITING, "final 1"),
+            (Work.USER_WAITING, "final 2")]]
+        for thread in threads:
+            thread.start()
+            time.sleep(0.02)  # arrival order is queue order
+    for thread in threads:
+        thread.join(timeout=5)
+    assert order == ["final 1", "sentence", "final 2"]
+    assert arbiter.usage_now()[Work.AUDIO_RUNNING_OUT][0] == 1  # counted as what it ran as
 
 
 def test_waiting_work_gains_urgency_but_never_passes_a_waiting_user():

@@ -57,8 +57,8 @@ def _record_turns(models, monkeypatch) -> list[Work]:
     works: list[Work] = []
     turn = models.compute.turn
 
-    def recording_turn(work: Work):
-        works.append(work)
+    def recording_turn(work):
+        works.append(work() if callable(work) else work)  # as urgent as when asked
         return turn(work)
 
     monkeypatch.setattr(models.compute, "turn", recording_turn)
@@ -74,11 +74,11 @@ def _record_turns(models, monkeypatch) -> list[Work]:
     # user's words, before other replies' LLM openings; the one after it is playback again.
     ("Hello there. I know a lot about the weather and the sea. Just ask away.", 0.5,
      [Work.USER_WAITING, Work.RUNNING_DRY, Work.PLAYBACK]),
-    # Under GAP_IMMINENT_SECS of audio ahead, a gap is about to be heard: with a waiting
-    # user's words (four sessions left gaps of 0.1-0.5 s otherwise). "Hi." is 0.52 s of audio:
-    # the threshold is raised to 1 s so that the test does not hang on a few milliseconds.
+    # Under GAP_IMMINENT_SECS of audio ahead, a gap is about to be heard: before anything
+    # else (four sessions left gaps of 0.1-0.5 s otherwise). "Hi." is 0.52 s of audio: the
+    # threshold is raised to 1 s so that the test does not hang on a few milliseconds.
     ("Hi. I know a lot about the weather and the sea. Just ask away.", 1.0,
-     [Work.USER_WAITING, Work.USER_WAITING, Work.PLAYBACK]),
+     [Work.USER_WAITING, Work.AUDIO_RUNNING_OUT, Work.PLAYBACK]),
 ], ids=["queued-audio", "running-dry", "gap-imminent"])
 async def test_each_sentence_takes_its_turn_as_urgent_as_its_audio_is_needed(
         models, monkeypatch, text, gap_imminent_secs, expected):
