@@ -102,8 +102,7 @@ class ComputeArbiter:
         """Give the CPU to the most urgent waiter (the lock is held). Decided here, once, so
         that waiters waking at different moments never disagree on whose turn it is."""
         now = time.monotonic()
-        ranks = {ticket: ticket.rank(now, self._aging_secs) for ticket in self._waiting}
-        self._holder = min(self._waiting, key=ranks.__getitem__)
+        self._holder = min(self._waiting, key=lambda ticket: ticket.rank(now, self._aging_secs))
         self._holder.granted_as = self._holder.work_now()
         self._waiting.remove(self._holder)
         self._changed.notify_all()
