@@ -37,6 +37,9 @@ class TurnResult:
     bot_audio_secs: float = 0.0
     underruns: int = 0  # times a player (with a 0.1 s buffer) would have run dry
     underrun_secs: float = 0.0  # silence those made, in seconds
+    # Each of those as [seconds into the reply's audio where it fell silent, seconds silent]:
+    # gaps in the opening seconds and gaps deep into a long reply have different causes.
+    gaps: list[list[float]] = field(default_factory=list)
     error: str = ""
 
 
@@ -213,6 +216,7 @@ def time_audio(audio: list[tuple[float, float, bool]], speech_end: float,
         if at > played_until + UNDERRUN_SLACK_SECS:  # the player ran out: silence, then this
             result.underruns += 1
             result.underrun_secs += at - played_until
+            result.gaps.append([round(received, 2), round(at - played_until, 3)])
             played_until = at
         played_until += secs
         received += secs

@@ -147,6 +147,8 @@ def test_playback_resumes_after_a_gap_and_each_gap_counts():
              (4.0, 0.5, True)]
     time_audio(audio, speech_end=0.5, result=result)
     assert result.underruns == 2 and result.underrun_secs == pytest.approx(1.0)
+    # Where they fell: after 0.5 s of the reply's audio, then after 2.0 s, 0.5 s each.
+    assert result.gaps == [[0.5, 0.5], [2.0, 0.5]]
 
 
 def _prompt(prompt_id: str) -> Prompt:
