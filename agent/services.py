@@ -11,10 +11,14 @@ from voxline.pipeline.stt import StreamingWhisperSTTService
 from voxline.pipeline.tts import LocalTTSService
 
 
-def build_stt(models: ModelSet, stt: STTSettings) -> StreamingWhisperSTTService:
-    """Streaming Whisper with interim results on the shared engine."""
+def build_stt(models: ModelSet, stt: STTSettings, *,
+              audio_passthrough: bool) -> StreamingWhisperSTTService:
+    """Streaming Whisper with interim results on the shared engine. The microphone's audio
+    goes on downstream only if something there wants it (a recorder): nothing else after the
+    STT reads it, and each frame would cost every processor and observer a hop."""
     return StreamingWhisperSTTService(
-        engine=models.stt, language=stt.language, interim_interval_secs=stt.interim_interval_secs
+        engine=models.stt, language=stt.language, interim_interval_secs=stt.interim_interval_secs,
+        audio_passthrough=audio_passthrough,
     )
 
 

@@ -87,17 +87,18 @@ async def run_session(
         )
         llm = build_llm(models, settings.llm, system_prompt=options.persona.system_prompt,
                         breaker=llm_breaker)
+        recorder = _recorder(settings.privacy, options)
         pipeline = Pipeline([
             transport.input(),
             PausingVADProcessor(vad_analyzer=vad, pause_secs=settings.vad.pause_secs),
-            build_stt(models, settings.stt),
+            build_stt(models, settings.stt, audio_passthrough=bool(recorder)),
             *interim_prefill(llm, context),  # the local LLM reads the user's words early
             aggregators.user(),
             ContextWindowProcessor(max_messages=settings.agent.max_history_messages),
             llm,
             build_tts(models, settings.tts),
             transport.output(),
-            *_recorder(settings.privacy, options),
+            *recorder,
             aggregators.assistant(),
         ])
         worker = PipelineWorker(
@@ -112,6 +113,9 @@ async def run_session(
                 TurnMetricsObserver(session_bus=session_bus),
             ],
             enable_rtvi=False,
+            # pipecat's own turn tracking feeds its tracing only (off): one observer less, and
+            # each observer wakes for every frame every processor handles.
+            enable_turn_tracking=False,
             idle_timeout_secs=settings.agent.idle_timeout_secs,
             processor_unusable_policy=ProcessorUnusablePolicy.END,
         )

@@ -13,6 +13,7 @@ from pipecat.pipeline.worker import PipelineParams
 from pipecat.tests.utils import SleepFrame, run_test
 
 from tests.helpers import read_pcm, wer
+from voxline.agent.services import build_stt
 from voxline.pipeline.stt import StreamingWhisperSTTService
 from voxline.pipeline.vad import UserSpeechPausedFrame, UserSpeechResumedFrame
 
@@ -143,3 +144,16 @@ async def test_a_pause_decode_is_also_the_next_interim(models, speech, monkeypat
     finals = [f for f in down if isinstance(f, TranscriptionFrame)]
     assert interims and interims[0].text == finals[0].text
     assert decodes.count == 1, "the partial and the final both come from the pause's decode"
+
+
+async def test_the_microphone_audio_goes_past_the_stt_only_for_a_recorder(models, settings, speech):
+    """After the STT only a recorder reads the user's audio; without one, each 20 ms frame
+    would cost every later processor and observer a hop for nothing."""
+    frames = _spoken(read_pcm(speech(SENTENCE)), real_time=False)
+    for recording in (False, True):
+        down, _ = await run_test(
+            build_stt(models, settings.stt, audio_passthrough=recording), frames_to_send=frames,
+            pipeline_params=PipelineParams(audio_in_sample_rate=16000))
+        audio = [f for f in down if isinstance(f, InputAudioRawFrame)]
+        assert len(audio) == (len(frames) - 3 if recording else 0), recording
+        assert [f for f in down if isinstance(f, TranscriptionFrame)], "still transcribed"
