@@ -35,6 +35,7 @@ from voxline.models import ModelSet
 from voxline.pipeline.circuit_breaker import CircuitBreaker
 from voxline.pipeline.context_window import ContextWindowProcessor
 from voxline.pipeline.llm import interim_prefill
+from voxline.pipeline.observer_group import ObserverGroup
 from voxline.pipeline.recording import session_recorder
 from voxline.pipeline.session_events import SessionEventsObserver
 from voxline.pipeline.turn_end import TranscriptTurnStopStrategy
@@ -108,10 +109,10 @@ async def run_session(
                 audio_out_sample_rate=options.audio_out_sample_rate,
                 enable_metrics=True,
             ),
-            observers=[
+            observers=[ObserverGroup([
                 SessionEventsObserver(session_bus=session_bus),
                 TurnMetricsObserver(session_bus=session_bus),
-            ],
+            ])],
             enable_rtvi=False,
             # pipecat's own turn tracking feeds its tracing only (off): one observer less, and
             # each observer wakes for every frame every processor handles.

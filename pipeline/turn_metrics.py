@@ -41,7 +41,7 @@ class TurnMetricsObserver(BaseObserver):
     """
 
     def __init__(self, *, session_bus: SessionBus, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(observe_every_push=False, **kwargs)  # a milestone is a frame's first push
         self._bus = session_bus
         self._marks = _Marks()
         self._turn = 0
