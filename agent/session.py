@@ -86,8 +86,8 @@ async def run_session(
                 user_turn_strategies=_turn_strategies(settings.agent)
             ),
         )
-        llm = build_llm(models, settings.llm, system_prompt=options.persona.system_prompt,
-                        breaker=llm_breaker)
+        llm = build_llm(models, settings.llm, settings.agent,
+                        system_prompt=options.persona.system_prompt, breaker=llm_breaker)
         recorder = _recorder(settings.privacy, options)
         pipeline = Pipeline([
             transport.input(),

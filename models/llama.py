@@ -9,7 +9,7 @@ from loguru import logger
 
 if TYPE_CHECKING:
     from voxline.models.compute import ComputeArbiter
-    from voxline.models.llama_batch import ChatStream, Pace
+    from voxline.models.llama_batch import ChatStream, Pace, Penalties
 
 
 class LlamaEngine:
@@ -22,7 +22,8 @@ class LlamaEngine:
     """
 
     def __init__(self, *, model_path: Path, n_ctx: int, n_threads: int, slots: int = 4,
-                 prefill_chunk_tokens: int = 64, compute: "ComputeArbiter | None" = None):
+                 prefill_chunk_tokens: int = 64, compute: "ComputeArbiter | None" = None,
+                 chat_template: str | None = None):
         import llama_cpp  # heavy imports, only when loading
         from llama_cpp import _internals as internals
         from llama_cpp._logger import set_verbose
@@ -52,7 +53,8 @@ class LlamaEngine:
         # step with 100 prompt tokens about twice as slow (2.4 s against 1.3 s, Qwen 0.5B).
         params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
         self._ctx = internals.LlamaContext(model=self._model, params=params, verbose=False)
-        template = self._model.metadata().get("tokenizer.chat_template")
+        # `chat_template`: the family's format, for a GGUF that has none (a base model).
+        template = self._model.metadata().get("tokenizer.chat_template") or chat_template
         if not template:
             raise ValueError(
                 f"LLM model '{self.name}' has no chat template in its GGUF metadata; use a chat "
@@ -78,6 +80,10 @@ class LlamaEngine:
             rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True
         )
 
+    def tokenize_text(self, text: str) -> list[int]:
+        """`text`'s tokens, as it reads inside a message (no BOS, no special tokens)."""
+        return self._model.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+
     def stream_chat(
         self,
         messages: list[dict],
@@ -87,6 +93,7 @@ class LlamaEngine:
         stop: threading.Event,
         session_key: str | None = None,
         pace: "Pace | None" = None,
+        penalties: "Penalties | None" = None,
     ) -> "ChatStream":
         """Iterate the reply's text pieces. Blocking: iterate it on `self.executor`.
 
@@ -95,6 +102,7 @@ class LlamaEngine:
         when the prompt does not fit in `n_ctx`, and the scheduler's errors while iterating.
         `pace` (asked from the scheduler thread) holds the reply back while its text is far
         enough ahead of playback and hurries it when playback runs short (`Request.pace`).
+        `penalties` make tokens already said less likely (`Penalties`).
         """
         from voxline.models.llama_batch import Request
 
@@ -106,7 +114,7 @@ class LlamaEngine:
             )
         return self._scheduler.submit(Request(
             prompt=prompt, max_tokens=max_tokens, temperature=temperature, stop=stop,
-            session_key=session_key, pace=pace,
+            session_key=session_key, pace=pace, penalties=penalties,
         ))
 
     def prefill(self, messages: list[dict], *, session_key: str) -> None:
@@ -127,11 +135,11 @@ class LlamaEngine:
             self._scheduler.submit(Request(prompt=prompt, max_tokens=0, temperature=0.0,
                                            stop=threading.Event(), session_key=session_key))
 
-    def warm_up(self, system_prompt: str = "") -> None:
-        """Allocate the compute graph and evaluate the system prompt into every slot, so that no
-        session's first turn pays for either."""
-        messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
-        messages.append({"role": "user", "content": "Hi"})
+    def warm_up(self, prefix: list[dict] | None = None) -> None:
+        """Allocate the compute graph and evaluate `prefix` (what every prompt starts with: the
+        system prompt and example exchanges) into every slot, so that no session's first turn
+        pays for either."""
+        messages = [*(prefix or []), {"role": "user", "content": "Hi"}]
         streams = [
             self.stream_chat(messages, max_tokens=1, temperature=0.0, stop=threading.Event())
             for _ in range(self.slots)

@@ -12,7 +12,7 @@ import queue
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import llama_cpp
@@ -36,6 +36,17 @@ class Pace(Protocol):
         """Playback will soon run out of text: the reply's next words are urgent."""
 
 
+@dataclass(frozen=True)
+class Penalties:
+    """Repetition penalties of one reply (llama.cpp's penalties sampler), over `history` (the
+    tokens of the user's last words, fed to the sampler first) and the reply so far."""
+
+    repeat: float = 1.0  # a seen token's logit is divided by this (multiplied, if negative)
+    presence: float = 0.0  # and this is subtracted from it
+    history: tuple[int, ...] = ()
+    banned_opening: tuple[int, ...] = ()  # the reply's first token is none of these
+
+
 @dataclass(eq=False)
 class Request:
     """One reply: a tokenised prompt in, text pieces out through `out`."""
@@ -50,8 +61,10 @@ class Request:
     # request waits for a slot, so a slot frees up as soon as it can. While playback is about
     # to run dry, its steps are as urgent as a reply's first words.
     pace: Pace | None = None
+    penalties: Penalties | None = None
     out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     prompt_tokens_evaluated: int | None = None  # set when admitted; the rest came from the cache
+    first_token: int | None = None  # the reply's first token, once sampled
     is_abandoned: bool = False  # the caller closed the stream early
     # When it last moved (submitted, admitted, a token): a reply still for STALL_WARN_SECS
     # gets one warning with the scheduler's state (`BatchScheduler._warn_if_stalled`).
@@ -82,6 +95,11 @@ class ChatStream:
     @property
     def prompt_tokens_evaluated(self) -> int | None:
         return self._request.prompt_tokens_evaluated
+
+    @property
+    def first_token(self) -> int | None:
+        """The reply's first token (None before it is sampled, or for an empty reply)."""
+        return self._request.first_token
 
     def __iter__(self) -> "ChatStream":
         return self
@@ -308,7 +326,8 @@ class BatchScheduler:
         slot.tokens = slot.tokens[:keep]
         slot.pending = request.prompt[keep:]
         slot.request, slot.session_key = request, request.session_key
-        slot.sampler = _make_sampler(request.temperature)
+        slot.sampler = _make_sampler(request.temperature, request.penalties,
+                                     n_vocab=self._model.n_vocab())
         slot.decoder.reset()
         slot.n_generated = 0
         slot.started_at = next(self._clock)
@@ -376,6 +395,13 @@ class BatchScheduler:
             return
         slot.n_generated += 1
         request.moved_at = time.monotonic()
+        if slot.n_generated == 1:
+            request.first_token = token
+            if request.penalties and request.penalties.banned_opening:  # only the first token
+                slot.sampler.close()
+                slot.sampler = _make_sampler(request.temperature, replace(
+                    request.penalties, banned_opening=(), history=(
+                        *request.penalties.history, token)), n_vocab=self._model.n_vocab())
         piece = slot.decoder.decode(self._model.detokenize([token]))
         if piece:
             request.out.put(piece)
@@ -405,6 +431,7 @@ OPENING_STRIDE = 3
 PREFILL_STEP_TOKENS = 16  # ~0.2 s on 2 cores (a prompt token costs ~14 ms)
 PACE_POLL_SECS = 0.05  # every reply is ahead of its playback: look again this often
 SHIFT_PROBE_TOKENS = 16  # a dropped run counts only if this much of what follows it matches
+PENALTY_LAST_TOKENS = 64  # a spoken turn's words and a short reply's
 STALL_WARN_SECS = 15.0  # a reply sits out at most a long sentence's worth ahead of playback
 
 
@@ -441,10 +468,19 @@ def _dropped_run(cached: list[int], prompt: list[int], keep: int) -> int:
     return 0
 
 
-def _make_sampler(temperature: float) -> internals.LlamaSampler:
+def _make_sampler(temperature: float, penalties: Penalties | None = None, *,
+                  n_vocab: int = 0) -> internals.LlamaSampler:
     """Greedy at temperature 0; otherwise llama-cpp-python's chat defaults (top-k 40, top-p 0.95,
-    min-p 0.05) before the temperature, as create_chat_completion samples."""
+    min-p 0.05) before the temperature, as create_chat_completion samples. `penalties` come
+    first, as in llama-cpp-python's Llama, and remember the user's words from the start."""
     sampler = internals.LlamaSampler()
+    if penalties is not None and (penalties.repeat != 1.0 or penalties.presence != 0.0):
+        sampler.add_penalties(n_vocab, PENALTY_LAST_TOKENS, penalties.repeat, 0.0,
+                              penalties.presence)
+        for token in penalties.history[-PENALTY_LAST_TOKENS:]:
+            sampler.accept(token)
+    if penalties is not None and penalties.banned_opening:
+        sampler.add_logit_bias(n_vocab, dict.fromkeys(penalties.banned_opening, float("-inf")))
     if temperature == 0:
         sampler.add_greedy()
         return sampler

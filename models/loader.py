@@ -16,6 +16,7 @@ from voxline.models.llama import LlamaEngine
 from voxline.models.registry import ModelFileError, ModelRegistry, ModelStatus
 from voxline.models.silero import load_silero
 from voxline.models.whisper import WhisperEngine
+from voxline.pipeline.prompt import prompt_messages
 
 
 class SpeechSynthesizer(Protocol):
@@ -120,12 +121,14 @@ def _load_llm(settings: VoxlineSettings, registry: ModelRegistry,
     llm = settings.llm
     if llm.provider == "openai":
         return None
-    path = llm.model_path or registry.path_of(catalog.LLM_MODELS[llm.model])
+    spec = catalog.LLM_MODELS[llm.model]
     engine = LlamaEngine(
-        model_path=path, n_ctx=llm.n_ctx, n_threads=llm.n_threads, slots=llm.slots,
-        compute=compute,
+        model_path=llm.model_path or registry.path_of(spec), n_ctx=llm.n_ctx,
+        n_threads=llm.n_threads, slots=llm.slots, compute=compute,
+        chat_template=None if llm.model_path else spec.chat_template,
     )
-    engine.warm_up(settings.agent.system_prompt)
+    engine.warm_up(prompt_messages(settings.agent.system_prompt,
+                                   settings.agent.examples(), history=[]))
     return engine
 
 

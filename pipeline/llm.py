@@ -22,6 +22,9 @@ from pipecat.services.llm_service import LLMService
 from pipecat.services.settings import LLMSettings
 
 from voxline.models.llama import LlamaEngine
+from voxline.pipeline.frames import EchoGuardedFrame
+from voxline.pipeline.prompt import Examples, with_examples
+from voxline.pipeline.reply_writer import EchoCaught, ReplyStyle, write_reply
 
 _DONE = object()
 # Piper's voice spoke 16-19.5 characters a second in the bench's replies (pauses included);
@@ -90,7 +93,8 @@ class PlaybackPace:
 
 
 class LlamaCppLLMService(LLMService):
-    """Answers each `LLMContextFrame` with a shared `LlamaEngine`.
+    """Answers each `LLMContextFrame` with a shared `LlamaEngine`, in the reply `style`
+    (`pipeline/reply_writer.py`), with the persona's `examples` ahead of the conversation.
 
     Tokens cross from the engine's thread to the loop through a queue. An interruption cancels
     the frame task (pipecat's standard behaviour); the `finally` then sets the thread's stop
@@ -100,13 +104,13 @@ class LlamaCppLLMService(LLMService):
     """
 
     def __init__(
-        self, *, engine: LlamaEngine, system_instruction: str, max_tokens: int,
-        temperature: float, playback_lead_secs: float = 0.0, **kwargs,
+        self, *, engine: LlamaEngine, system_instruction: str, style: ReplyStyle,
+        examples: Examples = (), playback_lead_secs: float = 0.0, **kwargs,
     ):
         super().__init__(
             settings=LLMSettings(
                 model=engine.name, system_instruction=system_instruction,
-                temperature=temperature, max_tokens=max_tokens,
+                temperature=style.temperature, max_tokens=style.max_tokens,
                 # Not offered by this service; None says so to pipecat's settings checks.
                 top_p=None, top_k=None, frequency_penalty=None, presence_penalty=None, seed=None,
                 filter_incomplete_user_turns=False, user_turn_completion_config=None,
@@ -114,6 +118,8 @@ class LlamaCppLLMService(LLMService):
             **kwargs,
         )
         self._engine = engine
+        self._style = style
+        self._examples = examples
         self._session_key = uuid.uuid4().hex
         self._pace = PlaybackPace(playback_lead_secs) if playback_lead_secs > 0 else None
         self._written: deque[str] = deque(maxlen=WRITTEN_REPLIES_KEPT)  # replies as generated
@@ -158,7 +164,7 @@ class LlamaCppLLMService(LLMService):
             system_instruction=self._settings.system_instruction,
             convert_developer_to_user=True,
         )
-        messages = [dict(m) for m in params["messages"]]
+        messages = with_examples([dict(m) for m in params["messages"]], self._examples)
         for message in messages:
             if message.get("role") == "assistant" and isinstance(message.get("content"), str):
                 message["content"] = next(
@@ -179,12 +185,9 @@ class LlamaCppLLMService(LLMService):
 
         def produce():
             try:
-                for piece in self._engine.stream_chat(
-                    messages, max_tokens=self._settings.max_tokens,
-                    temperature=self._settings.temperature, stop=stop,
-                    session_key=self._session_key, pace=pace,
-                ):
-                    if pace:
+                for piece in write_reply(self._engine, messages, style=self._style, stop=stop,
+                                         session_key=self._session_key, pace=pace):
+                    if pace and isinstance(piece, str):
                         pace.wrote(piece)
                     loop.call_soon_threadsafe(pieces.put_nowait, piece)
             except Exception as e:  # reported on the loop, below
@@ -200,6 +203,12 @@ class LlamaCppLLMService(LLMService):
                 if isinstance(piece, Exception):
                     await self.push_error(f"{self}: generation failed: {piece}", exception=piece)
                     break
+                if isinstance(piece, EchoCaught):
+                    logger.info("{}: echo guard kept back {!r} (try {})", self, piece.text,
+                                piece.attempt)
+                    await self.push_frame(EchoGuardedFrame(text=piece.text,
+                                                           attempt=piece.attempt))
+                    continue
                 await self.stop_ttfb_metrics()
                 written.append(piece)
                 await self._push_llm_text(piece)

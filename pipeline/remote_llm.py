@@ -9,6 +9,9 @@ from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.services.openai.llm import OpenAILLMService
 
 from voxline.pipeline.circuit_breaker import CircuitBreaker
+from voxline.pipeline.echo import EchoGuard, Verdict
+from voxline.pipeline.frames import EchoGuardedFrame
+from voxline.pipeline.prompt import Examples, last_user_words, nudged, with_examples
 
 
 class RemoteLLMError(Exception):
@@ -37,6 +40,7 @@ class RemoteLLMService(OpenAILLMService):
 
     def __init__(
         self, *, breaker: CircuitBreaker, first_token_timeout_secs: float, apology: str,
+        examples: Examples = (), echo_guard: bool = False, echo_fallback: str = "I see.",
         **kwargs,
     ):
         # Set before super().__init__, which calls create_client.
@@ -44,7 +48,12 @@ class RemoteLLMService(OpenAILLMService):
         super().__init__(**kwargs)
         self._breaker = breaker
         self._apology = apology
+        self._examples = examples
         self._first_token_deadline: asyncio.Timeout | None = None
+        self._is_echo_guarded = echo_guard
+        self._echo_fallback = echo_fallback
+        self._guard: EchoGuard | None = None  # the current try's, while it holds text back
+        self._is_nudged = False  # the current try is the second: the user's words are nudged
 
     def create_client(self, **kwargs):
         """pipecat's client without the SDK's own retries (two, with backoff: seconds of
@@ -53,8 +62,40 @@ class RemoteLLMService(OpenAILLMService):
         client = super().create_client(**kwargs)
         return client.with_options(max_retries=0, timeout=self._first_token_timeout_secs)
 
+    def build_chat_completion_params(self, params_from_context) -> dict:
+        """pipecat's request, with the persona's example exchanges after the system prompt
+        and, on a second try after an echo, the nudge after the user's words."""
+        params = super().build_chat_completion_params(params_from_context)
+        messages = with_examples([dict(m) for m in params["messages"]], self._examples)
+        params["messages"] = nudged(messages) if self._is_nudged else messages
+        return params
+
     async def _process_context(self, context: LLMContext):
-        """One turn through the breaker; on failure, the apology, then the error is raised
+        """Answer a turn; an opening that says the user's words back is not spoken but
+        written again once with a nudge, then replaced by the fallback (as the local LLM
+        does, `pipeline/reply_writer.py`)."""
+        user_text = last_user_words(context.get_messages()) if self._is_echo_guarded else ""
+        try:
+            for attempt in (1, 2):
+                self._guard = EchoGuard(user_text) if user_text else None
+                self._is_nudged = attempt == 2
+                try:
+                    await self._answer(context)
+                    guard = self._guard
+                    if guard is None or guard.verdict is Verdict.PASS:
+                        return  # what it held was spoken when it passed
+                    if guard.finish() is Verdict.PASS:  # a short reply, held to its end
+                        await super()._push_llm_text(guard.held)
+                        return
+                except _EchoHeard:
+                    pass
+                await self.push_frame(EchoGuardedFrame(text=self._guard.held, attempt=attempt))
+            await super()._push_llm_text(self._echo_fallback)
+        finally:
+            self._guard, self._is_nudged = None, False
+
+    async def _answer(self, context: LLMContext):
+        """One request through the breaker; on failure, the apology, then the error is raised
         for pipecat's `process_frame` to push."""
         if not self._breaker.allow_request():
             await self._push_llm_text(self._apology)
@@ -78,6 +119,9 @@ class RemoteLLMService(OpenAILLMService):
             error, cause = RemoteLLMError(
                 "llm_unavailable",
                 f"the language model cannot be reached ({type(e).__name__})"), e
+        except _EchoHeard:
+            self._breaker.record_success()  # the server answered; the words were wrong
+            raise
         except BaseException:
             self._breaker.release()  # cancelled by an interruption: it proves nothing
             raise
@@ -98,4 +142,14 @@ class RemoteLLMService(OpenAILLMService):
         if self._first_token_deadline is not None:
             self._first_token_deadline.reschedule(None)
             self._first_token_deadline = None
-        await super()._push_llm_text(text)
+        guard = self._guard
+        if guard is None or guard.verdict is Verdict.PASS:
+            await super()._push_llm_text(text)
+        elif (verdict := guard.feed(text)) is Verdict.PASS:
+            await super()._push_llm_text(guard.held)
+        elif verdict is Verdict.ECHO:
+            raise _EchoHeard  # ends the stream: pipecat closes the request
+
+
+class _EchoHeard(Exception):
+    """The opening said the user's words back: this try's stream ends here."""

@@ -18,6 +18,7 @@ from pipecat.transports.base_output import BaseOutputTransport
 
 from voxline.bus import events
 from voxline.bus.base import SessionBus
+from voxline.pipeline.frames import EchoGuardedFrame
 from voxline.pipeline.remote_llm import RemoteLLMError
 
 PROGRESS_EVERY_TOKENS = 8
@@ -54,7 +55,9 @@ class SessionEventsObserver(BaseObserver):
             return
         if not data.first_push:
             return
-        if isinstance(frame, InterimTranscriptionFrame):
+        if isinstance(frame, EchoGuardedFrame):
+            publish(events.EchoGuarded, text=frame.text, attempt=frame.attempt)
+        elif isinstance(frame, InterimTranscriptionFrame):
             publish(events.TranscriptPartial, text=frame.text)
         elif isinstance(frame, TranscriptionFrame):
             publish(events.TranscriptFinal, text=frame.text)

@@ -9,6 +9,7 @@ from loguru import logger
 from pipecat.frames.frames import Frame
 from pipecat.services.settings import TTSSettings
 from pipecat.services.tts_service import TTSService
+from pipecat.utils.text.transforms.strip_markdown import strip_markdown
 
 from voxline.models.compute import Urgency, Work, working_on
 from voxline.models.loader import SpeechSynthesizer
@@ -39,6 +40,9 @@ class LocalTTSService(TTSService):
             push_start_frame=True,
             push_stop_frames=True,
             settings=TTSSettings(model=engine.name, voice=engine.name, language=None),
+            # A small model sometimes answers in markdown anyway: bullets, ** and # are not
+            # read out as symbols (pipecat's transform; list lines are already cut apart).
+            text_transforms=[("*", strip_markdown)],
             **kwargs,
         )
         self._engine = engine

@@ -17,6 +17,7 @@ from pipecat.processors.frame_processor import FrameDirection
 
 from voxline.bus import events
 from voxline.bus.base import SessionBus
+from voxline.pipeline.frames import EchoGuardedFrame
 
 NS = 1e-9
 
@@ -31,6 +32,7 @@ class _Marks:
     llm_request: int = 0
     llm_first_token: int = 0
     tts_first_audio: int = 0
+    echo_guard_hits: int = 0
 
 
 class TurnMetricsObserver(BaseObserver):
@@ -59,6 +61,8 @@ class TurnMetricsObserver(BaseObserver):
             marks.stt_final = now
         elif isinstance(frame, LLMContextFrame) and marks.stt_final and not marks.llm_request:
             marks.llm_request = now
+        elif isinstance(frame, EchoGuardedFrame):
+            marks.echo_guard_hits += 1
         elif isinstance(frame, LLMTextFrame) and marks.llm_request and not marks.llm_first_token:
             marks.llm_first_token = now
         elif isinstance(frame, TTSAudioRawFrame) and marks.llm_first_token:
@@ -81,4 +85,5 @@ class TurnMetricsObserver(BaseObserver):
             tts_secs=(m.tts_first_audio - m.llm_first_token) * NS,
             transport_secs=(sent - m.tts_first_audio) * NS,
             total_secs=m.stop_secs + (sent - m.vad_stop) * NS,
+            echo_guard_hits=m.echo_guard_hits,
         )

@@ -126,8 +126,10 @@ def client_message(event: events.Event) -> dict | None:
         case events.TurnInterrupted():
             return {"type": "interrupted"}
         case events.TurnMetrics():
-            stages = event.model_dump(exclude={"v", "session_id", "ts", "source", "turn"})
-            return {"type": "turn.metrics", "turn": event.turn, "stages": stages}
+            stages = event.model_dump(exclude={"v", "session_id", "ts", "source", "turn",
+                                               "echo_guard_hits"})
+            return {"type": "turn.metrics", "turn": event.turn, "stages": stages,
+                    "echo_guard_hits": event.echo_guard_hits}
         case events.SessionError(code=code, message=message):
             return error_message(code, message)
     return None

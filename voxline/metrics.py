@@ -36,6 +36,10 @@ class WorkerMetrics:
             buckets=STAGE_BUCKETS, registry=r)
         self.bus_dropped = Gauge("voxline_bus_dropped_total", "Bus events dropped", registry=r)
         self.errors = Counter("voxline_errors_total", "Errors", ["kind"], registry=r)
+        self.echo_guarded = Counter(
+            "voxline_llm_echo_guard_total",
+            "Reply openings kept back for saying the user's words back, by what followed",
+            ["outcome"], registry=r)
         self.llm_circuit_open = Gauge(
             "voxline_llm_circuit_open", "1 while the remote LLM's circuit is open or half-open",
             registry=r)
@@ -47,7 +51,7 @@ class WorkerMetrics:
         worker_id = self._state.worker_id
         subscription = self._state.bus.subscribe(
             lambda e: e.source == worker_id
-            and isinstance(e, events.TurnMetrics | events.SessionError)
+            and isinstance(e, events.TurnMetrics | events.SessionError | events.EchoGuarded)
         )
         self._task = asyncio.create_task(self._follow(subscription), name="voxline-metrics")
 
@@ -70,6 +74,10 @@ class WorkerMetrics:
             async for event in subscription:
                 if isinstance(event, events.SessionError):
                     self.errors.labels(kind=event.code).inc()
+                    continue
+                if isinstance(event, events.EchoGuarded):
+                    outcome = "written_again" if event.attempt == 1 else "fallback"
+                    self.echo_guarded.labels(outcome=outcome).inc()
                     continue
                 self.turns.inc()
                 for stage in STAGES:

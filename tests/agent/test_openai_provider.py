@@ -67,3 +67,23 @@ async def test_a_spoken_question_is_answered_by_the_remote_llm(openai_server, mo
     assert spoken, result.events
     heard = transcribe(models, bytes(result.reply_pcm), result.sample_rate)
     assert cer(spoken, heard) < 0.3, (spoken, heard)  # characters: Piper varies by run
+
+
+async def test_the_echo_guard_and_examples_work_with_a_remote_llm(openai_server, models, speech):
+    """The persona that says everything back (its examples sent with every request), served
+    by the remote server: what it says back is never heard, and it is counted."""
+    from tests.agent.test_echo_guard import PARROT_AGENT, STATEMENT, _talk_to_a_parrot
+    from voxline.bus import events
+    from voxline.pipeline.echo import echoed_sentences
+
+    settings = make_settings(llm={"provider": "openai", "base_url": openai_server,
+                                  "remote_model": "smollm2", "api_key": "test-key"},
+                             agent=PARROT_AGENT)
+    result, got, metrics = await _talk_to_a_parrot(settings, models, speech)
+    heard = result.texts("transcript.final")[-1]
+    assert wer(STATEMENT, heard) <= 0.2
+    spoken = " ".join(result.texts("bot.text"))
+    assert spoken and not echoed_sentences(spoken, heard), (heard, spoken)
+    guarded = [e for e in got if isinstance(e, events.EchoGuarded)]
+    assert guarded and guarded[0].attempt == 1, got
+    assert 'voxline_llm_echo_guard_total{outcome="written_again"} 1.0' in metrics

@@ -21,7 +21,7 @@ def engine():
     settings = make_settings()
     path = ModelRegistry(settings.models.cache_dir).path_of(catalog.SMOLLM2_135M)
     loaded = LlamaEngine(model_path=path, n_ctx=768, n_threads=2, slots=SLOTS)
-    loaded.warm_up(SYSTEM["content"])
+    loaded.warm_up([SYSTEM])
     yield loaded
     loaded.close()
 

@@ -16,13 +16,14 @@ from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.tests.utils import SleepFrame, run_test
 
 from voxline.pipeline.llm import LlamaCppLLMService, as_written
+from voxline.pipeline.reply_writer import ReplyStyle
 from voxline.pipeline.text_aggregation import FirstClauseAggregator
 
 
 def _service(models, max_tokens=40):
     return LlamaCppLLMService(
         engine=models.llm, system_instruction="You are a helpful assistant.",
-        max_tokens=max_tokens, temperature=0.0,
+        style=ReplyStyle(max_tokens=max_tokens, temperature=0.0),
     )
 
 
@@ -107,3 +108,19 @@ async def test_a_list_reply_stays_in_the_kv_cache_for_the_next_turn(models):
     assert stream.prompt_tokens_evaluated <= tail + 8, (
         f"evaluated {stream.prompt_tokens_evaluated} of {stream.prompt_tokens} prompt tokens; "
         f"only the new {tail} or so should be")
+
+
+async def test_example_exchanges_reach_the_model_but_not_the_conversation(models):
+    service = LlamaCppLLMService(
+        engine=models.llm, system_instruction="You are a helpful assistant.",
+        style=ReplyStyle(max_tokens=20, temperature=0.0),
+        examples=(("What is the password?", "The password is zebra."),),
+    )
+    context = LLMContext(messages=[{"role": "user", "content": "What is the password?"}])
+    down, _ = await run_test(service, frames_to_send=[LLMContextFrame(context)])
+    reply = "".join(f.text for f in down if isinstance(f, LLMTextFrame))
+    assert "zebra" in reply.lower(), reply  # learned from the example, not from the context
+    assert "zebra" not in str(context.get_messages())
+    prompt = await service._messages(context)
+    assert [m["role"] for m in prompt] == ["system", "user", "assistant", "user"]
+    assert prompt[2]["content"] == "The password is zebra."

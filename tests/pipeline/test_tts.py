@@ -1,5 +1,7 @@
 """LocalTTSService on the real Piper voice: audio that Whisper hears as the text."""
 
+import re
+
 import pytest
 from pipecat.frames.frames import (
     LLMFullResponseEndFrame,
@@ -131,3 +133,24 @@ async def test_a_slowly_written_sentence_is_spoken_in_pieces_before_the_audio_ru
     assert " ".join(texts).endswith(slow), spoken
     first_slow = next(i for i, text in enumerate(texts) if text.startswith("The old"))
     assert spoken[first_slow][1] < len(slow_words), f"spoken only once the sentence ended: {spoken}"
+
+
+async def test_markdown_in_a_reply_is_not_read_out(models, monkeypatch):
+    """A small model sometimes writes bullets and bold anyway: the voice says the words."""
+    said: list[str] = []
+    synthesize = models.tts.synthesize
+
+    def recording(text):
+        said.append(text)
+        return synthesize(text)
+
+    monkeypatch.setattr(models.tts, "synthesize", recording)
+    tts = LocalTTSService(engine=models.tts, executor=models.tts_executor)
+    reply = "Here are **two** ideas:\n- Walk every day.\n- Drink *more* water.\n"
+    await run_test(tts, frames_to_send=[
+        LLMFullResponseStartFrame(), *(LLMTextFrame(w) for w in re.findall(r"\S*\s*", reply)
+                                       if w),
+        LLMFullResponseEndFrame(), SleepFrame(sleep=1.0)])
+    spoken = " ".join(said)
+    assert "two ideas" in spoken and "Walk every day." in spoken, said
+    assert not set("*#") & set(spoken) and "- " not in spoken, said

@@ -1,0 +1,15 @@
+"""voxline's own frames (pipecat's are in `pipecat.frames.frames`)."""
+
+from dataclasses import dataclass
+
+from pipecat.frames.frames import SystemFrame
+
+
+@dataclass
+class EchoGuardedFrame(SystemFrame):
+    """The LLM kept back a reply's opening that said the user's words back (`text`): on the
+    first try (`attempt` 1) it writes the reply again, on the second it speaks a fallback.
+    Observers publish it (`llm.echo.guarded`) and count it (`/metrics`)."""
+
+    text: str
+    attempt: int
