@@ -44,6 +44,28 @@ def table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def replies_table(report: dict) -> str:
+    """What `voxline bench --replies` prints: one row per model and reply style."""
+    head = (f"{'model':<14}{'style':<12}{'turns':>6}{'echo':>8}{'facts':>8}{'≤2 sent':>9}"
+            f"{'format':>8}{'words':>7}{'guard':>7}{'first p50':>11}{'p95':>7}")
+    lines = [f"reply set {report['reply_set']} (v{report['version']}), split {report['split']}"
+             + (", short" if report["short"] else ""), head]
+    for run in report["runs"]:
+        m = run["summary"]
+        lines.append(
+            f"{run['model']:<14}{run['style']:<12}{m['turns']:>6}{_pct(m['echo_rate']):>8}"
+            f"{_pct(m['factual_accuracy']):>8}{_pct(m['within_two_sentences']):>9}"
+            f"{_pct(m['formatted_rate']):>8}{m['words_median']:>7g}{m['guard_hits']:>7}"
+            f"{_secs(m['first_piece_p50_secs']):>11}{_secs(m['first_piece_p95_secs']):>7}")
+    lines.append("echo: replies with a sentence that says the user's words back; facts: right "
+                 "answers to questions with a known one; first: seconds to the first words")
+    return "\n".join(lines)
+
+
+def _secs(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
 def _webrtc_lines(webrtc: dict) -> list[str]:
     """The browser session (--webrtc): its own answered count, WER and latency rows."""
     if webrtc.get("error"):

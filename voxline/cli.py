@@ -129,7 +129,20 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--baseline", choices=["pipecat"], help="also run stock pipecat")
     bench.add_argument("--soak", type=float, default=0.0, metavar="MINUTES",
                        help="repeat rounds for this long and report RSS/task growth")
-    bench.add_argument("--llm", default="qwen2.5-0.5b", choices=["qwen2.5-0.5b", "smollm2-135m"])
+    bench.add_argument("--llm", default="qwen2.5-0.5b",
+                       choices=["qwen2.5-0.5b", "smollm2-135m", "gemma3-270m"])
+    bench.add_argument("--replies", action="store_true",
+                       help="score the replies instead (echo, facts, length, formatting, first "
+                            "words) on the versioned conversations, without audio")
+    bench.add_argument("--all-models", action="store_true",
+                       help="--replies: every packaged LLM, not only --llm")
+    bench.add_argument("--styles", default="default,legacy", metavar="NAME,NAME",
+                       help="--replies: reply styles to compare (default, no-guard, "
+                            "no-examples, legacy; default: default,legacy)")
+    bench.add_argument("--split", default="all", choices=["all", "tune", "heldout"],
+                       help="--replies: which conversations (default all)")
+    bench.add_argument("--short", action="store_true",
+                       help="--replies: the first two conversations of each split (CI)")
     bench.add_argument("--webrtc", action="store_true",
                        help="add one session over WebRTC from headless Chromium (needs chromium "
                             "and the playwright package)")
@@ -257,7 +270,28 @@ def _discord(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_replies(args: argparse.Namespace) -> int:
+    from voxline.bench.replies import ReplySetError, run_replies
+    from voxline.bench.report import replies_table, write_json
+    from voxline.models import catalog
+    from voxline.models.registry import ModelFileError
+
+    models = list(catalog.LLM_MODELS) if args.all_models else [args.llm]
+    styles = [s.strip() for s in args.styles.split(",") if s.strip()]
+    try:
+        report = run_replies(_settings(args), models=models, style_names=styles,
+                             split=args.split, short=args.short)
+    except (ReplySetError, ModelFileError, OSError) as e:
+        raise _UserFacingError(str(e)) from None
+    print(replies_table(report))
+    if args.json:
+        write_json(report, args.json)
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
+    if args.replies:
+        return _bench_replies(args)
     from voxline.bench.prompts import PromptError
     from voxline.bench.report import table, write_html, write_json
     from voxline.bench.runner import BenchOptions, run_bench
