@@ -204,7 +204,8 @@ class LlamaCppLLMService(LLMService):
                     await self.push_error(f"{self}: generation failed: {piece}", exception=piece)
                     break
                 if isinstance(piece, EchoCaught):
-                    logger.info("{}: echo guard kept back {!r} (try {})", self, piece.text,
+                    # Not the words: they are the user's, and logs outlive the session.
+                    logger.info("{}: echo guard kept back a reply's opening (try {})", self,
                                 piece.attempt)
                     await self.push_frame(EchoGuardedFrame(text=piece.text,
                                                            attempt=piece.attempt))

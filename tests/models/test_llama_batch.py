@@ -279,3 +279,21 @@ def test_a_reply_that_stays_still_is_logged_once_with_the_scheduler_state(engine
     stalls = [w for w in warnings if "still for over" in w]
     assert len(stalls) == 1, warnings
     assert "session still, reply still" in stalls[0] and "[ahead]" in stalls[0], stalls[0]
+
+
+def test_the_example_exchanges_are_in_every_slots_cached_prefix(engine):
+    """The persona's examples come after the system prompt in every prompt: warmed up once,
+    a new session's first turn evaluates only its own words."""
+    examples = [{"role": "user", "content": "I just finished painting the kitchen."},
+                {"role": "assistant", "content": "Nice work! What color did you pick?"}]
+    engine.warm_up([SYSTEM, *examples])
+    for session in ("first-turn-a", "first-turn-b"):
+        messages = [SYSTEM, *examples, {"role": "user", "content": "My cat is asleep."}]
+        stream = engine.stream_chat(messages, max_tokens=4, temperature=0.0,
+                                    stop=threading.Event(), session_key=session)
+        assert "".join(stream)
+        tail = len(engine.tokenize_chat(messages)) - len(engine.tokenize_chat(messages[:-1]))
+        assert stream.prompt_tokens_evaluated <= tail + 8, (
+            f"evaluated {stream.prompt_tokens_evaluated} of {stream.prompt_tokens} prompt "
+            f"tokens; only the user's {tail} should be")
+    engine.warm_up([SYSTEM])  # as the other tests expect
