@@ -8,6 +8,7 @@ from voxline.bus import EventBus
 from voxline.bus.events import (
     BotSpoken,
     ControlAck,
+    EchoGuarded,
     Event,
     LogLine,
     MetricsUpdate,
@@ -26,6 +27,11 @@ MAX_TRANSCRIPT_LINES = 200
 ENDED_SESSIONS_KEPT = 20
 VIEWER_QUEUE_SIZE = 1000
 BUS_HEALTH_PERIOD_SECS = 1.0
+
+# The transcript's note for an opening the echo guard kept back (its words are not shown: the
+# user's own are already there).
+ECHO_NOTES = {1: "reply repeated the user: written again", 2: "reply repeated the user twice: "
+              "fallback spoken"}
 
 
 class Viewer:
@@ -163,6 +169,8 @@ class Collector:
             case TurnInterrupted():
                 lines.append({"who": "note", "text": "interrupted"})
                 session["state"] = "listening"
+            case EchoGuarded(attempt=attempt):
+                lines.append({"who": "note", "text": ECHO_NOTES.get(attempt, ECHO_NOTES[2])})
             case ControlAck():
                 pass
         del lines[:-MAX_TRANSCRIPT_LINES]

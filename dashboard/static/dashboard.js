@@ -101,6 +101,10 @@ function apply(topic, e) {
                                       session.state = "speaking"; } break;
     case "tts.finished": if (session && session.state === "speaking") session.state = "listening"; break;
     case "turn.interrupted": if (session) session.transcript.push({ who: "note", text: "interrupted" }); break;
+    case "llm.echo.guarded":
+      if (session) session.transcript.push({ who: "note", text: e.attempt === 1
+        ? "reply repeated the user: written again" : "reply repeated the user twice: fallback spoken" });
+      break;
     case "turn.metrics": dash.turns.push(e); dash.turns = dash.turns.slice(-50); break;
     case "log": dash.logs.push(e); dash.logs = dash.logs.slice(-500); break;
     case "control.ack": dash.acks.unshift(e); break;
