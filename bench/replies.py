@@ -12,6 +12,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from voxline.agent.services import reply_style
 from voxline.bench.reply_scores import score_reply
 from voxline.config.settings import VoxlineSettings
 from voxline.models import catalog
@@ -46,11 +47,7 @@ class Style:
 def styles(settings: VoxlineSettings) -> dict[str, Style]:
     """`default`: the settings as configured; the others take one part away each."""
     agent, llm = settings.agent, settings.llm
-    default = Style(
-        "default", agent.system_prompt, agent.examples(),
-        ReplyStyle(max_tokens=llm.max_tokens, temperature=llm.temperature,
-                   repeat_penalty=llm.repeat_penalty, presence_penalty=llm.presence_penalty,
-                   echo_guard=agent.echo_guard, echo_fallback=agent.echo_fallback))
+    default = Style("default", agent.system_prompt, agent.examples(), reply_style(llm, agent))
     bare = ReplyStyle(max_tokens=llm.max_tokens, temperature=0.3, echo_guard=False)
     return {
         "default": default,

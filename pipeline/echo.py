@@ -55,7 +55,8 @@ def sentences(text: str) -> list[str]:
             if s.strip()]
 
 
-def _is_question(sentence: str) -> bool:
+def is_question(sentence: str) -> bool:
+    """True for a sentence that asks (ends in "?")."""
     return sentence.rstrip().endswith("?")
 
 
@@ -88,7 +89,7 @@ def is_echo(reply_sentence: str, user_text: str) -> bool:
     said = _without_lead_in(words(reply_sentence))[:MAX_COMPARED_WORDS]
     for sentence in sentences(user_text):
         heard = words(sentence)[:MAX_COMPARED_WORDS]
-        if len(heard) < MIN_ECHO_WORDS or _is_question(sentence) != _is_question(reply_sentence):
+        if len(heard) < MIN_ECHO_WORDS or is_question(sentence) != is_question(reply_sentence):
             continue
         if similarity(said, heard) >= ECHO_SIMILARITY:
             return True
@@ -120,14 +121,13 @@ class EchoGuard:
 
     def __init__(self, user_text: str):
         self._user_text = user_text
-        self._heard = [w for s in sentences(user_text)
+        long_enough = [(s, w) for s in sentences(user_text)
                        if len(w := words(s)) >= MIN_ECHO_WORDS]
+        self._heard = [w for _, w in long_enough]
         # First words that may begin a repeat: the user's sentences' own, any person if one of
         # them begins with one ("I"/"My" said back as "You"/"Your"), "I" ("I can ...") and the
         # lead-ins skipped before comparing (a token may hold half of one).
-        self._first_words = {first for s in sentences(user_text)
-                             if len(words(s)) >= MIN_ECHO_WORDS
-                             for first in _WORD.findall(s.lower())[:1]}
+        self._first_words = {_WORD.findall(s.lower())[0] for s, _ in long_enough}
         self._openers = self._first_words | {"i"} | _LEAD_INS
         if any(heard[0] == "@" for heard in self._heard):
             self._openers |= _PERSON

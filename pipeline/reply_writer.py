@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 
 from voxline.models.llama import LlamaEngine
 from voxline.models.llama_batch import Pace, Penalties
-from voxline.pipeline.echo import EchoGuard, Verdict, sentences
+from voxline.pipeline.echo import EchoGuard, Verdict, is_question, sentences
 from voxline.pipeline.prompt import last_user_words, nudged
 
 
@@ -77,6 +77,6 @@ def _penalties(engine: LlamaEngine, style: ReplyStyle, user_text: str) -> Penalt
     at..."); penalizing them cost a quarter of the factual answers in the reply bench."""
     if style.repeat_penalty == 1.0 and style.presence_penalty == 0.0:
         return None
-    said = " ".join(s for s in sentences(user_text) if not s.endswith("?"))
+    said = " ".join(s for s in sentences(user_text) if not is_question(s))
     return Penalties(repeat=style.repeat_penalty, presence=style.presence_penalty,
                      history=tuple(engine.tokenize_text(said)) if said else ())
