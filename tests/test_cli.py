@@ -71,7 +71,10 @@ def unused_port():
     (("serve",), {"--host": "bind address", "--port": "0 picks a free one",
                   "--ssl-certfile": "TLS certificate", "--ssl-keyfile": "TLS private key"}),
     (("talk",), {"--wav": "16-bit mono PCM wav", "--out": "reply audio",
-                 "--url": "server WebSocket URL", "--timeout": "give up after"}),
+                 "--url": "server WebSocket URL", "--timeout": "give up after",
+                 "--mic": "microphone and speakers", "--list-devices": "audio devices",
+                 "--input-device": "microphone", "--output-device": "speakers",
+                 "--no-echo-cancellation": "headphones"}),
     (("models",), {"-h, --help": "show this help message"}),
 ])
 def test_help_describes_every_option(command, described):

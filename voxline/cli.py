@@ -20,7 +20,9 @@ DESCRIPTIONS = {
     ),
     "talk": (
         "Stream a wav file to a running server in real time, like a microphone; print the "
-        "transcripts, the bot's words and the turn's latency; save the bot's reply."
+        "transcripts, the bot's words and the turn's latency; save the bot's reply. With --mic, "
+        "talk to it through the computer's microphone and speakers instead, turn after turn "
+        "until Ctrl-C; the server cancels the speakers' echo, so no headphones are needed."
     ),
     "dashboard": (
         "Serve the monitoring dashboard for every worker that publishes on the Redis bus "
@@ -94,15 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--ssl-keyfile", type=Path, help="TLS private key (PEM) for HTTPS")
     serve.set_defaults(run=_serve)
 
-    talk = sub.add_parser(
-        "talk", help="speak a wav file to a running server, save the reply",
-        description=DESCRIPTIONS["talk"],
-    )
-    talk.add_argument("--wav", type=Path, required=True, help="16-bit mono PCM wav to send")
-    talk.add_argument("--out", type=Path, help="write the bot's reply audio here (wav)")
-    talk.add_argument("--url", default="ws://127.0.0.1:8000/ws", help="server WebSocket URL")
-    talk.add_argument("--timeout", type=float, default=60.0, help="give up after this many s")
-    talk.set_defaults(run=_talk)
+    _add_talk_parser(sub)
 
     dashboard = sub.add_parser(
         "dashboard", help="watch every worker on the Redis bus",
@@ -167,6 +161,32 @@ def _parser() -> argparse.ArgumentParser:
     )
     models.set_defaults(run=_models)
     return parser
+
+
+def _add_talk_parser(sub) -> None:
+    talk = sub.add_parser(
+        "talk", help="speak a wav file (or the microphone) to a running server",
+        description=DESCRIPTIONS["talk"],
+    )
+    source = talk.add_mutually_exclusive_group(required=True)
+    source.add_argument("--wav", type=Path, help="16-bit mono PCM wav to send")
+    source.add_argument("--mic", action="store_true",
+                        help="talk through the microphone and speakers, until Ctrl-C")
+    source.add_argument("--list-devices", action="store_true",
+                        help="list the audio devices (> default input, < default output)")
+    talk.add_argument("--out", type=Path, help="--wav: write the bot's reply audio here (wav)")
+    talk.add_argument("--url", default="ws://127.0.0.1:8000/ws", help="server WebSocket URL")
+    talk.add_argument("--timeout", type=float, default=60.0,
+                      help="--wav: give up after this many s")
+    talk.add_argument("--input-device", metavar="INDEX_OR_NAME",
+                      help="--mic: microphone (default: the system's; see --list-devices)")
+    talk.add_argument("--output-device", metavar="INDEX_OR_NAME",
+                      help="--mic: speakers (default: the system's; see --list-devices)")
+    talk.add_argument("--no-echo-cancellation", dest="enable_echo_cancellation",
+                      action="store_false",
+                      help="--mic: don't ask the server to cancel the speakers' echo (with "
+                           "headphones, or a server without echo cancellation)")
+    talk.set_defaults(run=_talk)
 
 
 def _add_keys_parser(sub) -> None:
@@ -325,11 +345,23 @@ def _run_loop(coro) -> None:
 
 
 def _talk(args: argparse.Namespace) -> int:
-    from voxline.talk import TalkError, talk
+    from voxline.audio_devices import DeviceError, SoundDevice, device_table, parse_device
+    from voxline.talk import TalkError, talk, talk_live
 
+    if args.out and not args.wav:
+        raise _UserFacingError("--out saves the reply to a --wav question; drop it with --mic")
     try:
-        asyncio.run(talk(url=args.url, wav=args.wav, out=args.out, timeout_secs=args.timeout))
-    except TalkError as e:
+        if args.list_devices:
+            print(device_table())
+        elif args.mic:
+            device = SoundDevice(input_device=parse_device(args.input_device),
+                                 output_device=parse_device(args.output_device))
+            asyncio.run(talk_live(url=args.url, device=device,
+                                  enable_echo_cancellation=args.enable_echo_cancellation))
+        else:
+            asyncio.run(talk(url=args.url, wav=args.wav, out=args.out,
+                             timeout_secs=args.timeout))
+    except (TalkError, DeviceError) as e:
         raise _UserFacingError(str(e)) from None
     return 0
 
