@@ -54,7 +54,7 @@ def built_in_prompts(folder: Path) -> list[Prompt]:
     for prompt_id, text in BUILT_IN:
         raw = folder / f"{prompt_id}.raw.wav"
         subprocess.run(["espeak-ng", "-s", "165", "-w", str(raw), text], check=True)
-        prompts.append(_prompt(prompt_id, text, raw))
+        prompts.append(prompt_from_wav(prompt_id, text, raw))
     return prompts
 
 
@@ -71,7 +71,7 @@ def manifest_prompts(manifest: Path) -> list[Prompt]:
         try:
             entry = json.loads(line)
             wav = (manifest.parent / entry["wav"]).resolve()
-            prompts.append(_prompt(str(entry["id"]), str(entry["text"]), wav))
+            prompts.append(prompt_from_wav(str(entry["id"]), str(entry["text"]), wav))
         except (ValueError, KeyError, TypeError) as e:
             raise PromptError(
                 f"{manifest}:{number}: need {{\"id\", \"wav\", \"text\"}}: {e}"
@@ -91,7 +91,8 @@ def pick_prompts(prompts: list[Prompt], ids: list[str]) -> list[Prompt]:
     return [by_id[i] for i in ids]
 
 
-def _prompt(prompt_id: str, text: str, wav: Path) -> Prompt:
+def prompt_from_wav(prompt_id: str, text: str, wav: Path) -> Prompt:
+    """A 16-bit wav of any rate and channel count as a 16 kHz mono prompt."""
     try:
         with wave.open(str(wav), "rb") as w:
             if w.getsampwidth() != 2:

@@ -215,8 +215,8 @@ def summarise(turns: list[TurnResult]) -> dict:
     summary = {
         "turns": len(turns),
         "answered": len(answered),
-        "v2v_secs": _spread([t.v2v_secs for t in answered]),
-        "stages": {stage: _spread([t.stages[stage] for t in answered if stage in t.stages])
+        "v2v_secs": spread([t.v2v_secs for t in answered]),
+        "stages": {stage: spread([t.stages[stage] for t in answered if stage in t.stages])
                    for stage in (*STAGES, "total_secs")},
         "stt_wer": streaming_wer(turns),
         "underruns": sum(t.underruns for t in turns),
@@ -227,7 +227,8 @@ def summarise(turns: list[TurnResult]) -> dict:
     return summary
 
 
-def _spread(values: list[float]) -> dict:
+def spread(values: list[float]) -> dict:
+    """n, p50, p95, max and mean of `values` (all None when there are none)."""
     if not values:
         return {"n": 0, "p50": None, "p95": None, "max": None, "mean": None}
     ordered = sorted(values)
@@ -240,13 +241,14 @@ def _spread(values: list[float]) -> dict:
     }
 
 
-def _normalise(text: str) -> str:
+def normalise_text(text: str) -> str:
+    """Lower case without punctuation: what WER compares."""
     return jiwer.RemovePunctuation()(jiwer.ToLowerCase()(text)).strip()
 
 
 def streaming_wer(turns: list[TurnResult]) -> float | None:
     """WER of the server's final transcripts against the prompts' reference texts."""
-    pairs = [(_normalise(t.reference), _normalise(t.transcript)) for t in turns]
+    pairs = [(normalise_text(t.reference), normalise_text(t.transcript)) for t in turns]
     if not pairs:
         return None
     return jiwer.wer([ref for ref, _ in pairs], [hyp or "<none>" for _, hyp in pairs])
@@ -266,8 +268,8 @@ def whole_clip_wer(prompts: list[Prompt]) -> float:
         hypotheses = [engine.transcribe(p.pcm).text for p in prompts]
     finally:
         engine.close()
-    return jiwer.wer([_normalise(p.text) for p in prompts],
-                     [_normalise(h) or "<none>" for h in hypotheses])
+    return jiwer.wer([normalise_text(p.text) for p in prompts],
+                     [normalise_text(h) or "<none>" for h in hypotheses])
 
 
 def _resources(sampler: ResourceSampler, rss_idle: int, sessions: int,

@@ -136,7 +136,15 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--split", default="all", choices=["all", "tune", "heldout"],
                        help="--replies: which conversations (default all)")
     bench.add_argument("--short", action="store_true",
-                       help="--replies: the first two conversations of each split (CI)")
+                       help="--replies: the first two conversations of each split (CI); "
+                            "--turn-taking: a few runs of each scenario (about 3 minutes)")
+    bench.add_argument("--turn-taking", action="store_true",
+                       help="measure turn taking instead: pauses mid-sentence, backchannels, "
+                            "interruptions, loudspeaker echo, noise, voice-to-voice (about 15 "
+                            "minutes on 2 cores)")
+    bench.add_argument("--echo-cancellation-field", action="store_true",
+                       help='--turn-taking: send "echo_cancellation": true in the echo '
+                            "scenario's start (dropped if the server refuses it)")
     bench.add_argument("--webrtc", action="store_true",
                        help="add one session over WebRTC from headless Chromium (needs chromium "
                             "and the playwright package)")
@@ -309,9 +317,30 @@ def _bench_replies(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_turn_taking(args: argparse.Namespace) -> int:
+    from voxline.bench.prompts import PromptError
+    from voxline.bench.report import write_json
+    from voxline.bench.turn_report import turn_taking_table
+    from voxline.bench.turn_taking import TurnTakingOptions, run_turn_taking
+
+    options = TurnTakingOptions(short=args.short, url=args.url, llm_model=args.llm,
+                                send_echo_cancellation=args.echo_cancellation_field,
+                                server_logs=args.server_logs, log_level=args.log_level)
+    try:
+        report = asyncio.run(run_turn_taking(options))
+    except (PromptError, RuntimeError, OSError) as e:
+        raise _UserFacingError(str(e)) from None
+    print(turn_taking_table(report))
+    if args.json:
+        write_json(report, args.json)
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     if args.replies:
         return _bench_replies(args)
+    if args.turn_taking:
+        return _bench_turn_taking(args)
     from voxline.bench.prompts import PromptError
     from voxline.bench.report import table, write_html, write_json
     from voxline.bench.runner import BenchOptions, run_bench
