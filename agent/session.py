@@ -17,7 +17,7 @@ from pipecat.processors.aggregators.llm_response_universal import (
 )
 from pipecat.processors.audio.audio_buffer_processor import AudioBufferProcessor
 from pipecat.transports.base_transport import BaseTransport
-from pipecat.turns.user_start import TranscriptionUserTurnStartStrategy, VADUserTurnStartStrategy
+from pipecat.turns.user_start import TranscriptionUserTurnStartStrategy
 from pipecat.turns.user_turn_strategies import UserTurnStrategies
 from pipecat.workers.runner import WorkerRunner
 
@@ -27,15 +27,19 @@ from voxline.agent.services import build_llm, build_stt, build_tts
 from voxline.bus import EventBus, SessionBus, events
 from voxline.config.settings import (
     AgentSettings,
+    AudioSettings,
     PrivacySettings,
     VADSettings,
     VoxlineSettings,
 )
 from voxline.models import ModelSet
+from voxline.pipeline.barge_in import Backchannels, BargeInUserTurnStartStrategy
 from voxline.pipeline.circuit_breaker import CircuitBreaker
 from voxline.pipeline.context_window import ContextWindowProcessor
+from voxline.pipeline.echo_cancellation import EchoCanceller
 from voxline.pipeline.llm import interim_prefill
 from voxline.pipeline.observer_group import ObserverGroup
+from voxline.pipeline.playback_hold import PlaybackHold
 from voxline.pipeline.recording import session_recorder
 from voxline.pipeline.session_events import SessionEventsObserver
 from voxline.pipeline.turn_end import TranscriptTurnStopStrategy
@@ -59,6 +63,8 @@ class SessionOptions:
     speaker: str = ""
     speaker_id: str = ""
     record: bool = False  # the client asked; recorded only if privacy.allow_recording too
+    # The client's loudspeaker may leak into its microphone and it does not cancel that itself.
+    echo_cancellation: bool = False
 
 
 async def run_session(
@@ -72,25 +78,31 @@ async def run_session(
 ) -> None:
     """Run one conversation until the client leaves, the session idles out or fails.
 
-    transport in → VAD (and pauses) → STT (speculative at a pause) → [interims prefill the
-    local LLM] → user context → history window → LLM → TTS → transport out → assistant context
-    (only what was actually played), with observers publishing to the bus. `registry` and
-    `llm_breaker` (a remote LLM's circuit breaker) are the worker's, shared by its sessions.
+    transport in → [echo cancellation] → VAD (and pauses) → STT (speculative at a pause) →
+    [interims prefill the local LLM] → user context (turns; speech over the bot judged) →
+    history window → LLM → TTS → transport out (held while judged) → [echo reference] →
+    assistant context (only what was actually played), with observers publishing to the bus.
+    `registry` and `llm_breaker` (a remote LLM's circuit breaker) are the worker's, shared by
+    its sessions.
     """
     session_bus = SessionBus(bus, session_id=options.session_id, source=options.worker_id)
     with logger.contextualize(session_id=options.session_id):
         vad = _vad_analyzer(models, settings.vad)
         context = LLMContext()
-        aggregators = LLMContextAggregatorPair(
-            context, user_params=LLMUserAggregatorParams(
-                user_turn_strategies=_turn_strategies(settings.agent)
-            ),
-        )
         llm = build_llm(models, settings.llm, settings.agent,
                         system_prompt=options.persona.system_prompt, breaker=llm_breaker)
         recorder = _recorder(settings.privacy, options)
+        canceller = _echo_canceller(settings.audio, options)
+        hold = PlaybackHold()
+        hold.install(transport.output())
+        aggregators = LLMContextAggregatorPair(
+            context, user_params=LLMUserAggregatorParams(
+                user_turn_strategies=_turn_strategies(settings.agent, hold)
+            ),
+        )
         pipeline = Pipeline([
             transport.input(),
+            *([canceller.microphone()] if canceller else []),
             PausingVADProcessor(vad_analyzer=vad, pause_secs=settings.vad.pause_secs),
             build_stt(models, settings.stt, audio_passthrough=bool(recorder)),
             *interim_prefill(llm, context),  # the local LLM reads the user's words early
@@ -99,6 +111,7 @@ async def run_session(
             llm,
             build_tts(models, settings.tts),
             transport.output(),
+            *([canceller.loudspeaker()] if canceller else []),
             *recorder,
             aggregators.assistant(),
         ])
@@ -186,12 +199,27 @@ def _vad_analyzer(models: ModelSet, vad: VADSettings) -> PausingSileroVADAnalyze
     )
 
 
-def _turn_strategies(agent: AgentSettings) -> UserTurnStrategies:
-    """The user's turn starts on speech (barge-in when enabled) and ends on the final
-    transcript of the speech the VAD closed, with a grace period if it sounds unfinished."""
+def _echo_canceller(audio: AudioSettings, options: SessionOptions) -> EchoCanceller | None:
+    """The session's audio processing, if it needs any."""
+    if not (options.echo_cancellation or audio.noise_suppression):
+        return None
+    return EchoCanceller(sample_rate=options.audio_in_sample_rate,
+                         echo_cancellation=options.echo_cancellation,
+                         noise_suppression=audio.noise_suppression)
+
+
+def _turn_strategies(agent: AgentSettings, hold: PlaybackHold) -> UserTurnStrategies:
+    """The user's turn starts on speech, except over the bot's, which interrupts (barge-in,
+    when enabled) only if it is not a backchannel; it ends on the final transcript of the
+    speech the VAD closed, with a grace period if it sounds unfinished."""
     return UserTurnStrategies(
         start=[
-            VADUserTurnStartStrategy(enable_interruptions=agent.enable_interruptions),
+            BargeInUserTurnStartStrategy(
+                hold=hold, backchannels=Backchannels(agent.backchannels),
+                hold_after_secs=agent.barge_in_hold_secs,
+                max_backchannel_secs=agent.max_backchannel_secs,
+                enable_interruptions=agent.enable_interruptions,
+            ),
             TranscriptionUserTurnStartStrategy(enable_interruptions=agent.enable_interruptions),
         ],
         stop=[TranscriptTurnStopStrategy(incomplete_grace_secs=agent.incomplete_grace_secs)],

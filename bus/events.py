@@ -72,6 +72,19 @@ class BotStoppedSpeaking(Event):
     topic: ClassVar[str] = "tts.finished"
 
 
+class BotPaused(Event):
+    """The bot's audio is held while speech over it is judged: a backchannel resumes it
+    (`tts.resumed`), a real interruption ends it (`turn.interrupted`)."""
+
+    topic: ClassVar[str] = "tts.paused"
+
+
+class BotResumed(Event):
+    """The speech over the bot was a backchannel or no words: its audio plays on."""
+
+    topic: ClassVar[str] = "tts.resumed"
+
+
 class EchoGuarded(Event):
     """The echo guard kept back a reply's opening that said the user's words back: the reply
     is written again (attempt 1), or the fallback is spoken (attempt 2)."""
@@ -187,7 +200,7 @@ class ControlAck(Event):
 ALL_EVENTS: tuple[type[Event], ...] = (
     SessionStarted, SessionEnded, TranscriptPartial, TranscriptFinal, LLMResponseReady,
     BotSpoken, BotStartedSpeaking, BotStoppedSpeaking, TurnInterrupted, TurnMetrics, SessionError,
-    LLMProgress, EchoGuarded, ServiceStatus, MetricsUpdate, WorkerConfig, LogLine, ControlCommand,
-    ControlAck,
+    LLMProgress, EchoGuarded, BotPaused, BotResumed, ServiceStatus, MetricsUpdate, WorkerConfig,
+    LogLine, ControlCommand, ControlAck,
 )
 EVENT_BY_TOPIC: dict[str, type[Event]] = {cls.topic: cls for cls in ALL_EVENTS}

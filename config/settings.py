@@ -238,6 +238,27 @@ class ExampleExchange(_Section):
     assistant: str = Field(min_length=1, max_length=500)
 
 
+DEFAULT_BACKCHANNELS = (
+    "yeah", "yes", "yep", "yup", "okay", "ok", "uh-huh", "mm-hmm", "mhm", "mm", "hmm", "right",
+    "i see", "sure", "alright", "all right", "got it", "cool", "nice", "oh", "ah", "wow", "uh",
+    "um", "true", "exactly", "indeed", "go on", "interesting",
+)
+
+
+class AudioSettings(_Section):
+    """What the server does to the user's audio before the VAD hears it."""
+
+    echo_cancellation: bool = Field(
+        default=True,
+        description="Cancel the bot's own voice leaking from a client's loudspeaker into its "
+                    "microphone, in /ws sessions (a client may say otherwise in its start "
+                    "message); WebRTC and Discord clients cancel it themselves",
+    )
+    noise_suppression: bool = Field(
+        default=False, description="Suppress steady background noise (WebRTC's suppressor)",
+    )
+
+
 class AgentSettings(_Section):
     """One conversation: persona, history and interruption policy."""
 
@@ -252,8 +273,21 @@ class AgentSettings(_Section):
     max_history_messages: int = Field(default=12, ge=2, le=200)
     enable_interruptions: bool = Field(default=True, description="Barge-in")
     incomplete_grace_secs: float = Field(
-        default=0.7, ge=0, le=5.0,
-        description="Extra wait when the user's words sound unfinished (no . ? !, or 'and')",
+        default=1.5, ge=0, le=5.0,
+        description="Extra wait (after vad.stop_secs) when the user's words sound unfinished "
+                    "(no . ? !, or a last word such as 'and', 'the', 'to')",
+    )
+    backchannels: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_BACKCHANNELS), max_length=200,
+        description="Said over the bot, these (or no words: a cough) do not interrupt it",
+    )
+    barge_in_hold_secs: float = Field(
+        default=0.4, ge=0.1, le=2.0,
+        description="Speech over the bot this long pauses its audio while the words are judged",
+    )
+    max_backchannel_secs: float = Field(
+        default=1.2, ge=0.3, le=5.0,
+        description="Speech over the bot this long interrupts it, whatever the words",
     )
     idle_timeout_secs: float = Field(default=300.0, gt=0)
     example_exchanges: list[ExampleExchange] = Field(
@@ -371,6 +405,7 @@ class VoxlineSettings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     limits: LimitsSettings = LimitsSettings()
     webrtc: WebRTCSettings = WebRTCSettings()
+    audio: AudioSettings = AudioSettings()
     vad: VADSettings = VADSettings()
     stt: STTSettings = STTSettings()
     llm: LLMSettings = LLMSettings()

@@ -13,3 +13,14 @@ class EchoGuardedFrame(SystemFrame):
 
     text: str
     attempt: int
+
+
+@dataclass
+class BotPausedFrame(SystemFrame):
+    """The bot's audio is held while speech over it is judged (pipeline/barge_in.py). A
+    `BotResumedFrame` follows when it was a backchannel; an interruption otherwise."""
+
+
+@dataclass
+class BotResumedFrame(SystemFrame):
+    """The speech over the bot was a backchannel or no words: its audio plays on."""

@@ -1,4 +1,5 @@
-"""Turns the frames of one session into bus events (transcripts, bot text, speaking, barge-in)."""
+"""Turns the frames of one session into bus events (transcripts, bot text, speaking, pauses,
+barge-in)."""
 
 from pipecat.frames.frames import (
     BotStartedSpeakingFrame,
@@ -18,7 +19,7 @@ from pipecat.transports.base_output import BaseOutputTransport
 
 from voxline.bus import events
 from voxline.bus.base import SessionBus
-from voxline.pipeline.frames import EchoGuardedFrame
+from voxline.pipeline.frames import BotPausedFrame, BotResumedFrame, EchoGuardedFrame
 from voxline.pipeline.remote_llm import RemoteLLMError
 
 PROGRESS_EVERY_TOKENS = 8
@@ -57,6 +58,10 @@ class SessionEventsObserver(BaseObserver):
             return
         if isinstance(frame, EchoGuardedFrame):
             publish(events.EchoGuarded, text=frame.text, attempt=frame.attempt)
+        elif isinstance(frame, BotPausedFrame):
+            publish(events.BotPaused)
+        elif isinstance(frame, BotResumedFrame):
+            publish(events.BotResumed)
         elif isinstance(frame, InterimTranscriptionFrame):
             publish(events.TranscriptPartial, text=frame.text)
         elif isinstance(frame, TranscriptionFrame):

@@ -17,7 +17,11 @@ from pipecat.turns.user_stop.base_user_turn_stop_strategy import BaseUserTurnSto
 # of France?"), a trailing-off one mostly does not ("I would like to"), nor does one ending in
 # a word that needs more ("and", "the").
 _FINISHED = re.compile(r"[.?!…][\"')\]]*\s*$")
-_DANGLING = re.compile(r"\b(and|or|but|the|a|an|to|of|with|because|so|if|my|your)\W*$", re.I)
+# Words a sentence does not end on. Not prepositions ("Where are you from?", "Turn it on."),
+# "so" ("I think so."), "it", "that" or "is" ("I like that.").
+_DANGLING = re.compile(
+    r"\b(and|or|but|nor|the|a|an|to|of|because|if|than|my|your|our|their|his|its|very|"
+    r"whether|although|though|until|um|uh|er|erm)\W*$", re.I)
 
 
 def sounds_finished(text: str) -> bool:

@@ -44,6 +44,10 @@ class StartMessage(BaseModel):
     greeting: str | None = Field(default=None, max_length=500)
     record: bool = Field(default=False, strict=True,
                          description="Record this session (only where privacy.allow_recording)")
+    echo_cancellation: bool | None = Field(
+        default=None, strict=True,
+        description="Cancel the bot's voice leaking into the microphone (default: the "
+                    "server's audio.echo_cancellation); false where the client cancels it")
 
     @field_validator("sample_rate", "output_sample_rate")
     @classmethod
@@ -123,6 +127,10 @@ def client_message(event: events.Event) -> dict | None:
             return {"type": "bot.started_speaking"}
         case events.BotStoppedSpeaking():
             return {"type": "bot.stopped_speaking"}
+        case events.BotPaused():
+            return {"type": "bot.paused"}
+        case events.BotResumed():
+            return {"type": "bot.resumed"}
         case events.TurnInterrupted():
             return {"type": "interrupted"}
         case events.TurnMetrics():

@@ -57,6 +57,9 @@ async def websocket_endpoint(websocket: WebSocket, state: AppState) -> None:
                         audio_in_sample_rate=PIPELINE_SAMPLE_RATE,
                         audio_out_sample_rate=start.out_rate,
                         record=start.record,
+                        echo_cancellation=(
+                            state.settings.audio.echo_cancellation
+                            if start.echo_cancellation is None else start.echo_cancellation),
                     ),
                     state.sessions,
                     state.llm_breaker,

@@ -1,0 +1,191 @@
+"""Speech over the bot: a real interruption, or a backchannel ("uh-huh") or a cough that must
+not cut the reply.
+
+The VAD alone cannot tell them apart, so speech that starts while the bot is talking is judged:
+the bot keeps talking while it is short, is held (paused) once it lasts `hold_after_secs`, and
+the words decide. A backchannel, or no words at all, resumes the reply where it stopped; words,
+or speech longer than any backchannel, interrupt it.
+"""
+
+import asyncio
+import re
+import time
+from collections.abc import Iterable
+
+from pipecat.frames.frames import (
+    BotStartedSpeakingFrame,
+    BotStoppedSpeakingFrame,
+    Frame,
+    InterimTranscriptionFrame,
+    TranscriptionFrame,
+    VADUserStartedSpeakingFrame,
+)
+from pipecat.turns.types import ProcessFrameResult
+from pipecat.turns.user_start.base_user_turn_start_strategy import BaseUserTurnStartStrategy
+
+from voxline.pipeline.frames import BotPausedFrame, BotResumedFrame
+from voxline.pipeline.playback_hold import PlaybackHold
+from voxline.pipeline.vad import UserSpeechPausedFrame, UserSpeechResumedFrame
+
+# What Whisper writes for sounds that are not words: "(coughs)", "[laughter]", "*sighs*".
+_SOUND_TAG = re.compile(r"[(\[*][^)\]*]*[)\]*]")
+_NOT_A_LETTER = re.compile(r"[^a-z' ]+")
+
+
+def _words(text: str) -> list[str]:
+    text = _SOUND_TAG.sub(" ", text.lower()).replace("-", " ")
+    return _NOT_A_LETTER.sub(" ", text).split()
+
+
+class Backchannels:
+    """The phrases a listener says to keep a speaker going (agent.backchannels)."""
+
+    def __init__(self, phrases: Iterable[str]):
+        self._phrases = sorted({tuple(_words(p)) for p in phrases if _words(p)},
+                               key=len, reverse=True)
+
+    def covers(self, text: str) -> bool:
+        """True when `text` says nothing but backchannels ("Yeah, okay.", "Mm-hmm."), or no
+        words at all (a cough Whisper wrote as "(coughs)")."""
+        words, at = _words(text), 0
+        while at < len(words):
+            match = next((p for p in self._phrases if tuple(words[at: at + len(p)]) == p), None)
+            if match is None:
+                return False
+            at += len(match)
+        return True
+
+
+class BargeInUserTurnStartStrategy(BaseUserTurnStartStrategy):
+    """Starts the user's turn on speech, like pipecat's VAD strategy, except over the bot's
+    speech, which is judged first (module docstring). Put it first among the start strategies:
+    it consumes (STOP) the frames of speech it is judging.
+
+    Times are from the speech's onset (the VAD reports it `start_secs` late).
+    """
+
+    def __init__(self, *, hold: PlaybackHold, backchannels: Backchannels,
+                 hold_after_secs: float = 0.4, max_backchannel_secs: float = 1.2,
+                 words_wait_secs: float = 0.3, **kwargs):
+        super().__init__(**kwargs)
+        self._hold = hold
+        self._backchannels = backchannels
+        self._hold_after_secs = hold_after_secs
+        self._max_backchannel_secs = max_backchannel_secs
+        self._words_wait_secs = words_wait_secs
+        self._is_bot_speaking = False
+        self._is_judging = False
+        self._is_dismissed = False  # the last speech over the bot was a backchannel
+        self._is_paused = False  # clients were told the bot paused
+        self._is_user_pausing = False
+        self._onset = 0.0
+        self._judge_task: asyncio.Task | None = None
+
+    async def process_frame(self, frame: Frame) -> ProcessFrameResult:
+        """Judge speech over the bot; start the turn on any other speech."""
+        if isinstance(frame, BotStartedSpeakingFrame):
+            self._is_bot_speaking = True
+        elif isinstance(frame, BotStoppedSpeakingFrame):
+            self._is_bot_speaking = False
+            self._hold.end_drop()
+        elif isinstance(frame, VADUserStartedSpeakingFrame):
+            return await self._on_speech_started(frame)
+        elif isinstance(frame, UserSpeechPausedFrame) and self._is_judging:
+            self._is_user_pausing = True
+            await self._restart_judge(self._words_wait_secs, self._no_words)
+        elif isinstance(frame, UserSpeechResumedFrame) and self._is_judging:
+            self._is_user_pausing = False
+            await self._restart_judge(self._until(self._max_backchannel_secs), self._too_long)
+        elif isinstance(frame, (InterimTranscriptionFrame, TranscriptionFrame)):
+            return await self._on_words(frame)
+        return ProcessFrameResult.CONTINUE
+
+    async def handle_user_turn_started(self):
+        """Whatever started the turn, the judging is over."""
+        await self._end_judging()
+        self._is_dismissed = False
+
+    async def cleanup(self):
+        """Stop the judge's timer; never leave the bot held."""
+        await self._cancel_judge()
+        self._hold.release()
+        await super().cleanup()
+
+    async def _on_speech_started(self, frame: VADUserStartedSpeakingFrame) -> ProcessFrameResult:
+        self._is_dismissed = False
+        if self._is_judging:  # the same speech, after a pause too short to judge it
+            return ProcessFrameResult.STOP
+        if not (self._is_bot_speaking and self._enable_interruptions):
+            await self.trigger_user_turn_started()
+            return ProcessFrameResult.STOP
+        self._is_judging, self._is_user_pausing = True, False
+        self._onset = time.monotonic() - frame.start_secs
+        await self._restart_judge(self._until(self._hold_after_secs), self._held_too_long)
+        return ProcessFrameResult.STOP
+
+    async def _on_words(self, frame: TranscriptionFrame | InterimTranscriptionFrame):
+        if not (self._is_judging or self._is_dismissed):
+            return ProcessFrameResult.CONTINUE
+        if not self._backchannels.covers(frame.text):
+            await self._interrupt()
+            return ProcessFrameResult.STOP
+        if isinstance(frame, TranscriptionFrame) or self._is_user_pausing:
+            await self._dismiss()
+        if isinstance(frame, TranscriptionFrame):
+            await self.trigger_reset_aggregation()  # not a turn: the LLM never sees it
+        return ProcessFrameResult.STOP
+
+    async def _held_too_long(self):
+        """Still speaking at `hold_after_secs`: hold the bot's audio, and interrupt at
+        `max_backchannel_secs` if the speech goes on."""
+        self._hold.hold()
+        if not self._is_paused:
+            self._is_paused = True
+            await self.broadcast_frame(BotPausedFrame)
+        await asyncio.sleep(self._until(self._max_backchannel_secs))
+        await self._too_long()
+
+    async def _too_long(self):
+        self._judge_task = None
+        await self._interrupt()
+
+    async def _no_words(self):
+        self._judge_task = None
+        await self._dismiss()
+
+    async def _interrupt(self):
+        if self._hold.is_held:
+            self._hold.drop()
+        self._is_paused = False
+        await self._end_judging()
+        await self.trigger_user_turn_started()
+
+    async def _dismiss(self):
+        """A backchannel or a sound: the reply goes on."""
+        self._is_dismissed = True
+        await self._end_judging()
+        self._hold.release()
+        if self._is_paused:
+            self._is_paused = False
+            await self.broadcast_frame(BotResumedFrame)
+
+    async def _end_judging(self):
+        self._is_judging = self._is_user_pausing = False
+        await self._cancel_judge()
+
+    def _until(self, secs_from_onset: float) -> float:
+        return max(0.0, self._onset + secs_from_onset - time.monotonic())
+
+    async def _restart_judge(self, delay_secs: float, then) -> None:
+        await self._cancel_judge()
+
+        async def judge():
+            await asyncio.sleep(delay_secs)
+            await then()
+
+        self._judge_task = self.task_manager.create_task(judge(), f"{self}::judge")
+
+    async def _cancel_judge(self):
+        task, self._judge_task = self._judge_task, None
+        if task and task is not asyncio.current_task():
+            await self.task_manager.cancel_task(task)

@@ -1,0 +1,129 @@
+"""Acoustic echo cancellation on the server: the bot's own voice, played by a client's
+loudspeaker and picked up again by its microphone, is taken out of the user's audio before the
+VAD hears it.
+
+The canceller is the WebRTC audio-processing module (AEC3, with its delay estimator: the
+client's playback delay is unknown), as LiveKit's Python SDK ships it prebuilt. Its reference is
+what the output transport actually sent, in the order sent, one 10 ms frame of it per 10 ms of
+microphone audio: the two streams share the client's clock, not the server's.
+"""
+
+from collections import deque
+
+from livekit import rtc
+from pipecat.audio.utils import create_stream_resampler
+from pipecat.frames.frames import Frame, InputAudioRawFrame, OutputAudioRawFrame
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+
+FRAME_SECS = 0.01  # the module works on 10 ms frames only
+# More queued than this, the microphone has stalled (a network hiccup): drop the oldest, so
+# that the delay the canceller has to find stays within its reach.
+MAX_QUEUED_SECS = 0.4
+
+
+class EchoCanceller:
+    """One session's echo canceller (and, optionally, noise suppressor), 16-bit mono PCM.
+
+    `microphone()` goes right after the transport's input, `loudspeaker()` right after its
+    output; both share this state. Lives as long as the session's pipeline.
+    """
+
+    def __init__(self, *, sample_rate: int = 16000, echo_cancellation: bool = True,
+                 noise_suppression: bool = False):
+        self.sample_rate = sample_rate
+        self._frame_bytes = int(sample_rate * FRAME_SECS) * 2
+        self._apm = rtc.AudioProcessingModule(
+            echo_cancellation=echo_cancellation, noise_suppression=noise_suppression,
+            high_pass_filter=True,
+        )
+        self._reference: deque[bytes] = deque()  # 10 ms frames the client has been sent
+        self._leftover = b""  # microphone audio short of a whole frame
+        self._silence = bytes(self._frame_bytes)
+        self._resampler = create_stream_resampler()
+
+    def microphone(self) -> "EchoCancellingProcessor":
+        """The processor that cleans the user's audio."""
+        return EchoCancellingProcessor(canceller=self)
+
+    def loudspeaker(self) -> "PlayedAudioProcessor":
+        """The processor that tells the canceller what the client was sent to play."""
+        return PlayedAudioProcessor(canceller=self)
+
+    async def played(self, audio: bytes, sample_rate: int) -> None:
+        """Queue bot audio that was just sent to the client, as the echo's reference."""
+        if sample_rate != self.sample_rate:
+            audio = await self._resampler.resample(audio, sample_rate, self.sample_rate)
+        pending = self._reference[-1] if self._reference and len(
+            self._reference[-1]) < self._frame_bytes else b""
+        if pending:
+            self._reference.pop()
+        audio = pending + audio
+        for offset in range(0, len(audio), self._frame_bytes):
+            self._reference.append(audio[offset: offset + self._frame_bytes])
+        max_frames = int(MAX_QUEUED_SECS / FRAME_SECS)
+        while len(self._reference) > max_frames:
+            self._reference.popleft()
+
+    def clean(self, audio: bytes) -> bytes:
+        """The microphone audio with the echo taken out. Whole 10 ms frames only: a remainder
+        waits for the next call (so the output may be up to 10 ms shorter or longer)."""
+        audio = self._leftover + audio
+        whole = len(audio) - len(audio) % self._frame_bytes
+        self._leftover = audio[whole:]
+        cleaned = bytearray()
+        for offset in range(0, whole, self._frame_bytes):
+            self._apm.process_reverse_stream(self._audio_frame(self._next_reference()))
+            frame = self._audio_frame(audio[offset: offset + self._frame_bytes])
+            self._apm.process_stream(frame)
+            cleaned += frame.data.cast("B")
+        return bytes(cleaned)
+
+    def _next_reference(self) -> bytes:
+        """The reference for the next 10 ms of microphone audio: the oldest sent audio not yet
+        used, or silence while the bot is quiet. Audio is always sent before its echo is
+        captured, so the reference never lags the echo; when the microphone runs it dry between
+        two bursts (a 40 ms chunk per write), the silence put in delays the rest a little, and
+        the queue keeps that much in hand from then on."""
+        if not self._reference:
+            return self._silence
+        return self._reference.popleft().ljust(self._frame_bytes, b"\0")
+
+    def _audio_frame(self, pcm: bytes) -> rtc.AudioFrame:
+        samples = len(pcm) // 2
+        return rtc.AudioFrame(bytearray(pcm), self.sample_rate, 1, samples)
+
+
+class EchoCancellingProcessor(FrameProcessor):
+    """Replaces each microphone frame's audio with the canceller's output."""
+
+    def __init__(self, *, canceller: EchoCanceller, **kwargs):
+        super().__init__(**kwargs)
+        self._canceller = canceller
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection):
+        """Clean input audio at the canceller's rate; pass everything else on."""
+        await super().process_frame(frame, direction)
+        if (isinstance(frame, InputAudioRawFrame) and frame.num_channels == 1
+                and frame.sample_rate == self._canceller.sample_rate):
+            cleaned = self._canceller.clean(frame.audio)
+            if not cleaned:
+                return  # less than 10 ms so far: it goes out with the next frame
+            frame.audio = cleaned
+            frame.num_frames = len(cleaned) // 2
+        await self.push_frame(frame, direction)
+
+
+class PlayedAudioProcessor(FrameProcessor):
+    """Feeds the bot audio the output transport has sent (it pushes each written frame on)
+    to the canceller as its reference."""
+
+    def __init__(self, *, canceller: EchoCanceller, **kwargs):
+        super().__init__(**kwargs)
+        self._canceller = canceller
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection):
+        """Pass every frame on; remember written bot audio."""
+        await super().process_frame(frame, direction)
+        await self.push_frame(frame, direction)
+        if isinstance(frame, OutputAudioRawFrame) and direction == FrameDirection.DOWNSTREAM:
+            await self._canceller.played(frame.audio, frame.sample_rate)

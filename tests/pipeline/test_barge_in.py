@@ -1,0 +1,173 @@
+"""Speech over the bot: backchannels and sounds keep it talking, words interrupt it."""
+
+import asyncio
+import inspect
+from types import SimpleNamespace
+
+import pytest
+from pipecat.frames.frames import (
+    BotStartedSpeakingFrame,
+    BotStoppedSpeakingFrame,
+    InterimTranscriptionFrame,
+    TranscriptionFrame,
+    VADUserStartedSpeakingFrame,
+)
+from pipecat.transports.base_output import BaseOutputTransport
+from pipecat.turns.types import ProcessFrameResult
+from pipecat.utils.asyncio.task_manager import TaskManager
+
+from voxline.config.settings import DEFAULT_BACKCHANNELS
+from voxline.pipeline.barge_in import Backchannels, BargeInUserTurnStartStrategy
+from voxline.pipeline.frames import BotPausedFrame, BotResumedFrame
+from voxline.pipeline.playback_hold import PlaybackHold
+from voxline.pipeline.vad import UserSpeechPausedFrame, UserSpeechResumedFrame
+
+BACKCHANNELS = Backchannels(DEFAULT_BACKCHANNELS)
+
+
+@pytest.mark.parametrize("text", ["Yeah.", "Okay", "Uh-huh.", "Mm-hmm.", "Right.", "I see.",
+                                  "Sure!", "Oh, okay.", "Yeah, yeah, right.", "(coughs)",
+                                  "[laughter]", "", "MHM"])
+def test_backchannels_and_sounds(text):
+    assert BACKCHANNELS.covers(text)
+
+
+@pytest.mark.parametrize("text", ["Wait.", "Stop!", "Yeah, but what about Rome?", "Okay stop",
+                                  "I see a problem with that.", "No.", "Hold on"])
+def test_words_that_interrupt(text):
+    assert not BACKCHANNELS.covers(text)
+
+
+def test_the_list_is_configurable():
+    assert Backchannels(["gotcha"]).covers("Gotcha.")
+    assert not Backchannels(["gotcha"]).covers("Yeah.")
+
+
+class Judge:
+    """The strategy with short times, and what it did."""
+
+    def __init__(self, *, enable_interruptions=True):
+        self.hold = PlaybackHold()
+        self.strategy = BargeInUserTurnStartStrategy(
+            hold=self.hold, backchannels=BACKCHANNELS, hold_after_secs=0.1,
+            max_backchannel_secs=0.5, words_wait_secs=0.1,
+            enable_interruptions=enable_interruptions)
+        self.turns, self.broadcasts, self.resets = 0, [], 0
+
+    async def __aenter__(self):
+        await self.strategy.setup(SimpleNamespace(task_manager=TaskManager()))
+
+        async def started(_strategy, _params):
+            self.turns += 1
+            await self.strategy.handle_user_turn_started()  # as the controller does
+
+        async def broadcast(_strategy, frame_cls, **_kwargs):
+            self.broadcasts.append(frame_cls)
+
+        async def reset(_strategy):
+            self.resets += 1
+
+        self.strategy.add_event_handler("on_user_turn_started", started)
+        self.strategy.add_event_handler("on_broadcast_frame", broadcast)
+        self.strategy.add_event_handler("on_reset_aggregation", reset)
+        return self
+
+    async def __aexit__(self, *_):
+        await self.strategy.cleanup()
+
+    async def see(self, *frames) -> list[ProcessFrameResult]:
+        return [await self.strategy.process_frame(f) for f in frames]
+
+
+def _speech() -> VADUserStartedSpeakingFrame:
+    return VADUserStartedSpeakingFrame(start_secs=0.0)
+
+
+async def test_speech_while_the_bot_is_quiet_starts_the_turn_at_once():
+    async with Judge() as judge:
+        assert await judge.see(_speech()) == [ProcessFrameResult.STOP]
+        assert judge.turns == 1
+
+
+async def test_a_short_backchannel_neither_pauses_nor_interrupts():
+    async with Judge() as judge:
+        await judge.see(BotStartedSpeakingFrame(), _speech(), UserSpeechPausedFrame(),
+                        InterimTranscriptionFrame("Uh-huh.", "", ""))
+        await asyncio.sleep(0.3)
+        assert judge.turns == 0 and not judge.hold.is_held and judge.broadcasts == []
+        # Its final transcript comes later: consumed, and kept out of the user's turn.
+        result = await judge.see(TranscriptionFrame("Uh-huh.", "", ""))
+        assert result == [ProcessFrameResult.STOP] and judge.resets == 1 and judge.turns == 0
+
+
+async def test_a_longer_backchannel_pauses_the_bot_and_resumes_it():
+    async with Judge() as judge:
+        await judge.see(BotStartedSpeakingFrame(), _speech())
+        await asyncio.sleep(0.15)
+        assert judge.hold.is_held and judge.broadcasts == [BotPausedFrame]
+        await judge.see(UserSpeechPausedFrame(), InterimTranscriptionFrame("Mm-hmm.", "", ""))
+        assert not judge.hold.is_held and judge.broadcasts == [BotPausedFrame, BotResumedFrame]
+        assert await judge.hold.admit()  # the held chunk plays
+        assert judge.turns == 0
+
+
+async def test_a_cough_resumes_the_bot_when_no_words_come():
+    async with Judge() as judge:
+        await judge.see(BotStartedSpeakingFrame(), _speech())
+        await asyncio.sleep(0.15)
+        await judge.see(UserSpeechPausedFrame())
+        await asyncio.sleep(0.2)  # words_wait_secs without a transcript
+        assert not judge.hold.is_held and judge.broadcasts[-1] is BotResumedFrame
+        assert judge.turns == 0
+
+
+async def test_words_interrupt_and_the_held_audio_is_never_played():
+    async with Judge() as judge:
+        await judge.see(BotStartedSpeakingFrame(), _speech())
+        await asyncio.sleep(0.15)
+        await judge.see(InterimTranscriptionFrame("Wait, what about", "", ""))
+        assert judge.turns == 1
+        assert not await judge.hold.admit()  # dropped: the interruption is on its way
+        await judge.see(BotStoppedSpeakingFrame())  # ... and has emptied the output
+        assert await judge.hold.admit()
+        assert BotResumedFrame not in judge.broadcasts
+
+
+async def test_speech_longer_than_any_backchannel_interrupts_without_words():
+    async with Judge() as judge:
+        await judge.see(BotStartedSpeakingFrame(), _speech())
+        await asyncio.sleep(0.3)
+        assert judge.turns == 0
+        await judge.see(UserSpeechPausedFrame(), UserSpeechResumedFrame())  # a breath
+        await asyncio.sleep(0.35)
+        assert judge.turns == 1
+
+
+async def test_a_late_final_with_words_still_interrupts():
+    async with Judge() as judge:
+        await judge.see(BotStartedSpeakingFrame(), _speech(), UserSpeechPausedFrame())
+        await asyncio.sleep(0.2)  # no words in time: taken for a sound
+        assert judge.turns == 0
+        await judge.see(TranscriptionFrame("Stop.", "", ""))
+        assert judge.turns == 1
+
+
+async def test_without_interruptions_speech_over_the_bot_is_not_judged():
+    async with Judge(enable_interruptions=False) as judge:
+        await judge.see(BotStartedSpeakingFrame(), _speech())
+        await asyncio.sleep(0.15)
+        assert not judge.hold.is_held
+
+
+async def test_a_hold_never_outlasts_its_limit(monkeypatch):
+    monkeypatch.setattr("voxline.pipeline.playback_hold.MAX_HOLD_SECS", 0.05)
+    hold = PlaybackHold()
+    hold.hold()
+    assert await hold.admit() and not hold.is_held
+
+
+def test_contract_pipecat_writes_every_chunk_through_write_audio_frame():
+    """PlaybackHold.install wraps the output transport's `write_audio_frame`: pipecat's media
+    sender must call it (through the transport) for each chunk it plays."""
+    source = inspect.getsource(BaseOutputTransport.MediaSender._internal_write_audio_frame)
+    assert "self._transport.write_audio_frame(frame)" in source

@@ -1,0 +1,78 @@
+"""Server-side echo cancellation: the bot's voice leaking back from a loudspeaker is taken out of
+the microphone audio; the user's own voice is not."""
+
+import wave
+
+import numpy as np
+import pytest
+
+from voxline.pipeline.echo_cancellation import EchoCanceller
+from voxline.room import LeakyRoom, Room
+
+FRAME = 320  # 20 ms at 16 kHz, as a client sends it
+
+
+def _samples(path) -> np.ndarray:
+    with wave.open(str(path), "rb") as w:
+        return np.frombuffer(w.readframes(w.getnframes()), np.int16)
+
+
+def _db(x: np.ndarray) -> float:
+    return 10 * np.log10(np.mean(x.astype(np.float64) ** 2) + 1e-9)
+
+
+async def _through_room(canceller: EchoCanceller, room: LeakyRoom, bot: np.ndarray,
+                        user: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Play `bot` into the room frame by frame (as the transport sends it), with `user`
+    speaking into the microphone: (what the microphone heard, what the canceller left)."""
+    heard, cleaned = [], []
+    for i in range(0, min(len(bot), len(user)) - FRAME + 1, FRAME):
+        chunk = bot[i: i + FRAME].tobytes()
+        room.play(chunk)
+        await canceller.played(chunk, 16000)
+        mic, _ = room.capture(user[i: i + FRAME].tobytes())
+        heard.append(np.frombuffer(mic, np.int16))
+        cleaned.append(np.frombuffer(canceller.clean(mic), np.int16))
+    return np.concatenate(heard), np.concatenate(cleaned)
+
+
+@pytest.fixture(scope="module")
+def bot_voice(speech) -> np.ndarray:
+    text = ("Once upon a time a friendly dragon lived in a cave by the sea. Every morning she "
+            "flew over the village and waved to the children, who waved back and laughed.")
+    return _samples(speech(text))
+
+
+@pytest.mark.parametrize("room", [
+    Room(delay_secs=0.03, gain_db=-6.0),
+    Room(delay_secs=0.06, gain_db=-12.0),
+    Room(delay_secs=0.25, gain_db=-20.0, reflections=((0.03, -4.0), (0.07, -9.0))),
+], ids=["-6dB-30ms", "-12dB-60ms", "-20dB-250ms"])
+async def test_the_bots_echo_is_taken_out(bot_voice, room):
+    canceller = EchoCanceller(sample_rate=16000)
+    heard, cleaned = await _through_room(canceller, LeakyRoom(room), bot_voice,
+                                         np.zeros_like(bot_voice))
+    settled = slice(2 * 16000, None)  # the canceller finds the delay in the first second or so
+    assert _db(heard[settled]) - _db(cleaned[settled]) > 20
+
+
+async def test_the_users_voice_over_the_echo_is_kept(bot_voice, speech):
+    user = _samples(speech("Wait, can you tell me about the weather tomorrow instead?"))
+    user = np.concatenate([np.zeros(3 * 16000, np.int16), user])[: len(bot_voice)]
+    canceller = EchoCanceller(sample_rate=16000)
+    _, cleaned = await _through_room(canceller, LeakyRoom(Room(gain_db=-12.0)), bot_voice, user)
+    speaking = slice(3 * 16000, 3 * 16000 + 16000)
+    # Double talk: the user's speech comes through within a few dB (the echo is 12 dB down).
+    assert abs(_db(cleaned[speaking]) - _db(user[speaking])) < 6
+
+
+async def test_reference_at_another_rate_is_resampled(bot_voice):
+    canceller = EchoCanceller(sample_rate=16000)
+    await canceller.played(np.zeros(480, np.int16).tobytes(), 24000)
+    assert len(canceller.clean(bytes(640))) == 640
+
+
+def test_partial_frames_wait_for_the_rest():
+    canceller = EchoCanceller(sample_rate=16000)
+    assert canceller.clean(bytes(300)) == b""
+    assert len(canceller.clean(bytes(340))) == 640
