@@ -6,6 +6,8 @@ from typing import Literal
 
 from voxline.bus import EventBus
 from voxline.bus.events import (
+    BotPaused,
+    BotResumed,
     BotSpoken,
     ControlAck,
     EchoGuarded,
@@ -30,6 +32,8 @@ BUS_HEALTH_PERIOD_SECS = 1.0
 
 # The transcript's note for an opening the echo guard kept back (its words are not shown: the
 # user's own are already there).
+PAUSE_NOTES = {"paused": "paused: speech over the bot",
+               "resumed": "resumed: it was a backchannel"}
 ECHO_NOTES = {1: "reply repeated the user: written again", 2: "reply repeated the user twice: "
               "fallback spoken"}
 
@@ -169,6 +173,12 @@ class Collector:
             case TurnInterrupted():
                 lines.append({"who": "note", "text": "interrupted"})
                 session["state"] = "listening"
+            case BotPaused():
+                lines.append({"who": "note", "text": PAUSE_NOTES["paused"]})
+                session["state"] = "paused"
+            case BotResumed():
+                lines.append({"who": "note", "text": PAUSE_NOTES["resumed"]})
+                session["state"] = "speaking"
             case EchoGuarded(attempt=attempt):
                 lines.append({"who": "note", "text": ECHO_NOTES.get(attempt, ECHO_NOTES[2])})
             case ControlAck():

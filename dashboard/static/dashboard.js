@@ -101,6 +101,8 @@ function apply(topic, e) {
                                       session.state = "speaking"; } break;
     case "tts.finished": if (session && session.state === "speaking") session.state = "listening"; break;
     case "turn.interrupted": if (session) session.transcript.push({ who: "note", text: "interrupted" }); break;
+    case "tts.paused": if (session) { session.state = "paused"; session.transcript.push({ who: "note", text: "paused: speech over the bot" }); } break;
+    case "tts.resumed": if (session) { session.state = "speaking"; session.transcript.push({ who: "note", text: "resumed: it was a backchannel" }); } break;
     case "llm.echo.guarded":
       if (session) session.transcript.push({ who: "note", text: e.attempt === 1
         ? "reply repeated the user: written again" : "reply repeated the user twice: fallback spoken" });

@@ -135,6 +135,8 @@ function onEvent(event) {
       if (!botItem) botItem = addLine("bot", "");
       botItem.textContent = `${botItem.textContent} ${event.text}`.trim();
       break;
+    case "bot.paused": setAgentState("paused"); break;  // judging speech over it
+    case "bot.resumed": setAgentState("speaking"); break;
     case "interrupted":
       if (botItem) botItem.classList.add("interrupted");
       botItem = null;
