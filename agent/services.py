@@ -19,7 +19,7 @@ def build_stt(models: ModelSet, stt: STTSettings, *,
     STT reads it, and each frame would cost every processor and observer a hop."""
     return StreamingWhisperSTTService(
         engine=models.stt, language=stt.language, interim_interval_secs=stt.interim_interval_secs,
-        audio_passthrough=audio_passthrough,
+        turn_model=models.turn, audio_passthrough=audio_passthrough,
     )
 
 

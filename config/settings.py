@@ -277,6 +277,11 @@ class AgentSettings(_Section):
         description="Extra wait (after vad.stop_secs) when the user's words sound unfinished "
                     "(no . ? !, or a last word such as 'and', 'the', 'to')",
     )
+    smart_turn: bool = Field(
+        default=True,
+        description="When a transcript reads neither finished nor unfinished, ask pipecat's "
+                    "smart-turn v3.2 whether the voice sounds finished",
+    )
     backchannels: list[str] = Field(
         default_factory=lambda: list(DEFAULT_BACKCHANNELS), max_length=200,
         description="Said over the bot, these (or no words: a cough) do not interrupt it",

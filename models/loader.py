@@ -15,6 +15,7 @@ from voxline.models.compute import ComputeArbiter
 from voxline.models.llama import LlamaEngine
 from voxline.models.registry import ModelFileError, ModelRegistry, ModelStatus
 from voxline.models.silero import load_silero
+from voxline.models.smart_turn import SmartTurnModel
 from voxline.models.whisper import WhisperEngine
 from voxline.pipeline.prompt import prompt_messages
 
@@ -50,6 +51,7 @@ class ModelSet:
                                                    thread_name_prefix="voxline-tts-first")
     )
     load_secs: dict[str, float] = field(default_factory=dict)
+    turn: SmartTurnModel | None = None  # None when agent.smart_turn is off
 
     def describe(self) -> dict[str, str]:
         """Engine names, for status events and logs."""
@@ -86,11 +88,20 @@ def load_models(settings: VoxlineSettings, progress: Progress | None = None) -> 
         return result
 
     vad = timed("VAD  silero-vad", lambda: load_silero(registry.path_of(catalog.SILERO_VAD)))
+    turn = (timed("TURN smart-turn-v3.2", lambda: _load_smart_turn(registry))
+            if settings.agent.smart_turn else None)
     compute = ComputeArbiter()
     stt = timed("STT  " + _stt_label(settings), lambda: _load_stt(settings, registry, compute))
     llm = timed("LLM  " + _llm_label(settings), lambda: _load_llm(settings, registry, compute))
     tts = timed("TTS  " + settings.tts.engine, lambda: _load_tts(settings, registry, compute))
-    return ModelSet(vad=vad, stt=stt, tts=tts, llm=llm, compute=compute, load_secs=timings)
+    return ModelSet(vad=vad, stt=stt, tts=tts, llm=llm, compute=compute, load_secs=timings,
+                    turn=turn)
+
+
+def _load_smart_turn(registry: ModelRegistry) -> SmartTurnModel:
+    model = SmartTurnModel(registry.path_of(catalog.SMART_TURN))
+    model.warm_up()
+    return model
 
 
 def _stt_label(settings: VoxlineSettings) -> str:

@@ -17,7 +17,9 @@ from pipecat.services.stt_service import SegmentedSTTService
 from pipecat.utils.time import time_now_iso8601
 
 from voxline.models.compute import Work
+from voxline.models.smart_turn import SmartTurnModel
 from voxline.models.whisper import WHISPER_SAMPLE_RATE, Transcript, WhisperEngine
+from voxline.pipeline.turn_end import VoiceVerdict, sounds_finished, sounds_unfinished
 from voxline.pipeline.vad import UserSpeechPausedFrame, UserSpeechResumedFrame
 
 INTERIM_POLL_SECS = 0.05
@@ -37,7 +39,7 @@ class StreamingWhisperSTTService(SegmentedSTTService):
 
     def __init__(
         self, *, engine: WhisperEngine, language: str, interim_interval_secs: float = 1.0,
-        **kwargs,
+        turn_model: SmartTurnModel | None = None, **kwargs,
     ):
         super().__init__(
             sample_rate=WHISPER_SAMPLE_RATE,
@@ -50,6 +52,7 @@ class StreamingWhisperSTTService(SegmentedSTTService):
             **kwargs,
         )
         self._engine = engine
+        self._turn_model = turn_model
         self._interim_interval_secs = interim_interval_secs
         self._interim_task: asyncio.Task | None = None
         # The decode started at the user's latest pause; void once they speak again.
@@ -118,7 +121,18 @@ class StreamingWhisperSTTService(SegmentedSTTService):
         if transcript:
             logger.debug("{}: final transcript {!r} ({})", self, transcript,
                          "decoded at the pause" if speculative else "decoded after the stop")
-            yield TranscriptionFrame(transcript, self._user_id, time_now_iso8601(), finalized=True)
+            yield TranscriptionFrame(transcript, self._user_id, time_now_iso8601(), finalized=True,
+                                     result=await self._voice_verdict(transcript, audio))
+
+    async def _voice_verdict(self, transcript: str, audio: bytes) -> VoiceVerdict | None:
+        """Smart-turn's verdict on the utterance, only where its words cannot tell whether the
+        user has finished (pipeline/turn_end.py): ~80 ms, so not for every turn."""
+        if not self._turn_model or sounds_finished(transcript) or sounds_unfinished(transcript):
+            return None
+        is_complete, probability = await asyncio.to_thread(self._turn_model.is_complete, audio)
+        logger.debug("{}: smart-turn on {!r}: {} ({:.2f})", self, transcript,
+                     "complete" if is_complete else "incomplete", probability)
+        return VoiceVerdict(is_complete, probability)
 
     async def _interim_task_handler(self):
         """Every interval: the latest pause's decode if there was one (free: it ran anyway),

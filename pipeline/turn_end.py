@@ -1,8 +1,10 @@
 """When the user's turn is over: as soon as the final transcript arrives, unless it reads as
-unfinished — a short VAD silence window with a guard against cutting people off."""
+unfinished — a short VAD silence window with a guard against cutting people off. Where the words
+cannot tell (no punctuation, no dangling word), the voice does: smart-turn's verdict."""
 
 import asyncio
 import re
+from dataclasses import dataclass
 
 from pipecat.frames.frames import (
     Frame,
@@ -26,7 +28,21 @@ _DANGLING = re.compile(
 
 def sounds_finished(text: str) -> bool:
     """True when a transcript reads as a complete utterance."""
-    return bool(_FINISHED.search(text)) and not _DANGLING.search(text.rstrip(".?!… "))
+    return bool(_FINISHED.search(text)) and not sounds_unfinished(text)
+
+
+def sounds_unfinished(text: str) -> bool:
+    """True when a transcript ends on a word a sentence does not end on, punctuated or not."""
+    return bool(_DANGLING.search(text.rstrip(".?!… ")))
+
+
+@dataclass(frozen=True)
+class VoiceVerdict:
+    """What smart-turn heard, carried on a final transcript (`TranscriptionFrame.result`) whose
+    words could not tell whether the user had finished."""
+
+    is_complete: bool
+    probability: float
 
 
 class TranscriptTurnStopStrategy(BaseUserTurnStopStrategy):
@@ -41,6 +57,7 @@ class TranscriptTurnStopStrategy(BaseUserTurnStopStrategy):
         super().__init__(**kwargs)
         self._grace_secs = incomplete_grace_secs
         self._text = ""
+        self._voice: VoiceVerdict | None = None  # smart-turn's, on the last transcript
         self._is_vad_stopped = False
         self._grace_task: asyncio.Task | None = None
 
@@ -53,6 +70,7 @@ class TranscriptTurnStopStrategy(BaseUserTurnStopStrategy):
             self._is_vad_stopped = True
         elif isinstance(frame, TranscriptionFrame) and frame.text.strip():
             self._text = f"{self._text} {frame.text}".strip()
+            self._voice = frame.result if isinstance(frame.result, VoiceVerdict) else None
             if self._is_vad_stopped:
                 await self._decide()
         return ProcessFrameResult.CONTINUE
@@ -71,7 +89,8 @@ class TranscriptTurnStopStrategy(BaseUserTurnStopStrategy):
         await super().cleanup()
 
     async def _decide(self):
-        if sounds_finished(self._text):
+        voice_finished = self._voice is not None and self._voice.is_complete
+        if sounds_finished(self._text) or (voice_finished and not sounds_unfinished(self._text)):
             await self.trigger_user_turn_stopped()
         elif self._grace_task is None:
             self._grace_task = self.task_manager.create_task(
@@ -83,7 +102,7 @@ class TranscriptTurnStopStrategy(BaseUserTurnStopStrategy):
         await self.trigger_user_turn_stopped()
 
     async def _reset(self):
-        self._text = ""
+        self._text, self._voice = "", None
         await self._cancel_grace()
 
     async def _cancel_grace(self):
