@@ -88,13 +88,15 @@ class Plan:
     noise_secs: float = 20.0
     questions: int = 4
     conversation_turns: int = 8
-    reply_cap_secs: float = 20.0  # a long reply is followed this long at most
+    reply_cap_secs: float = 15.0  # a long reply is followed this long at most
+    backchannel_watch_secs: float = 8.0  # how long a reply is followed after a backchannel
 
 
 FULL = Plan()
 SHORT = Plan(pause_sentences=2, pauses_secs=(0.6, 1.5), backchannels=1, interruptions=2,
              echo_rooms=((-12.0, 0.06),), echo_barge_in_gains_db=(-12.0,), noise_secs=6.0,
-             questions=1, conversation_turns=3, reply_cap_secs=12.0)
+             questions=1, conversation_turns=3, reply_cap_secs=10.0,
+             backchannel_watch_secs=6.0)
 
 
 @dataclass
@@ -166,7 +168,7 @@ async def _over_reply(script: Script, question: Prompt, clip: Prompt) -> dict:
         await call.wait_until(heard + script.rng.uniform(1.0, 3.0))
         said = call.say(clip)
         await call.wait_reply_end(asked.end_secs, said.end_secs - call.now
-                                  + script.plan.reply_cap_secs)
+                                  + script.plan.backchannel_watch_secs)
         return score_backchannel(call.record, asked, said, call.now)
 
 
@@ -177,7 +179,9 @@ async def _ask(call: ScriptedCall, question: Prompt):
     heard = await call.wait_audible(asked.end_secs, asked.end_secs - call.now
                                     + ANSWER_TIMEOUT_SECS)
     if heard is None:
-        raise CallError(f"no reply to {question.text!r}")
+        seen = ", ".join(str(e.get("type")) for _, e in call.record.events) or "no events"
+        raise CallError(f"no reply to {question.text!r} within {ANSWER_TIMEOUT_SECS:g} s "
+                        f"({seen})")
     return asked, heard
 
 

@@ -215,3 +215,14 @@ def test_the_table_has_a_row_per_scenario_with_its_target():
     assert "(a) mid-sentence pause" in printed and "100% of 1 once after end" in printed
     assert "wait +0.20s vs whole" in printed
     assert "(g) conversation" in printed and "p50 ≤0.7 s" in printed
+
+
+def test_a_long_gap_the_old_reply_resumes_from_is_not_a_stop():
+    """A sentence that synthesised slowly (1 s of silence) after the onset, then the same
+    reply going on: the stop is where it went silent for good before the new answer."""
+    interruption = Utterance("q", "Hold on, what is the capital of Spain?", 1.0, 3.0)
+    record = heard("############ .......... ######## ........... ####",
+                   [(2.0, "interrupted"), (4.1, "turn.metrics")])
+    item = score_interruption(record, interruption, end=4.5)
+    assert item["stop_secs"] == pytest.approx(2.0)  # at 3.0 s, not at the gap at 1.2 s
+    assert item["answered"] and item["v2v_secs"] == pytest.approx(1.1)
