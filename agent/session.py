@@ -33,7 +33,12 @@ from voxline.config.settings import (
     VoxlineSettings,
 )
 from voxline.models import ModelSet
-from voxline.pipeline.barge_in import Backchannels, BargeInUserTurnStartStrategy
+from voxline.pipeline.barge_in import (
+    Backchannels,
+    BargeInUserTurnStartStrategy,
+    BotWordsProcessor,
+    RecentBotWords,
+)
 from voxline.pipeline.circuit_breaker import CircuitBreaker
 from voxline.pipeline.context_window import ContextWindowProcessor
 from voxline.pipeline.echo_cancellation import EchoCanceller
@@ -93,11 +98,11 @@ async def run_session(
                         system_prompt=options.persona.system_prompt, breaker=llm_breaker)
         recorder = _recorder(settings.privacy, options)
         canceller = _echo_canceller(settings.audio, options)
-        hold = PlaybackHold()
+        hold, bot_words = PlaybackHold(), RecentBotWords()
         hold.install(transport.output())
         aggregators = LLMContextAggregatorPair(
             context, user_params=LLMUserAggregatorParams(
-                user_turn_strategies=_turn_strategies(settings.agent, hold)
+                user_turn_strategies=_turn_strategies(settings.agent, hold, bot_words)
             ),
         )
         pipeline = Pipeline([
@@ -110,6 +115,7 @@ async def run_session(
             ContextWindowProcessor(max_messages=settings.agent.max_history_messages),
             llm,
             build_tts(models, settings.tts),
+            BotWordsProcessor(bot_words=bot_words),  # its echo is not the user's
             transport.output(),
             *([canceller.loudspeaker()] if canceller else []),
             *recorder,
@@ -208,14 +214,15 @@ def _echo_canceller(audio: AudioSettings, options: SessionOptions) -> EchoCancel
                          noise_suppression=audio.noise_suppression)
 
 
-def _turn_strategies(agent: AgentSettings, hold: PlaybackHold) -> UserTurnStrategies:
+def _turn_strategies(agent: AgentSettings, hold: PlaybackHold,
+                     bot_words: RecentBotWords) -> UserTurnStrategies:
     """The user's turn starts on speech, except over the bot's, which interrupts (barge-in,
     when enabled) only if it is not a backchannel; it ends on the final transcript of the
     speech the VAD closed, with a grace period if it sounds unfinished."""
     return UserTurnStrategies(
         start=[
             BargeInUserTurnStartStrategy(
-                hold=hold, backchannels=Backchannels(agent.backchannels),
+                hold=hold, backchannels=Backchannels(agent.backchannels), bot_words=bot_words,
                 hold_after_secs=agent.barge_in_hold_secs,
                 max_backchannel_secs=agent.max_backchannel_secs,
                 enable_interruptions=agent.enable_interruptions,

@@ -3,13 +3,14 @@ not cut the reply.
 
 The VAD alone cannot tell them apart, so speech that starts while the bot is talking is judged:
 the bot keeps talking while it is short, is held (paused) once it lasts `hold_after_secs`, and
-the words decide. A backchannel, or no words at all, resumes the reply where it stopped; words,
-or speech longer than any backchannel, interrupt it.
+the words decide. A backchannel, no words at all, or the bot's own words (its echo) resume the
+reply where it stopped; other words, or speech longer than any backchannel, interrupt it.
 """
 
 import asyncio
 import re
 import time
+from collections import deque
 from collections.abc import Iterable
 
 from pipecat.frames.frames import (
@@ -18,8 +19,10 @@ from pipecat.frames.frames import (
     Frame,
     InterimTranscriptionFrame,
     TranscriptionFrame,
+    TTSTextFrame,
     VADUserStartedSpeakingFrame,
 )
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.turns.types import ProcessFrameResult
 from pipecat.turns.user_start.base_user_turn_start_strategy import BaseUserTurnStartStrategy
 
@@ -56,6 +59,43 @@ class Backchannels:
         return True
 
 
+class RecentBotWords:
+    """The words the bot has been saying, as synthesized (a little ahead of what plays), so that
+    its own voice coming back through a client's microphone — what echo cancellation left, or
+    a client without it — is not taken for the user's. Shared by `BotWordsProcessor` (after the
+    TTS) and the judge of one session."""
+
+    def __init__(self, max_words: int = 80):
+        self._words: deque[str] = deque(maxlen=max_words)
+
+    def add(self, text: str) -> None:
+        """Remember a piece of the bot's reply."""
+        self._words.extend(_words(text))
+
+    def echoes(self, text: str, *, min_share: float = 0.75) -> bool:
+        """True when (nearly) every word of `text` is one the bot has just said."""
+        words = _words(text)
+        if not words:
+            return False
+        said = set(self._words)
+        return sum(w in said for w in words) >= min_share * len(words)
+
+
+class BotWordsProcessor(FrameProcessor):
+    """Tells `RecentBotWords` what the TTS is about to play."""
+
+    def __init__(self, *, bot_words: RecentBotWords, **kwargs):
+        super().__init__(**kwargs)
+        self._bot_words = bot_words
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection):
+        """Pass every frame on; remember the bot's words."""
+        await super().process_frame(frame, direction)
+        await self.push_frame(frame, direction)
+        if isinstance(frame, TTSTextFrame) and direction == FrameDirection.DOWNSTREAM:
+            self._bot_words.add(frame.text)
+
+
 class BargeInUserTurnStartStrategy(BaseUserTurnStartStrategy):
     """Starts the user's turn on speech, like pipecat's VAD strategy, except over the bot's
     speech, which is judged first (module docstring). Put it first among the start strategies:
@@ -65,11 +105,12 @@ class BargeInUserTurnStartStrategy(BaseUserTurnStartStrategy):
     """
 
     def __init__(self, *, hold: PlaybackHold, backchannels: Backchannels,
-                 hold_after_secs: float = 0.4, max_backchannel_secs: float = 1.2,
-                 words_wait_secs: float = 0.3, **kwargs):
+                 bot_words: RecentBotWords | None = None, hold_after_secs: float = 0.4,
+                 max_backchannel_secs: float = 1.2, words_wait_secs: float = 0.3, **kwargs):
         super().__init__(**kwargs)
         self._hold = hold
         self._backchannels = backchannels
+        self._bot_words = bot_words or RecentBotWords()
         self._hold_after_secs = hold_after_secs
         self._max_backchannel_secs = max_backchannel_secs
         self._words_wait_secs = words_wait_secs
@@ -126,7 +167,7 @@ class BargeInUserTurnStartStrategy(BaseUserTurnStartStrategy):
     async def _on_words(self, frame: TranscriptionFrame | InterimTranscriptionFrame):
         if not (self._is_judging or self._is_dismissed):
             return ProcessFrameResult.CONTINUE
-        if not self._backchannels.covers(frame.text):
+        if not (self._backchannels.covers(frame.text) or self._bot_words.echoes(frame.text)):
             await self._interrupt()
             return ProcessFrameResult.STOP
         if isinstance(frame, TranscriptionFrame) or self._is_user_pausing:

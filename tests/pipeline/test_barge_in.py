@@ -17,7 +17,7 @@ from pipecat.turns.types import ProcessFrameResult
 from pipecat.utils.asyncio.task_manager import TaskManager
 
 from voxline.config.settings import DEFAULT_BACKCHANNELS
-from voxline.pipeline.barge_in import Backchannels, BargeInUserTurnStartStrategy
+from voxline.pipeline.barge_in import Backchannels, BargeInUserTurnStartStrategy, RecentBotWords
 from voxline.pipeline.frames import BotPausedFrame, BotResumedFrame
 from voxline.pipeline.playback_hold import PlaybackHold
 from voxline.pipeline.vad import UserSpeechPausedFrame, UserSpeechResumedFrame
@@ -171,3 +171,22 @@ def test_contract_pipecat_writes_every_chunk_through_write_audio_frame():
     sender must call it (through the transport) for each chunk it plays."""
     source = inspect.getsource(BaseOutputTransport.MediaSender._internal_write_audio_frame)
     assert "self._transport.write_audio_frame(frame)" in source
+
+
+def test_the_bots_own_words_coming_back_are_its_echo():
+    words = RecentBotWords()
+    words.add("Once upon a time, a friendly dragon lived at the end of the month")
+    assert words.echoes("the end of the month.")
+    assert words.echoes("A friendly dragon")
+    assert not words.echoes("Wait, stop!")
+    assert not words.echoes("")
+
+
+async def test_the_bots_echo_resumes_it_instead_of_interrupting():
+    async with Judge() as judge:
+        judge.strategy._bot_words.add("Once upon a time, a friendly dragon lived in a cave.")
+        await judge.see(BotStartedSpeakingFrame(), _speech())
+        await asyncio.sleep(0.15)
+        await judge.see(UserSpeechPausedFrame(), InterimTranscriptionFrame("a friendly dragon",
+                                                                           "", ""))
+        assert judge.turns == 0 and not judge.hold.is_held
