@@ -27,7 +27,6 @@ from voxline.agent.services import build_llm, build_stt, build_tts
 from voxline.bus import EventBus, SessionBus, events
 from voxline.config.settings import (
     AgentSettings,
-    AudioSettings,
     PrivacySettings,
     VADSettings,
     VoxlineSettings,
@@ -97,7 +96,7 @@ async def run_session(
         llm = build_llm(models, settings.llm, settings.agent,
                         system_prompt=options.persona.system_prompt, breaker=llm_breaker)
         recorder = _recorder(settings.privacy, options)
-        canceller = _echo_canceller(settings.audio, options)
+        canceller = _echo_canceller(options)
         hold, bot_words = PlaybackHold(), RecentBotWords()
         hold.install(transport.output())
         aggregators = LLMContextAggregatorPair(
@@ -205,13 +204,11 @@ def _vad_analyzer(models: ModelSet, vad: VADSettings) -> PausingSileroVADAnalyze
     )
 
 
-def _echo_canceller(audio: AudioSettings, options: SessionOptions) -> EchoCanceller | None:
-    """The session's audio processing, if it needs any."""
-    if not (options.echo_cancellation or audio.noise_suppression):
+def _echo_canceller(options: SessionOptions) -> EchoCanceller | None:
+    """The session's echo canceller, if its client needs one."""
+    if not options.echo_cancellation:
         return None
-    return EchoCanceller(sample_rate=options.audio_in_sample_rate,
-                         echo_cancellation=options.echo_cancellation,
-                         noise_suppression=audio.noise_suppression)
+    return EchoCanceller(sample_rate=options.audio_in_sample_rate)
 
 
 def _turn_strategies(agent: AgentSettings, hold: PlaybackHold,

@@ -254,9 +254,6 @@ class AudioSettings(_Section):
                     "microphone, in /ws sessions (a client may say otherwise in its start "
                     "message); WebRTC and Discord clients cancel it themselves",
     )
-    noise_suppression: bool = Field(
-        default=False, description="Suppress steady background noise (WebRTC's suppressor)",
-    )
 
 
 class AgentSettings(_Section):

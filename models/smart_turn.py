@@ -8,7 +8,6 @@ thread.
 from pathlib import Path
 
 import numpy as np
-from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnalyzerV3
 
 
 class SmartTurnModel:
@@ -18,6 +17,10 @@ class SmartTurnModel:
     name = "smart-turn-v3.2"
 
     def __init__(self, path: Path):
+        # Imported here: pipecat prints a banner on import, and `voxline models` (which reads
+        # this package) must print nothing but its table.
+        from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnalyzerV3
+
         self._analyzer = LocalSmartTurnAnalyzerV3(smart_turn_model_path=str(path), cpu_count=1)
 
     def is_complete(self, pcm16: bytes) -> tuple[bool, float]:

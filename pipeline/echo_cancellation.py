@@ -10,36 +10,46 @@ microphone audio: the two streams share the client's clock, not the server's.
 
 from collections import deque
 
+import numpy as np
 from livekit import rtc
 from pipecat.audio.utils import create_stream_resampler
 from pipecat.frames.frames import Frame, InputAudioRawFrame, OutputAudioRawFrame
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 FRAME_SECS = 0.01  # the module works on 10 ms frames only
+# Whether the client's microphone hears its loudspeaker at all is found out by comparing their
+# loudness over time (10 ms frames): the last few seconds, at delays up to `MAX_ECHO_DELAY_SECS`.
+ECHO_WINDOW_FRAMES = 300
+MAX_ECHO_DELAY_SECS = 0.5
+ECHO_CHECK_EVERY_FRAMES = 10
+MIN_BOT_FRAMES = 50  # of bot audio in the window before deciding
+ECHO_CORRELATION = 0.6
 # More queued than this, the microphone has stalled (a network hiccup): drop the oldest, so
 # that the delay the canceller has to find stays within its reach.
 MAX_QUEUED_SECS = 0.4
 
 
 class EchoCanceller:
-    """One session's echo canceller (and, optionally, noise suppressor), 16-bit mono PCM.
+    """One session's echo canceller, 16-bit mono PCM.
 
     `microphone()` goes right after the transport's input, `loudspeaker()` right after its
     output; both share this state. Lives as long as the session's pipeline.
     """
 
-    def __init__(self, *, sample_rate: int = 16000, echo_cancellation: bool = True,
-                 noise_suppression: bool = False):
+    def __init__(self, *, sample_rate: int = 16000):
         self.sample_rate = sample_rate
         self._frame_bytes = int(sample_rate * FRAME_SECS) * 2
-        self._apm = rtc.AudioProcessingModule(
-            echo_cancellation=echo_cancellation, noise_suppression=noise_suppression,
-            high_pass_filter=True,
-        )
+        self._apm = rtc.AudioProcessingModule(echo_cancellation=True, high_pass_filter=True)
         self._reference: deque[bytes] = deque()  # 10 ms frames the client has been sent
         self._leftover = b""  # microphone audio short of a whole frame
         self._silence = bytes(self._frame_bytes)
         self._resampler = create_stream_resampler()
+        self._echo = EchoDetector()
+
+    @property
+    def is_echo_heard(self) -> bool:
+        """The client's microphone has been found to hear its loudspeaker."""
+        return self._echo.is_echo_heard
 
     def microphone(self) -> "EchoCancellingProcessor":
         """The processor that cleans the user's audio."""
@@ -72,10 +82,18 @@ class EchoCanceller:
         self._leftover = audio[whole:]
         cleaned = bytearray()
         for offset in range(0, whole, self._frame_bytes):
-            self._apm.process_reverse_stream(self._audio_frame(self._next_reference()))
-            frame = self._audio_frame(audio[offset: offset + self._frame_bytes])
+            reference = self._next_reference()
+            microphone = audio[offset: offset + self._frame_bytes]
+            self._apm.process_reverse_stream(self._audio_frame(reference))
+            frame = self._audio_frame(microphone)
             self._apm.process_stream(frame)
-            cleaned += frame.data.cast("B")
+            # Until the microphone is found to hear the loudspeaker, its audio passes as it
+            # is: with no echo to take out, AEC3 takes the user's first words over the bot
+            # for echo (docs/performance.md). The module still runs, so it is ready.
+            if self._echo.hears_echo(reference, microphone):
+                cleaned += frame.data.cast("B")
+            else:
+                cleaned += microphone
         return bytes(cleaned)
 
     def _next_reference(self) -> bytes:
@@ -91,6 +109,45 @@ class EchoCanceller:
     def _audio_frame(self, pcm: bytes) -> rtc.AudioFrame:
         samples = len(pcm) // 2
         return rtc.AudioFrame(bytearray(pcm), self.sample_rate, 1, samples)
+
+
+class EchoDetector:
+    """Says whether a microphone hears the loudspeaker: once the loudness of what it captures
+    follows the loudness of what was played (at some delay up to `MAX_ECHO_DELAY_SECS`), it
+    does, for the rest of the session. A user talking over the bot does not follow it."""
+
+    def __init__(self):
+        self._played: deque[float] = deque(maxlen=ECHO_WINDOW_FRAMES)
+        self._heard: deque[float] = deque(maxlen=ECHO_WINDOW_FRAMES)
+        self._frames = 0
+        self.is_echo_heard = False
+
+    def hears_echo(self, reference: bytes, microphone: bytes) -> bool:
+        """Take one 10 ms frame of each; whether the echo has been heard so far."""
+        if self.is_echo_heard:
+            return True
+        self._played.append(_loudness(reference))
+        self._heard.append(_loudness(microphone))
+        self._frames += 1
+        if self._frames % ECHO_CHECK_EVERY_FRAMES == 0:
+            self.is_echo_heard = self._follows()
+        return self.is_echo_heard
+
+    def _follows(self) -> bool:
+        played, heard = np.array(self._played), np.array(self._heard)
+        if np.count_nonzero(played > 1.0) < MIN_BOT_FRAMES:
+            return False
+        for lag in range(int(MAX_ECHO_DELAY_SECS / FRAME_SECS) + 1):
+            a, b = played[: len(played) - lag], heard[lag:]
+            if a.std() > 0 and b.std() > 0 and np.corrcoef(a, b)[0, 1] > ECHO_CORRELATION:
+                return True
+        return False
+
+
+def _loudness(pcm: bytes) -> float:
+    """log10 of a frame's energy (1 for digital silence... 9.6 for full scale)."""
+    samples = np.frombuffer(pcm, np.int16).astype(np.float32)
+    return float(np.log10(np.mean(samples * samples) + 10.0))
 
 
 class EchoCancellingProcessor(FrameProcessor):

@@ -76,3 +76,21 @@ def test_partial_frames_wait_for_the_rest():
     canceller = EchoCanceller(sample_rate=16000)
     assert canceller.clean(bytes(300)) == b""
     assert len(canceller.clean(bytes(340))) == 640
+
+
+async def test_without_a_leak_the_users_voice_passes_untouched(bot_voice, speech):
+    """Headphones, or a client that cancels echo itself: AEC3 would take the user's first
+    words over the bot for echo, so nothing is done until an echo is heard."""
+    user = _samples(speech("Wait, can you tell me about the weather tomorrow instead?"))
+    user = np.concatenate([np.zeros(16000, np.int16), user])[: len(bot_voice)]
+    canceller = EchoCanceller(sample_rate=16000)
+    heard, cleaned = await _through_room(canceller, LeakyRoom(None), bot_voice, user)
+    assert np.array_equal(heard, cleaned)
+
+
+async def test_a_leak_is_heard_within_a_second_of_bot_speech(bot_voice):
+    canceller = EchoCanceller(sample_rate=16000)
+    one_second = bot_voice[:16000]
+    await _through_room(canceller, LeakyRoom(Room(gain_db=-20.0, delay_secs=0.25)), one_second,
+                        np.zeros_like(one_second))
+    assert canceller.is_echo_heard
