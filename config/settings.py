@@ -125,7 +125,9 @@ class VADSettings(_Section):
         default=0.1, ge=0.03, le=3.0,
         description="Silence after which the speech so far is transcribed speculatively",
     )
-    min_volume: float = Field(default=0.5, ge=0, le=1)
+    # pipecat's volume is BS.1770 loudness over the last 0.4 s, smoothed: after a quiet spell
+    # 0.5 was reached only 0.3-0.6 s into speech, so starts and barge-ins came that late.
+    min_volume: float = Field(default=0.2, ge=0, le=1)
 
 
 class STTSettings(_Section):

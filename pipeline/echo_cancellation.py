@@ -12,6 +12,7 @@ from collections import deque
 
 import numpy as np
 from livekit import rtc
+from loguru import logger
 from pipecat.audio.utils import create_stream_resampler
 from pipecat.frames.frames import Frame, InputAudioRawFrame, OutputAudioRawFrame
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
@@ -131,6 +132,8 @@ class EchoDetector:
         self._frames += 1
         if self._frames % ECHO_CHECK_EVERY_FRAMES == 0:
             self.is_echo_heard = self._follows()
+            if self.is_echo_heard:
+                logger.debug("The client's microphone hears its loudspeaker: cancelling echo")
         return self.is_echo_heard
 
     def _follows(self) -> bool:
