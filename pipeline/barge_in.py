@@ -128,7 +128,6 @@ class BargeInUserTurnStartStrategy(BaseUserTurnStartStrategy):
             self._is_bot_speaking = True
         elif isinstance(frame, BotStoppedSpeakingFrame):
             self._is_bot_speaking = False
-            self._hold.end_drop()
         elif isinstance(frame, VADUserStartedSpeakingFrame):
             return await self._on_speech_started(frame)
         elif isinstance(frame, UserSpeechPausedFrame) and self._is_judging:
@@ -195,8 +194,9 @@ class BargeInUserTurnStartStrategy(BaseUserTurnStartStrategy):
         await self._dismiss()
 
     async def _interrupt(self):
-        if self._hold.is_held:
-            self._hold.drop()
+        # Whatever audio of the old reply reaches the output after this is not played (a
+        # piece synthesized just before the interruption arrived was heard after it).
+        self._hold.drop()
         self._is_paused = False
         await self._end_judging()
         await self.trigger_user_turn_started()

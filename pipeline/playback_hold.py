@@ -16,8 +16,10 @@ from pipecat.transports.base_output import BaseOutputTransport
 # Longest a write may wait, whatever happens upstream: the transport gives a peer up after
 # `audio_out_write_timeout_secs` (10 s) of a write not returning.
 MAX_HOLD_SECS = 2.0
-# After a drop, writes are discarded this long at most: until the interruption has reached the
-# output transport and emptied its queue (milliseconds), never into the next reply.
+# After a drop, writes are discarded this long: the interruption reaches the output transport
+# and empties its queue within milliseconds, but a piece of the old reply synthesized just
+# before it can still arrive after. The answer to the interruption comes later: the user is
+# still speaking.
 DROP_SECS = 0.5
 
 
@@ -44,13 +46,10 @@ class PlaybackHold:
         self._released.set()
 
     def drop(self) -> None:
-        """An interruption follows: what was held is never played."""
+        """An interruption follows: what was held, and what of the old reply still comes,
+        is never played."""
         self._dropping_until = time.monotonic() + DROP_SECS
         self._released.set()
-
-    def end_drop(self) -> None:
-        """The interruption has emptied the output (the bot stopped speaking)."""
-        self._dropping_until = 0.0
 
     async def admit(self) -> bool:
         """Wait while held; whether the chunk may be played."""

@@ -84,10 +84,13 @@ class SessionEventsObserver(BaseObserver):
             self._on_interruption()
 
     def _on_interruption(self):
-        was_busy = self._is_bot_speaking or self._is_replying
-        if self._is_replying:
+        """Only a reply that was heard is interrupted. One cancelled before its first audio
+        (the user went on after a pause) is dropped silently: no `interrupted`, no reply."""
+        if self._is_replying and not self._is_bot_speaking:
+            self._reply, self._is_replying = [], False
+        elif self._is_replying:
             self._finish_reply(interrupted=True)
-        if was_busy:
+        if self._is_bot_speaking:
             self._bus.publish(events.TurnInterrupted)
 
     def _finish_reply(self, *, interrupted: bool):

@@ -6,14 +6,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from concurrent.futures import Executor
 
 from loguru import logger
-from pipecat.frames.frames import (
-    Frame,
-    InterruptionFrame,
-    LLMFullResponseEndFrame,
-    LLMFullResponseStartFrame,
-    LLMTextFrame,
-)
-from pipecat.processors.frame_processor import FrameDirection
+from pipecat.frames.frames import Frame
 from pipecat.services.settings import TTSSettings
 from pipecat.services.tts_service import TTSService
 from pipecat.utils.text.transforms.strip_markdown import strip_markdown
@@ -61,26 +54,12 @@ class LocalTTSService(TTSService):
         # from the engine's threads too), if it plays as soon as it is ready: audio ready after
         # a gap starts when it is ready.
         self._audio_until = 0.0
-        self._is_after_interruption = False
         # Replace pipecat's sentence aggregator: a reply opens with clauses, and a sentence is
         # cut short when the audio ahead of it is about to run out.
         self._text_aggregator = FirstClauseAggregator(
             aggregation_type=self._text_aggregation_mode, language=self._text_aggregator.language,
             audio_lead=self.audio_lead_secs, cut_lead_secs=GAP_IMMINENT_SECS,
         )
-
-    async def process_frame(self, frame: Frame, direction: FrameDirection):
-        """As pipecat's, but the tail of an interrupted reply is not spoken: text the LLM
-        pushed just before the interruption can reach this queue after it (a stray syllable
-        was heard after "interrupted", before the answer)."""
-        if isinstance(frame, InterruptionFrame):
-            self._is_after_interruption = True
-        elif isinstance(frame, LLMFullResponseStartFrame):
-            self._is_after_interruption = False
-        elif self._is_after_interruption and isinstance(
-                frame, (LLMTextFrame, LLMFullResponseEndFrame)):
-            return
-        await super().process_frame(frame, direction)
 
     def audio_lead_secs(self) -> float:
         """Seconds of the current reply's synthesized audio not yet played. Pieces are

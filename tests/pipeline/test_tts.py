@@ -4,7 +4,6 @@ import re
 
 import pytest
 from pipecat.frames.frames import (
-    InterruptionFrame,
     LLMFullResponseEndFrame,
     LLMFullResponseStartFrame,
     LLMTextFrame,
@@ -12,7 +11,6 @@ from pipecat.frames.frames import (
     TTSSpeakFrame,
     TTSStartedFrame,
     TTSStoppedFrame,
-    TTSTextFrame,
 )
 from pipecat.pipeline.worker import PipelineParams
 from pipecat.tests.utils import SleepFrame, run_test
@@ -156,20 +154,3 @@ async def test_markdown_in_a_reply_is_not_read_out(models, monkeypatch):
     spoken = " ".join(said)
     assert "two ideas" in spoken and "Walk every day." in spoken, said
     assert not set("*#") & set(spoken) and "- " not in spoken, said
-
-
-async def test_the_tail_of_an_interrupted_reply_is_not_spoken(models):
-    """Text the LLM pushed just before an interruption may arrive after it: not spoken."""
-    tts = LocalTTSService(engine=models.tts, executor=models.tts_executor)
-    down, _ = await run_test(
-        tts,
-        frames_to_send=[
-            LLMFullResponseStartFrame(), LLMTextFrame("Once upon a time"), SleepFrame(sleep=0.2),
-            InterruptionFrame(), LLMTextFrame(" Zephyr the dragon."), LLMFullResponseEndFrame(),
-            SleepFrame(sleep=0.5),
-            LLMFullResponseStartFrame(), LLMTextFrame("Sure."), LLMFullResponseEndFrame(),
-            SleepFrame(sleep=1.0),
-        ],
-    )
-    spoken = " ".join(f.text for f in down if isinstance(f, TTSTextFrame))
-    assert "Zephyr" not in spoken and "Sure" in spoken, spoken
