@@ -72,8 +72,9 @@ class RecentBotWords:
         """Remember a piece of the bot's reply."""
         self._words.extend(_words(text))
 
-    def echoes(self, text: str, *, min_share: float = 0.75) -> bool:
-        """True when (nearly) every word of `text` is one the bot has just said."""
+    def echoes(self, text: str, *, min_share: float = 0.5) -> bool:
+        """True when most words of `text` are ones the bot has just said (Whisper mishears
+        a faint echo: "Once upon a time" came back as "Once apart.")."""
         words = _words(text)
         if not words:
             return False

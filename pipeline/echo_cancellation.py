@@ -22,8 +22,8 @@ FRAME_SECS = 0.01  # the module works on 10 ms frames only
 # loudness over time (10 ms frames): the last few seconds, at delays up to `MAX_ECHO_DELAY_SECS`.
 ECHO_WINDOW_FRAMES = 300
 MAX_ECHO_DELAY_SECS = 0.5
-ECHO_CHECK_EVERY_FRAMES = 10
-MIN_BOT_FRAMES = 50  # of bot audio in the window before deciding
+ECHO_CHECK_EVERY_FRAMES = 5
+MIN_BOT_FRAMES = 25  # of bot audio in the window before deciding
 ECHO_CORRELATION = 0.6
 # More queued than this, the microphone has stalled (a network hiccup): drop the oldest, so
 # that the delay the canceller has to find stays within its reach.
@@ -140,7 +140,8 @@ class EchoDetector:
         played, heard = np.array(self._played), np.array(self._heard)
         if np.count_nonzero(played > 1.0) < MIN_BOT_FRAMES:
             return False
-        for lag in range(int(MAX_ECHO_DELAY_SECS / FRAME_SECS) + 1):
+        max_lag = min(int(MAX_ECHO_DELAY_SECS / FRAME_SECS), len(played) - MIN_BOT_FRAMES)
+        for lag in range(max_lag + 1):
             a, b = played[: len(played) - lag], heard[lag:]
             if a.std() > 0 and b.std() > 0 and np.corrcoef(a, b)[0, 1] > ECHO_CORRELATION:
                 return True

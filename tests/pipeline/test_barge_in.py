@@ -178,6 +178,7 @@ def test_the_bots_own_words_coming_back_are_its_echo():
     words.add("Once upon a time, a friendly dragon lived at the end of the month")
     assert words.echoes("the end of the month.")
     assert words.echoes("A friendly dragon")
+    assert words.echoes("Once apart.")
     assert not words.echoes("Wait, stop!")
     assert not words.echoes("")
 
