@@ -138,10 +138,10 @@ class LlamaCppLLMService(LLMService):
                 self._pace.playback_ran_out()
         if isinstance(frame, LLMContextFrame):
             await self.push_frame(LLMFullResponseStartFrame())
-            try:
-                await self._generate(frame.context)
-            finally:
-                await self.push_frame(LLMFullResponseEndFrame())
+            # Not on an interruption (a cancellation): the end of a reply makes the TTS speak
+            # the text it holds, and a stray syllable of the cut reply was heard after it.
+            await self._generate(frame.context)
+            await self.push_frame(LLMFullResponseEndFrame())
         else:
             await self.push_frame(frame, direction)
 
