@@ -19,6 +19,7 @@ from pipecat.turns.user_stop.base_user_turn_stop_strategy import BaseUserTurnSto
 # of France?"), a trailing-off one mostly does not ("I would like to"), nor does one ending in
 # a word that needs more ("and", "the").
 _FINISHED = re.compile(r"[.?!…][\"')\]]*\s*$")
+_TRAILING_OFF = re.compile(r"(\.\.\.|…)[\"')\]]*\s*$")
 # Words a sentence does not end on. Not prepositions ("Where are you from?", "Turn it on."),
 # "so" ("I think so."), "it", "that" or "is" ("I like that.").
 _DANGLING = re.compile(
@@ -32,8 +33,9 @@ def sounds_finished(text: str) -> bool:
 
 
 def sounds_unfinished(text: str) -> bool:
-    """True when a transcript ends on a word a sentence does not end on, punctuated or not."""
-    return bool(_DANGLING.search(text.rstrip(".?!… ")))
+    """True when a transcript trails off ("My favorite color is...": Whisper's ellipsis) or
+    ends on a word a sentence does not end on, punctuated or not."""
+    return bool(_TRAILING_OFF.search(text) or _DANGLING.search(text.rstrip(".?!… ")))
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ def test_finished_sentences(text):
 
 
 @pytest.mark.parametrize("text", ["What is the capital of", "I would like to", "Tea and",
-                                  "so the.", "My name is"])
+                                  "so the.", "My name is", "My favorite color is...",
+                                  "Well, I think…"])
 def test_unfinished_sentences(text):
     assert not sounds_finished(text)
 
