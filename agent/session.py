@@ -43,7 +43,7 @@ from voxline.pipeline.context_window import ContextWindowProcessor
 from voxline.pipeline.echo_cancellation import EchoCanceller
 from voxline.pipeline.llm import interim_prefill
 from voxline.pipeline.observer_group import ObserverGroup
-from voxline.pipeline.playback_hold import PlaybackHold
+from voxline.pipeline.playback_hold import PlaybackHold, StaleReplyFilter
 from voxline.pipeline.recording import session_recorder
 from voxline.pipeline.session_events import SessionEventsObserver
 from voxline.pipeline.turn_end import TranscriptTurnStopStrategy
@@ -115,6 +115,7 @@ async def run_session(
             llm,
             build_tts(models, settings.tts),
             BotWordsProcessor(bot_words=bot_words),  # its echo is not the user's
+            StaleReplyFilter(hold=hold),  # an interrupted reply's last audio is not played
             transport.output(),
             *([canceller.loudspeaker()] if canceller else []),
             *recorder,

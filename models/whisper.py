@@ -135,6 +135,10 @@ class WhisperEngine:
             without_timestamps=True,
             vad_filter=False,
             max_new_tokens=max_new_tokens(audio_secs),
+            # No fallback to sampling at higher temperatures: on hard audio (noise, a voice
+            # over the echo) it decoded up to six times, 1.5 s instead of 0.25 s, for no
+            # better words (docs/performance.md).
+            temperature=0.0,
         )
         # The generator is lazy: the decoding happens here, in this worker thread.
         kept = [

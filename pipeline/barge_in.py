@@ -102,12 +102,14 @@ class BargeInUserTurnStartStrategy(BaseUserTurnStartStrategy):
     speech, which is judged first (module docstring). Put it first among the start strategies:
     it consumes (STOP) the frames of speech it is judging.
 
-    Times are from the speech's onset (the VAD reports it `start_secs` late).
+    Times are from the speech's onset (the VAD reports it `start_secs` late), except
+    `words_wait_secs`: how long after the speech pauses its transcript may still come (the
+    decode at the pause, and smart-turn, on a busy CPU) before it is taken to have no words.
     """
 
     def __init__(self, *, hold: PlaybackHold, backchannels: Backchannels,
                  bot_words: RecentBotWords | None = None, hold_after_secs: float = 0.4,
-                 max_backchannel_secs: float = 1.2, words_wait_secs: float = 0.3, **kwargs):
+                 max_backchannel_secs: float = 1.2, words_wait_secs: float = 0.5, **kwargs):
         super().__init__(**kwargs)
         self._hold = hold
         self._backchannels = backchannels
@@ -136,7 +138,12 @@ class BargeInUserTurnStartStrategy(BaseUserTurnStartStrategy):
             await self._restart_judge(self._words_wait_secs, self._no_words)
         elif isinstance(frame, UserSpeechResumedFrame) and self._is_judging:
             self._is_user_pausing = False
-            await self._restart_judge(self._until(self._max_backchannel_secs), self._too_long)
+            if self._hold.is_held:
+                await self._restart_judge(self._until(self._max_backchannel_secs),
+                                          self._too_long)
+            else:  # paused before the hold (a choppy voice): the bot is still held on time
+                await self._restart_judge(self._until(self._hold_after_secs),
+                                          self._held_too_long)
         elif isinstance(frame, (InterimTranscriptionFrame, TranscriptionFrame)):
             return await self._on_words(frame)
         return ProcessFrameResult.CONTINUE

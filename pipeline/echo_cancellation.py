@@ -18,13 +18,20 @@ from pipecat.frames.frames import Frame, InputAudioRawFrame, OutputAudioRawFrame
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 FRAME_SECS = 0.01  # the module works on 10 ms frames only
-# Whether the client's microphone hears its loudspeaker at all is found out by comparing their
-# loudness over time (10 ms frames): the last few seconds, at delays up to `MAX_ECHO_DELAY_SECS`.
-ECHO_WINDOW_FRAMES = 300
+# Whether the client's microphone hears its loudspeaker at all is found out by cross-correlating
+# the last second of what it captured with what was played (phase transform: an echo, a filtered
+# copy of the bot's audio, gives one sharp peak at its delay; a voice does not, however it rises
+# and falls with the bot's), at delays up to `MAX_ECHO_DELAY_SECS`.
+ECHO_WINDOW_FRAMES = 100
 MAX_ECHO_DELAY_SECS = 0.5
-ECHO_CHECK_EVERY_FRAMES = 5
+ECHO_CHECK_EVERY_FRAMES = 10  # 0.1 s: a check costs ~2.5 ms of CPU
 MIN_BOT_FRAMES = 25  # of bot audio in the window before deciding
-ECHO_CORRELATION = 0.6
+BOT_AUDIO_LOUDNESS = 2.0  # log10 energy of a 10 ms frame that counts as bot audio (~-70 dBFS)
+# The peak over the correlation's standard deviation. Echoes measured 48-160 (-6 to -30 dB),
+# voices over the bot up to 28 (docs/performance.md).
+ECHO_PEAK = 40.0
+# The peak must come back at the same delay on the next check: a chance match does not.
+SAME_DELAY_SAMPLES = 16
 # More queued than this, the microphone has stalled (a network hiccup): drop the oldest, so
 # that the delay the canceller has to find stays within its reach.
 MAX_QUEUED_SECS = 0.4
@@ -45,7 +52,7 @@ class EchoCanceller:
         self._leftover = b""  # microphone audio short of a whole frame
         self._silence = bytes(self._frame_bytes)
         self._resampler = create_stream_resampler()
-        self._echo = EchoDetector()
+        self._echo = EchoDetector(sample_rate=sample_rate)
 
     @property
     def is_echo_heard(self) -> bool:
@@ -113,39 +120,51 @@ class EchoCanceller:
 
 
 class EchoDetector:
-    """Says whether a microphone hears the loudspeaker: once the loudness of what it captures
-    follows the loudness of what was played (at some delay up to `MAX_ECHO_DELAY_SECS`), it
-    does, for the rest of the session. A user talking over the bot does not follow it."""
+    """Says whether a microphone hears the loudspeaker: once what it captures holds a copy of
+    what was played (at one delay up to `MAX_ECHO_DELAY_SECS`, on two checks in a row), it
+    does, for the rest of the session. A user talking over the bot is no copy of it."""
 
-    def __init__(self):
-        self._played: deque[float] = deque(maxlen=ECHO_WINDOW_FRAMES)
-        self._heard: deque[float] = deque(maxlen=ECHO_WINDOW_FRAMES)
+    def __init__(self, *, sample_rate: int = 16000):
+        self._played: deque[bytes] = deque(maxlen=ECHO_WINDOW_FRAMES)
+        self._heard: deque[bytes] = deque(maxlen=ECHO_WINDOW_FRAMES)
+        self._bot_frames: deque[bool] = deque(maxlen=ECHO_WINDOW_FRAMES)
+        self._sample_rate = sample_rate
+        self._max_delay = int(MAX_ECHO_DELAY_SECS * sample_rate)
         self._frames = 0
+        self._last_delay: int | None = None  # where the last check found a peak
         self.is_echo_heard = False
 
     def hears_echo(self, reference: bytes, microphone: bytes) -> bool:
         """Take one 10 ms frame of each; whether the echo has been heard so far."""
         if self.is_echo_heard:
             return True
-        self._played.append(_loudness(reference))
-        self._heard.append(_loudness(microphone))
+        self._played.append(reference)
+        self._heard.append(microphone)
+        self._bot_frames.append(_loudness(reference) > BOT_AUDIO_LOUDNESS)
         self._frames += 1
         if self._frames % ECHO_CHECK_EVERY_FRAMES == 0:
-            self.is_echo_heard = self._follows()
+            delay = self._echo_delay() if sum(self._bot_frames) >= MIN_BOT_FRAMES else None
+            self.is_echo_heard = (delay is not None and self._last_delay is not None
+                                  and abs(delay - self._last_delay) <= SAME_DELAY_SAMPLES)
+            self._last_delay = delay
             if self.is_echo_heard:
-                logger.debug("The client's microphone hears its loudspeaker: cancelling echo")
+                logger.debug("The client's microphone hears its loudspeaker ({:.0f} ms late): "
+                             "cancelling echo", delay / self._sample_rate * 1000)
         return self.is_echo_heard
 
-    def _follows(self) -> bool:
-        played, heard = np.array(self._played), np.array(self._heard)
-        if np.count_nonzero(played > 1.0) < MIN_BOT_FRAMES:
-            return False
-        max_lag = min(int(MAX_ECHO_DELAY_SECS / FRAME_SECS), len(played) - MIN_BOT_FRAMES)
-        for lag in range(max_lag + 1):
-            a, b = played[: len(played) - lag], heard[lag:]
-            if a.std() > 0 and b.std() > 0 and np.corrcoef(a, b)[0, 1] > ECHO_CORRELATION:
-                return True
-        return False
+    def _echo_delay(self) -> int | None:
+        """The delay (samples) at which the microphone holds a copy of the played audio, if
+        it does."""
+        played = np.frombuffer(b"".join(self._played), np.int16).astype(np.float64)
+        heard = np.frombuffer(b"".join(self._heard), np.int16).astype(np.float64)
+        size = 1 << (len(played) + len(heard)).bit_length()
+        spectrum = np.fft.rfft(heard, size) * np.conj(np.fft.rfft(played, size))
+        spectrum /= np.abs(spectrum) + 1e-9
+        correlation = np.fft.irfft(spectrum, size)
+        later = np.abs(correlation[: self._max_delay + 1])  # the echo comes after the sound
+        delay = int(np.argmax(later))
+        spread = float(np.std(correlation))
+        return delay if spread > 0 and later[delay] / spread >= ECHO_PEAK else None
 
 
 def _loudness(pcm: bytes) -> float:

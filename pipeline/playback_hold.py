@@ -4,13 +4,17 @@ Audio queued in the output transport keeps playing whatever the pipeline does up
 queues a reply's synthesized audio there, seconds ahead). So the hold sits at the last step: the
 output transport's `write_audio_frame`, which its media sender awaits for each chunk. A held
 write waits; released, the reply resumes exactly where it stopped; dropped (an interruption is
-on its way), the held chunk is not played.
+on its way), the held chunk is not played, and `StaleReplyFilter` keeps what the dropped reply
+still synthesizes from ever reaching the output transport (which would announce it as the bot
+speaking again).
 """
 
 import asyncio
 import time
+from collections import deque
 
-from pipecat.frames.frames import OutputAudioRawFrame
+from pipecat.frames.frames import Frame, OutputAudioRawFrame, TTSAudioRawFrame
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.transports.base_output import BaseOutputTransport
 
 # Longest a write may wait, whatever happens upstream: the transport gives a peer up after
@@ -21,6 +25,8 @@ MAX_HOLD_SECS = 2.0
 # before it can still arrive after. The answer to the interruption comes later: the user is
 # still speaking.
 DROP_SECS = 0.5
+# Replies remembered as dropped: only the last one or two can still have frames on their way.
+DROPPED_REPLIES_KEPT = 4
 
 
 class PlaybackHold:
@@ -31,6 +37,8 @@ class PlaybackHold:
         self._released = asyncio.Event()
         self._released.set()
         self._dropping_until = 0.0
+        self._playing_reply: str | None = None  # the TTS context of the audio sent last
+        self._dropped_replies: deque[str] = deque(maxlen=DROPPED_REPLIES_KEPT)
 
     @property
     def is_held(self) -> bool:
@@ -49,7 +57,21 @@ class PlaybackHold:
         """An interruption follows: what was held, and what of the old reply still comes,
         is never played."""
         self._dropping_until = time.monotonic() + DROP_SECS
+        if self._playing_reply is not None:
+            self._dropped_replies.append(self._playing_reply)
         self._released.set()
+
+    def admits_reply_frame(self, frame: Frame) -> bool:
+        """Whether a frame of a reply (its audio, words, start and stop, tagged with the TTS
+        context that made them) may go on to the output; notes the reply now playing."""
+        reply = getattr(frame, "context_id", None)
+        if reply is None:
+            return True
+        if reply in self._dropped_replies:
+            return False
+        if isinstance(frame, TTSAudioRawFrame):
+            self._playing_reply = reply
+        return True
 
     async def admit(self) -> bool:
         """Wait while held; whether the chunk may be played."""
@@ -58,7 +80,14 @@ class PlaybackHold:
                 await asyncio.wait_for(self._released.wait(), MAX_HOLD_SECS)
             except TimeoutError:
                 self._released.set()  # a judge that never decided must not mute the bot
-        return time.monotonic() >= self._dropping_until
+        dropping_secs = self._dropping_until - time.monotonic()
+        if dropping_secs > 0:
+            # Dropped: the media sender waits on this chunk until the interruption has emptied
+            # its queue. Let go at once, it would take the queued chunks of the old reply one
+            # by one, and report the bot speaking again for one taken after the interruption.
+            await asyncio.sleep(dropping_secs)
+            return False
+        return True
 
     def install(self, output: BaseOutputTransport) -> None:
         """Put the hold in front of `output`'s audio writes. pipecat's media sender calls
@@ -72,3 +101,20 @@ class PlaybackHold:
             return await write(frame)
 
         output.write_audio_frame = write_unless_held
+
+
+class StaleReplyFilter(FrameProcessor):
+    """Sits just before the output transport: a dropped reply's frames that arrive after the
+    interruption (synthesis in flight when it came) are discarded here. Let through, pipecat's
+    media sender would report the bot speaking again for audio the hold then silences, and the
+    answer to the interruption would start without its own `BotStartedSpeakingFrame`."""
+
+    def __init__(self, *, hold: PlaybackHold, **kwargs):
+        super().__init__(**kwargs)
+        self._hold = hold
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection):
+        await super().process_frame(frame, direction)
+        if direction == FrameDirection.DOWNSTREAM and not self._hold.admits_reply_frame(frame):
+            return
+        await self.push_frame(frame, direction)

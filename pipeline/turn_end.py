@@ -18,6 +18,11 @@ from pipecat.turns.user_stop.base_user_turn_stop_strategy import BaseUserTurnSto
 # Whisper punctuates what it hears: a finished sentence ends in . ? or ! ("What is the capital
 # of France?"), a trailing-off one mostly does not ("I would like to"), nor does one ending in
 # a word that needs more ("and", "the").
+# After the VAD's stop, the STT's final for the speech since the last one normally comes within
+# a few tenths of a second; none comes when that speech had no words (a breath, a sound after
+# words already transcribed). The words so far then end the turn after this long, not after
+# pipecat's 5 s `user_turn_stop_timeout`.
+NO_FINAL_WAIT_SECS = 1.0
 _FINISHED = re.compile(r"[.?!…][\"')\]]*\s*$")
 _TRAILING_OFF = re.compile(r"(\.\.\.|…)[\"')\]]*\s*$")
 # Words a sentence does not end on. Not prepositions ("Where are you from?", "Turn it on."),
@@ -62,6 +67,7 @@ class TranscriptTurnStopStrategy(BaseUserTurnStopStrategy):
         self._voice: VoiceVerdict | None = None  # smart-turn's, on the last transcript
         self._is_vad_stopped = False
         self._grace_task: asyncio.Task | None = None
+        self._no_final_task: asyncio.Task | None = None
 
     async def process_frame(self, frame: Frame) -> ProcessFrameResult:
         """Track the VAD and the transcripts; decide when both say the user is done."""
@@ -70,10 +76,14 @@ class TranscriptTurnStopStrategy(BaseUserTurnStopStrategy):
             await self._cancel_grace()
         elif isinstance(frame, VADUserStoppedSpeakingFrame):
             self._is_vad_stopped = True
+            if self._text and self._no_final_task is None:  # words came with the VAD on
+                self._no_final_task = self.task_manager.create_task(
+                    self._no_final_task_handler(), f"{self}::no_final")
         elif isinstance(frame, TranscriptionFrame) and frame.text.strip():
             self._text = f"{self._text} {frame.text}".strip()
             self._voice = frame.result if isinstance(frame.result, VoiceVerdict) else None
             if self._is_vad_stopped:
+                await self._cancel_no_final()
                 await self._decide()
         return ProcessFrameResult.CONTINUE
 
@@ -98,6 +108,11 @@ class TranscriptTurnStopStrategy(BaseUserTurnStopStrategy):
             self._grace_task = self.task_manager.create_task(
                 self._grace_task_handler(), f"{self}::grace")
 
+    async def _no_final_task_handler(self):
+        await asyncio.sleep(NO_FINAL_WAIT_SECS)
+        self._no_final_task = None
+        await self._decide()
+
     async def _grace_task_handler(self):
         await asyncio.sleep(self._grace_secs)
         self._grace_task = None
@@ -108,6 +123,12 @@ class TranscriptTurnStopStrategy(BaseUserTurnStopStrategy):
         await self._cancel_grace()
 
     async def _cancel_grace(self):
+        await self._cancel_no_final()
         if self._grace_task:
             await self.task_manager.cancel_task(self._grace_task)
             self._grace_task = None
+
+    async def _cancel_no_final(self):
+        if self._no_final_task:
+            await self.task_manager.cancel_task(self._no_final_task)
+            self._no_final_task = None

@@ -9,8 +9,13 @@ from pipecat.frames.frames import (
     BotStartedSpeakingFrame,
     InterimTranscriptionFrame,
     TranscriptionFrame,
+    TTSAudioRawFrame,
+    TTSStartedFrame,
+    TTSStoppedFrame,
+    TTSTextFrame,
     VADUserStartedSpeakingFrame,
 )
+from pipecat.tests.utils import run_test
 from pipecat.transports.base_output import BaseOutputTransport
 from pipecat.turns.types import ProcessFrameResult
 from pipecat.utils.asyncio.task_manager import TaskManager
@@ -18,7 +23,7 @@ from pipecat.utils.asyncio.task_manager import TaskManager
 from voxline.config.settings import DEFAULT_BACKCHANNELS
 from voxline.pipeline.barge_in import Backchannels, BargeInUserTurnStartStrategy, RecentBotWords
 from voxline.pipeline.frames import BotPausedFrame, BotResumedFrame
-from voxline.pipeline.playback_hold import PlaybackHold
+from voxline.pipeline.playback_hold import PlaybackHold, StaleReplyFilter
 from voxline.pipeline.vad import UserSpeechPausedFrame, UserSpeechResumedFrame
 
 BACKCHANNELS = Backchannels(DEFAULT_BACKCHANNELS)
@@ -110,6 +115,19 @@ async def test_a_longer_backchannel_pauses_the_bot_and_resumes_it():
         assert judge.turns == 0
 
 
+async def test_a_choppy_voice_is_still_held_on_time():
+    """A short pause before the hold (a voice broken up by the echo canceller) must not put
+    the hold off until the interruption."""
+    async with Judge() as judge:
+        await judge.see(BotStartedSpeakingFrame(), _speech())
+        await asyncio.sleep(0.03)
+        await judge.see(UserSpeechPausedFrame())
+        await asyncio.sleep(0.03)
+        await judge.see(UserSpeechResumedFrame())
+        await asyncio.sleep(0.09)  # past hold_after_secs from the onset
+        assert judge.hold.is_held and judge.broadcasts == [BotPausedFrame]
+
+
 async def test_a_cough_resumes_the_bot_when_no_words_come():
     async with Judge() as judge:
         await judge.see(BotStartedSpeakingFrame(), _speech())
@@ -164,6 +182,25 @@ async def test_a_hold_never_outlasts_its_limit(monkeypatch):
     hold = PlaybackHold()
     hold.hold()
     assert await hold.admit() and not hold.is_held
+
+
+async def test_a_dropped_replys_late_frames_never_reach_the_output():
+    """What the interrupted reply still synthesizes after the drop is discarded before the
+    output transport (which would announce it as the bot speaking); the answer plays."""
+    hold = PlaybackHold()
+    assert hold.admits_reply_frame(_audio("old"))  # the old reply is playing
+    hold.drop()
+    late_and_new = [_audio("old"), TTSTextFrame("Rome is", "sentence", context_id="old"),
+                    TTSStoppedFrame(context_id="old"), TTSStartedFrame(context_id="new"),
+                    _audio("new"), TTSTextFrame("Paris", "sentence", context_id="new")]
+    down, _ = await run_test(StaleReplyFilter(hold=hold), frames_to_send=late_and_new)
+    kept = [f for f in down if getattr(f, "context_id", None) is not None]
+    assert [(type(f), f.context_id) for f in kept] == [
+        (TTSStartedFrame, "new"), (TTSAudioRawFrame, "new"), (TTSTextFrame, "new")]
+
+
+def _audio(reply: str) -> TTSAudioRawFrame:
+    return TTSAudioRawFrame(b"\x01\x00" * 320, 16000, 1, context_id=reply)
 
 
 def test_contract_pipecat_writes_every_chunk_through_write_audio_frame():

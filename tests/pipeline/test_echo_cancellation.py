@@ -88,6 +88,23 @@ async def test_without_a_leak_the_users_voice_passes_untouched(bot_voice, speech
     assert np.array_equal(heard, cleaned)
 
 
+@pytest.mark.parametrize("onset_secs", [0.1, 0.3])
+async def test_a_user_talking_as_the_bot_starts_is_not_its_echo(bot_voice, speech, onset_secs):
+    """Over headphones: the user asked, the bot answers, and the user talks over its first
+    words. Their voice rises as the bot's does, but it is no copy of it: nothing is
+    cancelled (AEC3 would wipe their words)."""
+    question = _samples(speech("Tell me a long story about a friendly dragon."))
+    gap = np.zeros(32000, np.int16)
+    bot = np.concatenate([np.zeros(len(question) + len(gap), np.int16), bot_voice])
+    words = _samples(speech("Wait, stop! Tell me about the weather tomorrow instead."))
+    user = np.concatenate([question, gap, np.zeros(int(onset_secs * 16000), np.int16), words])
+    user = np.pad(user, (0, max(0, len(bot) - len(user))))[: len(bot)]
+    canceller = EchoCanceller(sample_rate=16000)
+    heard, cleaned = await _through_room(canceller, LeakyRoom(None), bot, user)
+    assert not canceller.is_echo_heard
+    assert np.array_equal(heard, cleaned)
+
+
 async def test_a_leak_is_heard_within_a_second_of_bot_speech(bot_voice):
     canceller = EchoCanceller(sample_rate=16000)
     one_second = bot_voice[:16000]

@@ -4,7 +4,11 @@ import asyncio
 from types import SimpleNamespace
 
 import pytest
-from pipecat.frames.frames import TranscriptionFrame, VADUserStoppedSpeakingFrame
+from pipecat.frames.frames import (
+    TranscriptionFrame,
+    VADUserStartedSpeakingFrame,
+    VADUserStoppedSpeakingFrame,
+)
 from pipecat.utils.asyncio.task_manager import TaskManager
 
 from voxline.pipeline.turn_end import TranscriptTurnStopStrategy, VoiceVerdict
@@ -12,8 +16,8 @@ from voxline.pipeline.turn_end import TranscriptTurnStopStrategy, VoiceVerdict
 GRACE = 0.3
 
 
-async def _stopped_after(text: str, voice: VoiceVerdict | None) -> float | None:
-    """Seconds from the final transcript to the end of the turn (None: not within 2× grace)."""
+async def _strategy() -> tuple[TranscriptTurnStopStrategy, asyncio.Event]:
+    """The strategy, and an event set when it ends the turn."""
     strategy = TranscriptTurnStopStrategy(incomplete_grace_secs=GRACE)
     await strategy.setup(SimpleNamespace(task_manager=TaskManager()))
     stopped = asyncio.Event()
@@ -22,6 +26,12 @@ async def _stopped_after(text: str, voice: VoiceVerdict | None) -> float | None:
         stopped.set()
 
     strategy.add_event_handler("on_user_turn_stopped", on_stopped)
+    return strategy, stopped
+
+
+async def _stopped_after(text: str, voice: VoiceVerdict | None) -> float | None:
+    """Seconds from the final transcript to the end of the turn (None: not within 2× grace)."""
+    strategy, stopped = await _strategy()
     await strategy.process_frame(VADUserStoppedSpeakingFrame(stop_secs=0.3))
     started = asyncio.get_running_loop().time()
     await strategy.process_frame(TranscriptionFrame(text, "", "", finalized=True, result=voice))
@@ -46,3 +56,19 @@ async def test_when_the_turn_ends(text, voice, waits):
     after = await _stopped_after(text, voice)
     assert after is not None
     assert (after >= GRACE * 0.9) == waits, after
+
+
+async def test_words_before_the_stop_end_the_turn_when_no_final_follows(monkeypatch):
+    """The last words were transcribed while the VAD still heard speech (a pause within it),
+    and what followed had none: no final comes after the stop, and the turn still ends,
+    soon, not on pipecat's 5 s fallback."""
+    monkeypatch.setattr("voxline.pipeline.turn_end.NO_FINAL_WAIT_SECS", 0.2)
+    strategy, stopped = await _strategy()
+    try:
+        await strategy.process_frame(VADUserStartedSpeakingFrame())
+        await strategy.process_frame(TranscriptionFrame("Wait, stop!", "", "", finalized=True))
+        assert not stopped.is_set()  # the user is still speaking
+        await strategy.process_frame(VADUserStoppedSpeakingFrame(stop_secs=0.3))
+        await asyncio.wait_for(stopped.wait(), 0.5)
+    finally:
+        await strategy.cleanup()
