@@ -26,7 +26,7 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.turns.types import ProcessFrameResult
 from pipecat.turns.user_start.base_user_turn_start_strategy import BaseUserTurnStartStrategy
 
-from voxline.pipeline.frames import BotPausedFrame, BotResumedFrame
+from voxline.pipeline.frames import BotPausedFrame, BotResumedFrame, NoWordsFrame
 from voxline.pipeline.playback_hold import PlaybackHold
 from voxline.pipeline.vad import UserSpeechPausedFrame, UserSpeechResumedFrame
 
@@ -103,13 +103,13 @@ class BargeInUserTurnStartStrategy(BaseUserTurnStartStrategy):
     it consumes (STOP) the frames of speech it is judging.
 
     Times are from the speech's onset (the VAD reports it `start_secs` late), except
-    `words_wait_secs`: how long after the speech pauses its transcript may still come (the
-    decode at the pause, and smart-turn, on a busy CPU) before it is taken to have no words.
+    `words_wait_secs`: how long after the speech pauses its transcript may still come before
+    it is taken to have no words, if the STT does not say so first (`NoWordsFrame`).
     """
 
     def __init__(self, *, hold: PlaybackHold, backchannels: Backchannels,
                  bot_words: RecentBotWords | None = None, hold_after_secs: float = 0.4,
-                 max_backchannel_secs: float = 1.2, words_wait_secs: float = 0.5, **kwargs):
+                 max_backchannel_secs: float = 1.2, words_wait_secs: float = 1.0, **kwargs):
         super().__init__(**kwargs)
         self._hold = hold
         self._backchannels = backchannels
@@ -144,6 +144,9 @@ class BargeInUserTurnStartStrategy(BaseUserTurnStartStrategy):
             else:  # paused before the hold (a choppy voice): the bot is still held on time
                 await self._restart_judge(self._until(self._hold_after_secs),
                                           self._held_too_long)
+        elif isinstance(frame, NoWordsFrame) and self._is_judging and self._is_user_pausing:
+            await self._cancel_judge()
+            await self._no_words()
         elif isinstance(frame, (InterimTranscriptionFrame, TranscriptionFrame)):
             return await self._on_words(frame)
         return ProcessFrameResult.CONTINUE

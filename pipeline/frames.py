@@ -24,3 +24,10 @@ class BotPausedFrame(SystemFrame):
 @dataclass
 class BotResumedFrame(SystemFrame):
     """The speech over the bot was a backchannel or no words: its audio plays on."""
+
+
+@dataclass
+class NoWordsFrame(SystemFrame):
+    """The STT decoded the user's speech (at a pause, or after the VAD's stop) and found no
+    words: no transcript will come for it. Lets the judge of speech over the bot resume it, and
+    the end of the turn go on, without waiting for words that never come."""

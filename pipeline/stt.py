@@ -19,6 +19,7 @@ from pipecat.utils.time import time_now_iso8601
 from voxline.models.compute import Work
 from voxline.models.smart_turn import SmartTurnModel
 from voxline.models.whisper import WHISPER_SAMPLE_RATE, Transcript, WhisperEngine
+from voxline.pipeline.frames import NoWordsFrame
 from voxline.pipeline.turn_end import VoiceVerdict, sounds_finished, sounds_unfinished
 from voxline.pipeline.vad import UserSpeechPausedFrame, UserSpeechResumedFrame
 
@@ -123,6 +124,8 @@ class StreamingWhisperSTTService(SegmentedSTTService):
                          "decoded at the pause" if speculative else "decoded after the stop")
             yield TranscriptionFrame(transcript, self._user_id, time_now_iso8601(), finalized=True,
                                      result=await self._voice_verdict(transcript, audio))
+        else:
+            yield NoWordsFrame()
 
     async def _voice_verdict(self, transcript: str, audio: bytes) -> VoiceVerdict | None:
         """Smart-turn's verdict on the utterance, only where its words cannot tell whether the
@@ -144,6 +147,7 @@ class StreamingWhisperSTTService(SegmentedSTTService):
             await self._interim_due()
             if not self._is_speaking:
                 return
+            at_pause = self._unreported_pause is not None
             if self._unreported_pause:
                 (decoded, last_size), self._unreported_pause = self._unreported_pause, None
             else:
@@ -156,10 +160,14 @@ class StreamingWhisperSTTService(SegmentedSTTService):
             # Shielded: a pause's decode may also be the final transcript; cancelling this
             # task (the next utterance starting) must not cancel it.
             text = (await asyncio.shield(decoded)).text
-            if text and finals == self._finals:
+            if finals != self._finals:
+                continue
+            if text:
                 await self.push_frame(
                     InterimTranscriptionFrame(text, self._user_id, time_now_iso8601())
                 )
+            elif at_pause:  # all the speech so far, and no words in it
+                await self.push_frame(NoWordsFrame())
 
     async def _interim_due(self) -> None:
         """One interval, or less once a pause's decode is ready (shown, and read by the LLM,

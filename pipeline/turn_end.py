@@ -15,13 +15,15 @@ from pipecat.frames.frames import (
 from pipecat.turns.types import ProcessFrameResult
 from pipecat.turns.user_stop.base_user_turn_stop_strategy import BaseUserTurnStopStrategy
 
+from voxline.pipeline.frames import NoWordsFrame
+
 # Whisper punctuates what it hears: a finished sentence ends in . ? or ! ("What is the capital
 # of France?"), a trailing-off one mostly does not ("I would like to"), nor does one ending in
 # a word that needs more ("and", "the").
 # After the VAD's stop, the STT's final for the speech since the last one normally comes within
 # a few tenths of a second; none comes when that speech had no words (a breath, a sound after
-# words already transcribed). The words so far then end the turn after this long, not after
-# pipecat's 5 s `user_turn_stop_timeout`.
+# words already transcribed): the STT then says so (`NoWordsFrame`), or, failing that, the words
+# so far end the turn after this long, not after pipecat's 5 s `user_turn_stop_timeout`.
 NO_FINAL_WAIT_SECS = 1.0
 _FINISHED = re.compile(r"[.?!…][\"')\]]*\s*$")
 _TRAILING_OFF = re.compile(r"(\.\.\.|…)[\"')\]]*\s*$")
@@ -79,6 +81,9 @@ class TranscriptTurnStopStrategy(BaseUserTurnStopStrategy):
             if self._text and self._no_final_task is None:  # words came with the VAD on
                 self._no_final_task = self.task_manager.create_task(
                     self._no_final_task_handler(), f"{self}::no_final")
+        elif isinstance(frame, NoWordsFrame) and self._is_vad_stopped and self._text:
+            await self._cancel_no_final()  # the speech after the words had none
+            await self._decide()
         elif isinstance(frame, TranscriptionFrame) and frame.text.strip():
             self._text = f"{self._text} {frame.text}".strip()
             self._voice = frame.result if isinstance(frame.result, VoiceVerdict) else None

@@ -14,6 +14,7 @@ from pipecat.tests.utils import SleepFrame, run_test
 
 from tests.helpers import read_pcm, wer
 from voxline.agent.services import build_stt
+from voxline.pipeline.frames import NoWordsFrame
 from voxline.pipeline.stt import StreamingWhisperSTTService
 from voxline.pipeline.vad import UserSpeechPausedFrame, UserSpeechResumedFrame
 
@@ -88,6 +89,8 @@ async def test_silence_gives_no_transcript(models):
     silence = bytes(16000 * 2 * 2)
     down = await _run(models, _spoken(silence, real_time=False))
     assert not [f for f in down if isinstance(f, TranscriptionFrame | InterimTranscriptionFrame)]
+    # ... and the STT says that no words will come (the turn and the barge-in judge go on).
+    assert [f for f in down if isinstance(f, NoWordsFrame)]
 
 
 class _DecodeCounter:

@@ -11,6 +11,7 @@ from pipecat.frames.frames import (
 )
 from pipecat.utils.asyncio.task_manager import TaskManager
 
+from voxline.pipeline.frames import NoWordsFrame
 from voxline.pipeline.turn_end import TranscriptTurnStopStrategy, VoiceVerdict
 
 GRACE = 0.3
@@ -70,5 +71,18 @@ async def test_words_before_the_stop_end_the_turn_when_no_final_follows(monkeypa
         assert not stopped.is_set()  # the user is still speaking
         await strategy.process_frame(VADUserStoppedSpeakingFrame(stop_secs=0.3))
         await asyncio.wait_for(stopped.wait(), 0.5)
+    finally:
+        await strategy.cleanup()
+
+
+async def test_the_stt_finding_no_words_after_the_stop_ends_the_turn_at_once(monkeypatch):
+    monkeypatch.setattr("voxline.pipeline.turn_end.NO_FINAL_WAIT_SECS", 5.0)
+    strategy, stopped = await _strategy()
+    try:
+        await strategy.process_frame(VADUserStartedSpeakingFrame())
+        await strategy.process_frame(TranscriptionFrame("Wait, stop!", "", "", finalized=True))
+        await strategy.process_frame(VADUserStoppedSpeakingFrame(stop_secs=0.3))
+        await strategy.process_frame(NoWordsFrame())
+        await asyncio.wait_for(stopped.wait(), 0.1)
     finally:
         await strategy.cleanup()
