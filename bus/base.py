@@ -10,7 +10,7 @@ EventFilter = Callable[[Event], bool]
 
 
 class EventBus(ABC):
-    """Publish/subscribe for typed events (in-process now; Redis can replace it)."""
+    """Publish/subscribe for typed events: in-process, or over Redis (`bus.url`)."""
 
     @abstractmethod
     def publish_nowait(self, event: Event) -> None:

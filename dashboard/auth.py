@@ -8,7 +8,7 @@ from voxline.config.settings import DashboardSettings
 DASHBOARD_HELP = "add ?token=<API key or dashboard token> to the URL"
 
 
-class DashboardAuthError(ValueError):
+class DashboardConfigError(ValueError):
     """The dashboard cannot start as configured; the message says what to set."""
 
 

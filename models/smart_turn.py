@@ -28,7 +28,7 @@ class SmartTurnModel:
         and the model's probability that it is."""
         audio = np.frombuffer(pcm16, np.int16).astype(np.float32) / 32768
         # pipecat's analyzer buffers a stream; its prediction step alone is what a one-off
-        # question needs (contract: tests/models/test_smart_turn.py).
+        # question needs (contract: tests/test_private_surface.py).
         result = self._analyzer._predict_endpoint(audio)
         return result["prediction"] == 1, float(result["probability"])
 

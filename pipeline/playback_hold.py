@@ -91,8 +91,7 @@ class PlaybackHold:
 
     def install(self, output: BaseOutputTransport) -> None:
         """Put the hold in front of `output`'s audio writes. pipecat's media sender calls
-        `write_audio_frame` for every chunk it plays (contract: tests/pipeline/
-        test_playback_hold.py)."""
+        `write_audio_frame` for every chunk it plays (contract: tests/test_private_surface.py)."""
         write = output.write_audio_frame
 
         async def write_unless_held(frame: OutputAudioRawFrame) -> bool:

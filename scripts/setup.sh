@@ -4,13 +4,24 @@
 # Re-running it is fast: apt is skipped when nothing is missing, pip when nothing changed, and the
 # llama-cpp-python wheel is built once and kept in ~/.cache/voxline/wheels.
 #
-#   bash scripts/setup.sh               # to run the server
-#   bash scripts/setup.sh --with-tests  # also the test tools
+#   bash scripts/setup.sh                 # to run the server
+#   bash scripts/setup.sh --with-discord  # also the Discord bot (`voxline discord`)
+#   bash scripts/setup.sh --with-bench    # also the benchmark (`voxline bench`)
+#   bash scripts/setup.sh --with-tests    # all of the above and the test tools
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 WITH_TESTS=0
-[[ "${1:-}" == "--with-tests" ]] && WITH_TESTS=1
+EXTRAS="piper"
+for arg in "$@"; do
+  case "$arg" in
+    --with-tests) WITH_TESTS=1; EXTRAS="piper,discord,bench,test" ;;
+    --with-discord) [[ $WITH_TESTS -eq 1 ]] || EXTRAS="$EXTRAS,discord" ;;
+    --with-bench) [[ $WITH_TESTS -eq 1 ]] || EXTRAS="$EXTRAS,bench" ;;
+    *) echo "usage: bash scripts/setup.sh [--with-discord] [--with-bench] [--with-tests]" >&2
+       exit 2 ;;
+  esac
+done
 PYTHON=${PYTHON:-python3}
 VENV=${VOXLINE_VENV:-.venv}
 WHEELS=${VOXLINE_WHEEL_CACHE:-$HOME/.cache/voxline/wheels}
@@ -60,8 +71,7 @@ build_llama_wheel() {
 }
 
 install_python_packages() {
-  local extras="piper"
-  [[ $WITH_TESTS -eq 1 ]] && extras="piper,test"
+  local extras="$EXTRAS"
   local stamp="$VENV/.voxline-setup"
   local want
   want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)-$extras

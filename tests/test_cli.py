@@ -190,6 +190,20 @@ def test_discord_without_a_token_says_where_to_put_it(monkeypatch):
     assert result.returncode == 1
     assert_one_error_line(result.stderr, "no Discord bot token", "DISCORD_TOKEN")
 
+@pytest.mark.parametrize(("command", "module", "extra"), [
+    (["discord"], "discord", "discord"), (["bench", "--short"], "jiwer", "bench")])
+def test_a_part_not_installed_says_how_to_install_it(command, module, extra):
+    """The Discord bot and the benchmark are extras: without them, one line saying how."""
+    hide_and_run = (f"import sys; sys.modules[{module!r}] = None; from voxline.cli import main; "
+                    f"sys.exit(main({command!r}))")
+    env = {**os.environ, "DISCORD_TOKEN": "not-a-real-token"}
+    result = subprocess.run([sys.executable, "-c", hide_and_run], capture_output=True, text=True,
+                            timeout=60, env=env, check=False)
+    assert result.returncode == 1
+    assert_one_error_line(result.stderr, "not installed", f"--with-{extra}",
+                          f"voxline[{extra}]")
+
+
 async def _serve_until_listening(port: int, env: dict) -> asyncio.subprocess.Process:
     """Start `voxline serve` and return once it logs that it listens (its readiness line)."""
     process = await asyncio.create_subprocess_exec(

@@ -35,6 +35,7 @@ async def test_a_turn_shows_up_in_the_metrics(server, speech):
         assert _value(after, name) >= 1, name
     assert 'voxline_turn_latency_seconds_bucket{le="+Inf",stage="total"}' in after
     assert "voxline_sessions_active" in after and "voxline_bus_dropped_total" in after
+    assert "# TYPE voxline_bus_dropped_total counter" in after  # a count that only grows
     # Whisper's final decode and the reply's first words took the CPU as urgent work.
     assert _value(after, 'voxline_compute_turns_total{work="user_waiting"}') >= 2
     assert _value(after, 'voxline_compute_busy_seconds_total{work="user_waiting"}') > 0

@@ -1,1 +1,2 @@
-"""How clients reach a session: the WebSocket protocol (WebRTC and Discord come later)."""
+"""How clients reach a session: the WebSocket protocol, WebRTC and the talk page (the Discord
+bot's transport lives in bots/discord/)."""

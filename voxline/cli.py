@@ -3,6 +3,7 @@
 import argparse
 import asyncio
 import faulthandler
+import importlib.util
 import signal
 import sys
 from pathlib import Path
@@ -66,6 +67,19 @@ def main(argv: list[str] | None = None) -> int:
     except _UserFacingError as e:
         print(f"voxline: error: {e}", file=sys.stderr)
         return 1
+
+
+# Optional parts of the install (pyproject's extras), by the module each needs.
+EXTRAS = {"discord": ("discord", "the Discord bot"), "bench": ("jiwer", "the benchmark")}
+
+
+def _require_extra(extra: str) -> None:
+    """A clear message, not an ImportError, when an optional part is not installed."""
+    module, what = EXTRAS[extra]
+    if importlib.util.find_spec(module) is None:
+        raise _UserFacingError(
+            f"{what} is not installed: run `bash scripts/setup.sh --with-{extra}` (or pip "
+            f"install 'voxline[{extra}]')")
 
 
 NO_DISCORD_TOKEN = (
@@ -249,7 +263,7 @@ def _settings(args: argparse.Namespace, **overrides):
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from voxline.dashboard.auth import DashboardAuthError
+    from voxline.dashboard.auth import DashboardConfigError
     from voxline.models import ModelFileError
     from voxline.server import serve
 
@@ -258,7 +272,7 @@ def _serve(args: argparse.Namespace) -> int:
                          server__ssl_keyfile=args.ssl_keyfile)
     try:
         _run_loop(serve(settings))
-    except (ModelFileError, DashboardAuthError) as e:
+    except (ModelFileError, DashboardConfigError) as e:
         raise _UserFacingError(str(e)) from None
     except OSError as e:
         raise _UserFacingError(
@@ -269,13 +283,13 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _dashboard(args: argparse.Namespace) -> int:
-    from voxline.dashboard.auth import DashboardAuthError
+    from voxline.dashboard.auth import DashboardConfigError
     from voxline.server import serve_dashboard
 
     settings = _settings(args, dashboard__host=args.host, dashboard__port=args.port)
     try:
         _run_loop(serve_dashboard(settings))
-    except DashboardAuthError as e:
+    except DashboardConfigError as e:
         raise _UserFacingError(str(e)) from None
     except OSError as e:
         raise _UserFacingError(f"cannot start the dashboard: {e}") from None
@@ -286,6 +300,7 @@ def _discord(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if settings.discord.token is None:  # before the imports below, which load pipecat
         raise _UserFacingError(NO_DISCORD_TOKEN)
+    _require_extra("discord")
     from voxline.discord_bot import DiscordBotError, run_discord
     from voxline.models import ModelFileError
 
@@ -337,6 +352,7 @@ def _bench_turn_taking(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    _require_extra("bench")
     if args.replies:
         return _bench_replies(args)
     if args.turn_taking:

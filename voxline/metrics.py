@@ -34,7 +34,9 @@ class WorkerMetrics:
         self.llm_first_token = Histogram(
             "voxline_llm_first_token_seconds", "LLM request → first token",
             buckets=STAGE_BUCKETS, registry=r)
-        self.bus_dropped = Gauge("voxline_bus_dropped_total", "Bus events dropped", registry=r)
+        # A counter (exposed as voxline_bus_dropped_total): the bus counts, this follows it.
+        self.bus_dropped = Counter("voxline_bus_dropped", "Bus events dropped", registry=r)
+        self._bus_dropped_seen = 0
         self.errors = Counter("voxline_errors_total", "Errors", ["kind"], registry=r)
         self.echo_guarded = Counter(
             "voxline_llm_echo_guard_total",
@@ -64,7 +66,9 @@ class WorkerMetrics:
     def render(self) -> bytes:
         """The text exposition format, with gauges read now."""
         self.sessions_active.set(self._state.active_sessions)
-        self.bus_dropped.set(self._state.bus.dropped)
+        dropped = self._state.bus.dropped
+        self.bus_dropped.inc(max(0, dropped - self._bus_dropped_seen))
+        self._bus_dropped_seen = max(dropped, self._bus_dropped_seen)
         breaker = self._state.llm_breaker
         self.llm_circuit_open.set(int(breaker is not None and breaker.state != "closed"))
         return generate_latest(self.registry)

@@ -21,7 +21,7 @@ from voxline.bus import create_bus
 from voxline.config.settings import VoxlineSettings
 from voxline.control import WorkerControl
 from voxline.dashboard.app import create_dashboard_app
-from voxline.dashboard.auth import DashboardAuthError, dashboard_access
+from voxline.dashboard.auth import DashboardConfigError, dashboard_access
 from voxline.dashboard.collector import Collector
 from voxline.metrics import WorkerMetrics
 from voxline.models import ModelSet, load_models
@@ -186,7 +186,7 @@ async def serve(settings: VoxlineSettings) -> None:
 async def serve_dashboard(settings: VoxlineSettings) -> None:
     """`voxline dashboard`: watch every worker on the Redis bus, from its own process."""
     if not settings.bus.url:
-        raise DashboardAuthError(
+        raise DashboardConfigError(
             "a separate dashboard sees workers only through Redis: set bus.url "
             "(VOXLINE_BUS__URL=redis://...) here and on every worker, or open /dashboard "
             "on a single `voxline serve`"

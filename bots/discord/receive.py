@@ -20,7 +20,7 @@ from loguru import logger
 
 from voxline.bots.discord.rtp import TransportDecryptError, decrypt_payload, parse_rtp
 
-OUTPUT_SAMPLE_RATE = 16000  # what VAD and Whisper take
+PIPELINE_SAMPLE_RATE = 16000  # what VAD and Whisper take
 MAX_CONCEALED_PACKETS = 3  # a gap this short is filled by Opus loss concealment
 _HALF_SEQUENCE_SPACE = 0x8000
 
@@ -58,7 +58,7 @@ class _SpeakerStream:
 
     def __init__(self):
         self.decoder = Decoder()
-        self.resampler = soxr.ResampleStream(Decoder.SAMPLING_RATE, OUTPUT_SAMPLE_RATE, 1,
+        self.resampler = soxr.ResampleStream(Decoder.SAMPLING_RATE, PIPELINE_SAMPLE_RATE, 1,
                                              dtype="int16")
         self.last_sequence: int | None = None
 

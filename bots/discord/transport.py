@@ -25,7 +25,7 @@ from pipecat.transports.base_output import BaseOutputTransport
 from pipecat.transports.base_transport import BaseTransport, TransportParams
 
 from voxline.bots.discord.floor import PlaybackFloor
-from voxline.bots.discord.receive import OUTPUT_SAMPLE_RATE
+from voxline.bots.discord.receive import PIPELINE_SAMPLE_RATE
 
 DISCORD_SAMPLE_RATE = 48000
 MAX_QUEUED_INPUT_FRAMES = 250  # ~5 s of 20 ms packets; older audio is dropped if the loop lags
@@ -36,7 +36,7 @@ def speaker_transport_params() -> TransportParams:
     session must give up the floor), and no write timeout short enough to fire while a reply
     waits its turn behind others."""
     return TransportParams(
-        audio_in_enabled=True, audio_in_sample_rate=OUTPUT_SAMPLE_RATE,
+        audio_in_enabled=True, audio_in_sample_rate=PIPELINE_SAMPLE_RATE,
         audio_out_enabled=True, audio_out_sample_rate=DISCORD_SAMPLE_RATE,
         audio_out_10ms_chunks=2, audio_out_auto_silence=False,
         audio_out_write_timeout_secs=600.0,
@@ -58,7 +58,7 @@ class SpeakerInput(BaseInputTransport):
         if self._queue.full():
             self._queue.get_nowait()
         self._queue.put_nowait(
-            InputAudioRawFrame(audio=pcm, sample_rate=OUTPUT_SAMPLE_RATE, num_channels=1)
+            InputAudioRawFrame(audio=pcm, sample_rate=PIPELINE_SAMPLE_RATE, num_channels=1)
         )
 
     async def start(self, frame: StartFrame):

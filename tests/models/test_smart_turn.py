@@ -1,16 +1,6 @@
 """Smart-turn v3.2, shared by the process: the voice's verdict where a transcript cannot tell."""
 
-import inspect
 import wave
-
-from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnalyzerV3
-
-
-def test_contract_the_prediction_step_of_pipecats_analyzer():
-    """SmartTurnModel calls pipecat's private `_predict_endpoint(audio)` and reads its
-    `prediction` and `probability`."""
-    source = inspect.getsource(LocalSmartTurnAnalyzerV3._predict_endpoint)
-    assert '"prediction"' in source and '"probability"' in source
 
 
 def test_a_finished_question_sounds_finished(models, speech):
