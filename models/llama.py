@@ -117,12 +117,14 @@ class LlamaEngine:
             session_key=session_key, pace=pace, penalties=penalties,
         ))
 
-    def prefill(self, messages: list[dict], *, session_key: str) -> None:
+    def prefill(self, messages: list[dict], *, session_key: str) -> "ChatStream | None":
         """Start evaluating `messages`, which end with the user's words so far (an interim
         transcript), into the session's KV cache; returns at once. When the user finishes, the
         reply's prompt shares that prefix and evaluates only the rest: on 2 cores a prompt
         token costs ~14 ms, and a question ~20. Skipped if the session has no slot to spare;
-        superseded by the session's next request."""
+        superseded by the session's next request. Reading the returned stream (it yields no
+        text) waits until the prefill has run, been skipped or been superseded; None: nothing
+        to evaluate."""
         from voxline.models.llama_batch import Request
 
         rendered = self._formatter(messages=messages)
@@ -131,9 +133,10 @@ class LlamaEngine:
         text = rendered.prompt[: rendered.prompt.rfind(words) + len(words)]
         prompt = self._model.tokenize(text.encode("utf-8"), add_bos=not rendered.added_special,
                                       special=True)
-        if 1 < len(prompt) < self.n_ctx:
-            self._scheduler.submit(Request(prompt=prompt, max_tokens=0, temperature=0.0,
-                                           stop=threading.Event(), session_key=session_key))
+        if not 1 < len(prompt) < self.n_ctx:
+            return None
+        return self._scheduler.submit(Request(prompt=prompt, max_tokens=0, temperature=0.0,
+                                              stop=threading.Event(), session_key=session_key))
 
     def warm_up(self, prefix: list[dict] | None = None) -> None:
         """Allocate the compute graph and evaluate `prefix` (what every prompt starts with: the

@@ -123,10 +123,14 @@ def test_a_prefill_of_the_users_words_leaves_only_the_rest_to_evaluate(engine):
     _reply(engine, [*history, {"role": "user", "content": "Hi again."}], session_key="carol")
     question = "What is the capital city of the country of France?"
     # Interims while the user speaks; the later one supersedes the earlier if both wait.
-    engine.prefill([*history, {"role": "user", "content": "What is the capital"}],
-                   session_key="carol")
-    engine.prefill([*history, {"role": "user", "content": question[:-1]}], session_key="carol")
-    time.sleep(1.0)  # the scheduler evaluates them in the background
+    prefills = [
+        engine.prefill([*history, {"role": "user", "content": "What is the capital"}],
+                       session_key="carol"),
+        engine.prefill([*history, {"role": "user", "content": question[:-1]}],
+                       session_key="carol"),
+    ]
+    for prefill in prefills:  # the scheduler evaluates them in the background: wait for it
+        assert list(prefill) == []
     stream = engine.stream_chat([*history, {"role": "user", "content": question}],
                                 max_tokens=20, temperature=0.0, stop=threading.Event(),
                                 session_key="carol")
@@ -139,8 +143,7 @@ def test_a_prefill_never_takes_another_sessions_slot(engine):
     owners = {f"busy{i}" for i in range(SLOTS)}
     for key in owners:
         _reply(engine, _ask("Say hi."), max_tokens=2, session_key=key)
-    engine.prefill(_ask("What is the weather"), session_key="newcomer")
-    time.sleep(0.5)
+    assert list(engine.prefill(_ask("What is the weather"), session_key="newcomer")) == []
     stream = engine.stream_chat(_ask("Say hi."), max_tokens=2, temperature=0.0,
                                 stop=threading.Event(), session_key="busy0")
     "".join(stream)

@@ -39,7 +39,7 @@ async def test_replies_take_turns_first_come_first_served(stage):
     player, floor = stage
     alice, bob = Owner(1), Owner(2)
     first = asyncio.create_task(_reply(floor, alice, 10))
-    await asyncio.sleep(0.05)
+    assert await asyncio.to_thread(player.is_audible.wait, 5)  # alice has the floor
     second = asyncio.create_task(_reply(floor, bob, 10))
     await asyncio.wait_for(asyncio.gather(first, second), timeout=5)
     await asyncio.to_thread(player.join, 5)
@@ -67,9 +67,10 @@ async def test_a_dropped_waiting_reply_is_not_played(stage):
     player, floor = stage
     alice, bob = Owner(1), Owner(2)
     first = asyncio.create_task(_reply(floor, alice, 10))
-    await asyncio.sleep(0.05)
+    assert await asyncio.to_thread(player.is_audible.wait, 5)  # alice has the floor
     waiting = asyncio.create_task(floor.acquire(bob))
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0)  # bob's acquire runs up to its wait for the floor
+    assert floor.owner is alice and not waiting.done()
     floor.drop(bob)  # bob's session was interrupted before its turn
     assert await asyncio.wait_for(waiting, 1) is False
     await asyncio.wait_for(first, 5)
