@@ -17,14 +17,15 @@ from pipecat.turns.user_stop.base_user_turn_stop_strategy import BaseUserTurnSto
 
 from voxline.pipeline.frames import NoWordsFrame
 
-# Whisper punctuates what it hears: a finished sentence ends in . ? or ! ("What is the capital
-# of France?"), a trailing-off one mostly does not ("I would like to"), nor does one ending in
-# a word that needs more ("and", "the").
 # After the VAD's stop, the STT's final for the speech since the last one normally comes within
 # a few tenths of a second; none comes when that speech had no words (a breath, a sound after
 # words already transcribed): the STT then says so (`NoWordsFrame`), or, failing that, the words
 # so far end the turn after this long, not after pipecat's 5 s `user_turn_stop_timeout`.
 NO_FINAL_WAIT_SECS = 1.0
+
+# Whisper punctuates what it hears: a finished sentence ends in . ? or ! ("What is the capital
+# of France?"), a trailing-off one mostly does not ("I would like to"), nor does one ending in
+# a word that needs more ("and", "the").
 _FINISHED = re.compile(r"[.?!…][\"')\]]*\s*$")
 _TRAILING_OFF = re.compile(r"(\.\.\.|…)[\"')\]]*\s*$")
 # Words a sentence does not end on. Not prepositions ("Where are you from?", "Turn it on."),
