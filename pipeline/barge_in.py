@@ -5,6 +5,8 @@ The VAD alone cannot tell them apart, so speech that starts while the bot is tal
 the bot keeps talking while it is short, is held (paused) once it lasts `hold_after_secs`, and
 the words decide. A backchannel, no words at all, or the bot's own words (its echo) resume the
 reply where it stopped; other words, or speech longer than any backchannel, interrupt it.
+Speech heard before the echo canceller found the client's loudspeaker (`EchoFoundFrame`) was
+that echo: the reply resumes, and its words are dropped.
 """
 
 import asyncio
@@ -26,7 +28,7 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.turns.types import ProcessFrameResult
 from pipecat.turns.user_start.base_user_turn_start_strategy import BaseUserTurnStartStrategy
 
-from voxline.pipeline.frames import BotPausedFrame, BotResumedFrame, NoWordsFrame
+from voxline.pipeline.frames import BotPausedFrame, BotResumedFrame, EchoFoundFrame, NoWordsFrame
 from voxline.pipeline.playback_hold import PlaybackHold
 from voxline.pipeline.vad import UserSpeechPausedFrame, UserSpeechResumedFrame
 
@@ -120,6 +122,7 @@ class BargeInUserTurnStartStrategy(BaseUserTurnStartStrategy):
         self._is_bot_speaking = False
         self._is_judging = False
         self._is_dismissed = False  # the last speech over the bot was a backchannel
+        self._is_echo = False  # ... was the bot's echo, heard before the canceller started
         self._is_paused = False  # clients were told the bot paused
         self._is_user_pausing = False
         self._onset = 0.0
@@ -144,6 +147,11 @@ class BargeInUserTurnStartStrategy(BaseUserTurnStartStrategy):
             else:  # paused before the hold (a choppy voice): the bot is still held on time
                 await self._restart_judge(self._until(self._hold_after_secs),
                                           self._held_too_long)
+        elif isinstance(frame, UserSpeechResumedFrame) and self._is_dismissed:
+            await self._on_speech_resumed_after_dismissal()
+        elif isinstance(frame, EchoFoundFrame) and (self._is_judging or self._is_dismissed):
+            self._is_echo = True
+            await self._dismiss()
         elif isinstance(frame, NoWordsFrame) and self._is_judging and self._is_user_pausing:
             await self._cancel_judge()
             await self._no_words()
@@ -154,7 +162,7 @@ class BargeInUserTurnStartStrategy(BaseUserTurnStartStrategy):
     async def handle_user_turn_started(self):
         """Whatever started the turn, the judging is over."""
         await self._end_judging()
-        self._is_dismissed = False
+        self._is_dismissed = self._is_echo = False
 
     async def cleanup(self):
         """Stop the judge's timer; never leave the bot held."""
@@ -163,20 +171,33 @@ class BargeInUserTurnStartStrategy(BaseUserTurnStartStrategy):
         await super().cleanup()
 
     async def _on_speech_started(self, frame: VADUserStartedSpeakingFrame) -> ProcessFrameResult:
-        self._is_dismissed = False
+        self._is_dismissed = self._is_echo = False
         if self._is_judging:  # the same speech, after a pause too short to judge it
             return ProcessFrameResult.STOP
+        await self._judge_or_start_turn(onset=time.monotonic() - frame.start_secs)
+        return ProcessFrameResult.STOP
+
+    async def _on_speech_resumed_after_dismissal(self):
+        # The VAD still counts this as the dismissed speech ("Wait," taken for a sound, then
+        # the rest of the sentence): it is new speech, judged from now like any other.
+        self._is_dismissed = self._is_echo = False
+        await self._judge_or_start_turn(onset=time.monotonic())
+
+    async def _judge_or_start_turn(self, *, onset: float):
         if not (self._is_bot_speaking and self._enable_interruptions):
             await self.trigger_user_turn_started()
-            return ProcessFrameResult.STOP
+            return
         self._is_judging, self._is_user_pausing = True, False
-        self._onset = time.monotonic() - frame.start_secs
+        self._onset = onset
         await self._restart_judge(self._until(self._hold_after_secs), self._held_too_long)
-        return ProcessFrameResult.STOP
 
     async def _on_words(self, frame: TranscriptionFrame | InterimTranscriptionFrame):
         if not (self._is_judging or self._is_dismissed):
             return ProcessFrameResult.CONTINUE
+        if self._is_echo:  # what the STT made of the echo ("Once upon" came as "one so")
+            if isinstance(frame, TranscriptionFrame):
+                await self.trigger_reset_aggregation()
+            return ProcessFrameResult.STOP
         if not (self._backchannels.covers(frame.text) or self._bot_words.echoes(frame.text)):
             await self._interrupt()
             return ProcessFrameResult.STOP

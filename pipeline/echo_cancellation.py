@@ -17,6 +17,8 @@ from pipecat.audio.utils import create_stream_resampler
 from pipecat.frames.frames import Frame, InputAudioRawFrame, OutputAudioRawFrame
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
+from voxline.pipeline.frames import EchoFoundFrame
+
 FRAME_SECS = 0.01  # the module works on 10 ms frames only
 # Whether the client's microphone hears its loudspeaker at all is found out by cross-correlating
 # the last second of what it captured with what was played (phase transform: an echo, a filtered
@@ -174,11 +176,13 @@ def _loudness(pcm: bytes) -> float:
 
 
 class EchoCancellingProcessor(FrameProcessor):
-    """Replaces each microphone frame's audio with the canceller's output."""
+    """Replaces each microphone frame's audio with the canceller's output, and says when
+    the echo is found (`EchoFoundFrame`, once)."""
 
     def __init__(self, *, canceller: EchoCanceller, **kwargs):
         super().__init__(**kwargs)
         self._canceller = canceller
+        self._is_echo_announced = False
 
     async def process_frame(self, frame: Frame, direction: FrameDirection):
         """Clean input audio at the canceller's rate; pass everything else on."""
@@ -190,6 +194,9 @@ class EchoCancellingProcessor(FrameProcessor):
                 return  # less than 10 ms so far: it goes out with the next frame
             frame.audio = cleaned
             frame.num_frames = len(cleaned) // 2
+            if self._canceller.is_echo_heard and not self._is_echo_announced:
+                self._is_echo_announced = True
+                await self.push_frame(EchoFoundFrame(), direction)
         await self.push_frame(frame, direction)
 
 

@@ -31,3 +31,10 @@ class NoWordsFrame(SystemFrame):
     """The STT decoded the user's speech (at a pause, or after the VAD's stop) and found no
     words: no transcript will come for it. Lets the judge of speech over the bot resume it, and
     the end of the turn go on, without waiting for words that never come."""
+
+
+@dataclass
+class EchoFoundFrame(SystemFrame):
+    """The client's microphone was just found to hear its loudspeaker, and the echo canceller
+    starts its work. Speech the VAD heard over the bot before this was most likely that echo:
+    the judge of speech over the bot resumes it and keeps its words out of the conversation."""

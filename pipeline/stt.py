@@ -122,6 +122,10 @@ class StreamingWhisperSTTService(SegmentedSTTService):
         if transcript:
             logger.debug("{}: final transcript {!r} ({})", self, transcript,
                          "decoded at the pause" if speculative else "decoded after the stop")
+            if self._needs_voice_verdict(transcript):
+                # The words go out now, the verdict (~80-170 ms) with the final: speech over
+                # the bot is judged on its words, and "Wait" must not wait for smart-turn.
+                yield InterimTranscriptionFrame(transcript, self._user_id, time_now_iso8601())
             yield TranscriptionFrame(transcript, self._user_id, time_now_iso8601(), finalized=True,
                                      result=await self._voice_verdict(transcript, audio))
         else:
@@ -130,12 +134,16 @@ class StreamingWhisperSTTService(SegmentedSTTService):
     async def _voice_verdict(self, transcript: str, audio: bytes) -> VoiceVerdict | None:
         """Smart-turn's verdict on the utterance, only where its words cannot tell whether the
         user has finished (pipeline/turn_end.py): ~80 ms, so not for every turn."""
-        if not self._turn_model or sounds_finished(transcript) or sounds_unfinished(transcript):
+        if not self._needs_voice_verdict(transcript):
             return None
         is_complete, probability = await asyncio.to_thread(self._turn_model.is_complete, audio)
         logger.debug("{}: smart-turn on {!r}: {} ({:.2f})", self, transcript,
                      "complete" if is_complete else "incomplete", probability)
         return VoiceVerdict(is_complete, probability)
+
+    def _needs_voice_verdict(self, transcript: str) -> bool:
+        return bool(self._turn_model) and not (sounds_finished(transcript)
+                                               or sounds_unfinished(transcript))
 
     async def _interim_task_handler(self):
         """Every interval: the latest pause's decode if there was one (free: it ran anyway),

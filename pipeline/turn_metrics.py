@@ -17,7 +17,7 @@ from pipecat.processors.frame_processor import FrameDirection
 
 from voxline.bus import events
 from voxline.bus.base import SessionBus
-from voxline.pipeline.frames import EchoGuardedFrame
+from voxline.pipeline.frames import EchoGuardedFrame, NoWordsFrame
 
 NS = 1e-9
 
@@ -33,6 +33,9 @@ class _Marks:
     llm_first_token: int = 0
     tts_first_audio: int = 0
     echo_guard_hits: int = 0
+    # Words came in an earlier piece of this turn: when its last piece has none ("Wait," then
+    # a "stop." the STT could not make out), the STT is done when it says so.
+    has_words: bool = False
 
 
 class TurnMetricsObserver(BaseObserver):
@@ -54,10 +57,16 @@ class TurnMetricsObserver(BaseObserver):
             return
         frame, now, marks = data.frame, data.timestamp, self._marks
         if isinstance(frame, VADUserStartedSpeakingFrame):
-            self._marks = _Marks()
+            self._marks = _Marks(has_words=marks.has_words and not marks.llm_request)
         elif isinstance(frame, VADUserStoppedSpeakingFrame):
-            self._marks = _Marks(vad_stop=now, stop_secs=frame.stop_secs)
-        elif isinstance(frame, TranscriptionFrame) and marks.vad_stop:
+            self._marks = _Marks(vad_stop=now, stop_secs=frame.stop_secs,
+                                 has_words=marks.has_words)
+        elif isinstance(frame, TranscriptionFrame):
+            marks.has_words = True
+            if marks.vad_stop:
+                marks.stt_final = now
+        elif (isinstance(frame, NoWordsFrame) and marks.vad_stop and marks.has_words
+              and not marks.stt_final):
             marks.stt_final = now
         elif isinstance(frame, LLMContextFrame) and marks.stt_final and not marks.llm_request:
             marks.llm_request = now

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 import pytest
 from pipecat.frames.frames import (
     BotStartedSpeakingFrame,
+    BotStoppedSpeakingFrame,
     InterimTranscriptionFrame,
     TranscriptionFrame,
     TTSAudioRawFrame,
@@ -20,7 +21,7 @@ from pipecat.utils.asyncio.task_manager import TaskManager
 
 from voxline.config.settings import DEFAULT_BACKCHANNELS
 from voxline.pipeline.barge_in import Backchannels, BargeInUserTurnStartStrategy, RecentBotWords
-from voxline.pipeline.frames import BotPausedFrame, BotResumedFrame, NoWordsFrame
+from voxline.pipeline.frames import BotPausedFrame, BotResumedFrame, EchoFoundFrame, NoWordsFrame
 from voxline.pipeline.playback_hold import PlaybackHold, StaleReplyFilter
 from voxline.pipeline.vad import UserSpeechPausedFrame, UserSpeechResumedFrame
 
@@ -144,6 +145,47 @@ async def test_a_cough_resumes_the_bot_when_no_words_come():
         await asyncio.sleep(0.2)  # words_wait_secs without a transcript
         assert not judge.hold.is_held and judge.broadcasts[-1] is BotResumedFrame
         assert judge.turns == 0
+
+
+async def test_speech_going_on_after_it_was_dismissed_is_judged_anew():
+    """A short "Wait," the STT found no words in, then the rest of the sentence within the
+    same VAD segment: the rest is held and interrupts like any speech over the bot."""
+    async with Judge() as judge:
+        await judge.see(BotStartedSpeakingFrame(), _speech())
+        await asyncio.sleep(0.05)
+        await judge.see(UserSpeechPausedFrame(), NoWordsFrame())
+        assert not judge.hold.is_held and judge.turns == 0
+        await asyncio.sleep(0.05)
+        await judge.see(UserSpeechResumedFrame())
+        await asyncio.sleep(0.15)  # past hold_after_secs from the resumption
+        assert judge.hold.is_held and judge.turns == 0
+        await judge.see(InterimTranscriptionFrame("what about the other one", "", ""))
+        assert judge.turns == 1
+
+
+async def test_speech_going_on_after_a_dismissal_once_the_bot_is_quiet_starts_the_turn():
+    async with Judge() as judge:
+        await judge.see(BotStartedSpeakingFrame(), _speech(), UserSpeechPausedFrame(),
+                        NoWordsFrame(), BotStoppedSpeakingFrame(), UserSpeechResumedFrame())
+        assert judge.turns == 1
+
+
+async def test_speech_heard_before_the_echo_was_found_is_that_echo():
+    """The client's loudspeaker leaks into its microphone; until the canceller finds that out,
+    the bot's first words reach the VAD. Whatever the STT makes of them, they are dropped."""
+    async with Judge() as judge:
+        await judge.see(BotStartedSpeakingFrame(), _speech())
+        await asyncio.sleep(0.15)
+        assert judge.hold.is_held
+        await judge.see(EchoFoundFrame())
+        assert not judge.hold.is_held and judge.broadcasts[-1] is BotResumedFrame
+        results = await judge.see(UserSpeechPausedFrame(), InterimTranscriptionFrame("one so", "", ""),
+                                  TranscriptionFrame("one so", "", ""))
+        assert results[1:] == [ProcessFrameResult.STOP] * 2
+        assert judge.turns == 0 and judge.resets == 1
+        # The user's own speech afterwards is judged as usual.
+        await judge.see(_speech(), InterimTranscriptionFrame("Hold on a second", "", ""))
+        assert judge.turns == 1
 
 
 async def test_words_interrupt_and_the_held_audio_is_never_played(monkeypatch):

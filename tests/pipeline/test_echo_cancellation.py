@@ -5,8 +5,11 @@ import wave
 
 import numpy as np
 import pytest
+from pipecat.frames.frames import InputAudioRawFrame
+from pipecat.tests.utils import run_test
 
-from voxline.pipeline.echo_cancellation import EchoCanceller
+from voxline.pipeline.echo_cancellation import EchoCanceller, EchoCancellingProcessor
+from voxline.pipeline.frames import EchoFoundFrame
 from voxline.room import LeakyRoom, Room
 
 FRAME = 320  # 20 ms at 16 kHz, as a client sends it
@@ -111,3 +114,16 @@ async def test_a_leak_is_heard_within_a_second_of_bot_speech(bot_voice):
     await _through_room(canceller, LeakyRoom(Room(gain_db=-20.0, delay_secs=0.25)), one_second,
                         np.zeros_like(one_second))
     assert canceller.is_echo_heard
+
+
+async def test_the_pipeline_is_told_once_when_the_echo_is_found(bot_voice):
+    """The judge of speech over the bot needs to know: what it heard until now was echo."""
+    canceller = EchoCanceller(sample_rate=16000)
+    one_second = bot_voice[:16000]
+    room = LeakyRoom(Room(gain_db=-12.0, delay_secs=0.06))
+    await _through_room(canceller, room, one_second, np.zeros_like(one_second))
+    assert canceller.is_echo_heard
+    mic = [InputAudioRawFrame(bytes(FRAME * 2), 16000, 1) for _ in range(3)]
+    down, _ = await run_test(EchoCancellingProcessor(canceller=canceller), frames_to_send=mic)
+    assert [type(f) for f in down].count(EchoFoundFrame) == 1
+    assert [type(f) for f in down].count(InputAudioRawFrame) == 3

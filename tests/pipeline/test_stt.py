@@ -34,9 +34,10 @@ def _spoken(pcm: bytes, *, real_time: bool) -> list:
     return frames
 
 
-async def _run(models, frames, interim_secs=0.5):
+async def _run(models, frames, interim_secs=0.5, turn_model=None):
     stt = StreamingWhisperSTTService(
-        engine=models.stt, language="en", interim_interval_secs=interim_secs
+        engine=models.stt, language="en", interim_interval_secs=interim_secs,
+        turn_model=turn_model,
     )
     down, _ = await run_test(
         stt, frames_to_send=frames, pipeline_params=PipelineParams(audio_in_sample_rate=16000)
@@ -160,3 +161,15 @@ async def test_the_microphone_audio_goes_past_the_stt_only_for_a_recorder(models
         audio = [f for f in down if isinstance(f, InputAudioRawFrame)]
         assert len(audio) == (len(frames) - 3 if recording else 0), recording
         assert [f for f in down if isinstance(f, TranscriptionFrame)], "still transcribed"
+
+
+async def test_words_smart_turn_must_judge_go_out_before_its_verdict(models, speech):
+    """"Wait" neither sounds finished nor unfinished: smart-turn judges it (~0.1 s), but the
+    words go out first, as an interim (speech over the bot is judged on them)."""
+    assert models.turn is not None
+    down = await _run(models, _spoken(read_pcm(speech("Wait")), real_time=False),
+                      interim_secs=5.0, turn_model=models.turn)
+    words = [f for f in down if isinstance(f, InterimTranscriptionFrame | TranscriptionFrame)]
+    assert [type(f) for f in words] == [InterimTranscriptionFrame, TranscriptionFrame], words
+    assert words[0].text == words[1].text and "wait" in words[0].text.lower()
+    assert words[1].result is not None  # the verdict came with the final
