@@ -123,6 +123,7 @@ class BargeInUserTurnStartStrategy(BaseUserTurnStartStrategy):
         self._is_judging = False
         self._is_dismissed = False  # the last speech over the bot was a backchannel
         self._is_echo = False  # ... was the bot's echo, heard before the canceller started
+        self._echo_found_at: float | None = None
         self._is_paused = False  # clients were told the bot paused
         self._is_user_pausing = False
         self._onset = 0.0
@@ -149,9 +150,11 @@ class BargeInUserTurnStartStrategy(BaseUserTurnStartStrategy):
                                           self._held_too_long)
         elif isinstance(frame, UserSpeechResumedFrame) and self._is_dismissed:
             await self._on_speech_resumed_after_dismissal()
-        elif isinstance(frame, EchoFoundFrame) and (self._is_judging or self._is_dismissed):
-            self._is_echo = True
-            await self._dismiss()
+        elif isinstance(frame, EchoFoundFrame):
+            self._echo_found_at = time.monotonic()
+            if self._is_judging or self._is_dismissed:
+                self._is_echo = True
+                await self._dismiss()
         elif isinstance(frame, NoWordsFrame) and self._is_judging and self._is_user_pausing:
             await self._cancel_judge()
             await self._no_words()
@@ -174,8 +177,17 @@ class BargeInUserTurnStartStrategy(BaseUserTurnStartStrategy):
         self._is_dismissed = self._is_echo = False
         if self._is_judging:  # the same speech, after a pause too short to judge it
             return ProcessFrameResult.STOP
-        await self._judge_or_start_turn(onset=time.monotonic() - frame.start_secs)
+        onset = time.monotonic() - frame.start_secs
+        if self._is_bot_speaking and self._began_before_echo_was_found(onset):
+            # The VAD reports speech `start_secs` late: this began in the echo, before the
+            # canceller took it out.
+            self._is_echo = self._is_dismissed = True
+            return ProcessFrameResult.STOP
+        await self._judge_or_start_turn(onset=onset)
         return ProcessFrameResult.STOP
+
+    def _began_before_echo_was_found(self, onset: float) -> bool:
+        return self._echo_found_at is not None and onset <= self._echo_found_at
 
     async def _on_speech_resumed_after_dismissal(self):
         # The VAD still counts this as the dismissed speech ("Wait," taken for a sound, then

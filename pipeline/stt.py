@@ -19,7 +19,7 @@ from pipecat.utils.time import time_now_iso8601
 from voxline.models.compute import Work
 from voxline.models.smart_turn import SmartTurnModel
 from voxline.models.whisper import WHISPER_SAMPLE_RATE, Transcript, WhisperEngine
-from voxline.pipeline.frames import NoWordsFrame
+from voxline.pipeline.frames import EchoFoundFrame, NoWordsFrame
 from voxline.pipeline.turn_end import VoiceVerdict, sounds_finished, sounds_unfinished
 from voxline.pipeline.vad import UserSpeechPausedFrame, UserSpeechResumedFrame
 
@@ -93,6 +93,17 @@ class StreamingWhisperSTTService(SegmentedSTTService):
             self._unreported_pause = (self._speculative, len(self._audio_buffer))
         elif isinstance(frame, UserSpeechResumedFrame):
             self._speculative = None
+        elif isinstance(frame, EchoFoundFrame):
+            await self._forget_audio_so_far()
+
+    async def _forget_audio_so_far(self):
+        """The audio heard until the echo canceller started holds the bot's own voice: what
+        follows is transcribed without it (its words would pass for the user's)."""
+        self._audio_buffer.clear()
+        self._speculative = self._unreported_pause = None
+        if self._is_speaking:
+            await self._stop_interims()
+            self._interim_task = self.create_task(self._interim_task_handler())
 
     async def cleanup(self):
         """Stop the interim and segment tasks with the service.

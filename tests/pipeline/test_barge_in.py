@@ -49,11 +49,11 @@ def test_the_list_is_configurable():
 class Judge:
     """The strategy with short times, and what it did."""
 
-    def __init__(self, *, enable_interruptions=True):
-        self.hold = PlaybackHold()
+    def __init__(self, *, enable_interruptions=True, words_wait_secs=0.1):
+        self.hold, self.bot_words = PlaybackHold(), RecentBotWords()
         self.strategy = BargeInUserTurnStartStrategy(
-            hold=self.hold, backchannels=BACKCHANNELS, hold_after_secs=0.1,
-            max_backchannel_secs=0.5, words_wait_secs=0.1,
+            hold=self.hold, backchannels=BACKCHANNELS, bot_words=self.bot_words,
+            hold_after_secs=0.1, max_backchannel_secs=0.5, words_wait_secs=words_wait_secs,
             enable_interruptions=enable_interruptions)
         self.turns, self.broadcasts, self.resets = 0, [], 0
 
@@ -128,8 +128,7 @@ async def test_a_choppy_voice_is_still_held_on_time():
 
 
 async def test_the_stt_finding_no_words_resumes_the_bot_at_once():
-    async with Judge() as judge:
-        judge.strategy._words_wait_secs = 5.0  # the fallback timer plays no part here
+    async with Judge(words_wait_secs=5.0) as judge:  # the fallback timer plays no part here
         await judge.see(BotStartedSpeakingFrame(), _speech())
         await asyncio.sleep(0.15)
         await judge.see(UserSpeechPausedFrame(), NoWordsFrame())
@@ -179,12 +178,30 @@ async def test_speech_heard_before_the_echo_was_found_is_that_echo():
         assert judge.hold.is_held
         await judge.see(EchoFoundFrame())
         assert not judge.hold.is_held and judge.broadcasts[-1] is BotResumedFrame
-        results = await judge.see(UserSpeechPausedFrame(), InterimTranscriptionFrame("one so", "", ""),
+        results = await judge.see(UserSpeechPausedFrame(),
+                                  InterimTranscriptionFrame("one so", "", ""),
                                   TranscriptionFrame("one so", "", ""))
         assert results[1:] == [ProcessFrameResult.STOP] * 2
         assert judge.turns == 0 and judge.resets == 1
         # The user's own speech afterwards is judged as usual.
         await judge.see(_speech(), InterimTranscriptionFrame("Hold on a second", "", ""))
+        assert judge.turns == 1
+
+
+async def test_speech_the_vad_reports_after_the_echo_was_found_but_began_before_is_echo():
+    """The VAD says speech started `start_secs` after it did: speech it reports just after the
+    echo was found began in the echo, before the canceller took it out."""
+    async with Judge() as judge:
+        await judge.see(BotStartedSpeakingFrame(), EchoFoundFrame(),
+                        VADUserStartedSpeakingFrame(start_secs=0.2))
+        await asyncio.sleep(0.15)
+        assert not judge.hold.is_held  # not judged at all
+        await judge.see(UserSpeechPausedFrame(), TranscriptionFrame("What's the...", "", ""))
+        assert judge.turns == 0 and judge.resets == 1
+        # Speech that begins once the canceller works is the user's, judged as usual.
+        await asyncio.sleep(0.05)
+        await judge.see(VADUserStartedSpeakingFrame(start_secs=0.0),
+                        InterimTranscriptionFrame("Hold on a second", "", ""))
         assert judge.turns == 1
 
 
@@ -265,7 +282,7 @@ def test_the_bots_own_words_coming_back_are_its_echo():
 
 async def test_the_bots_echo_resumes_it_instead_of_interrupting():
     async with Judge() as judge:
-        judge.strategy._bot_words.add("Once upon a time, a friendly dragon lived in a cave.")
+        judge.bot_words.add("Once upon a time, a friendly dragon lived in a cave.")
         await judge.see(BotStartedSpeakingFrame(), _speech())
         await asyncio.sleep(0.15)
         await judge.see(UserSpeechPausedFrame(), InterimTranscriptionFrame("a friendly dragon",

@@ -14,7 +14,7 @@ from pipecat.tests.utils import SleepFrame, run_test
 
 from tests.helpers import read_pcm, wer
 from voxline.agent.services import build_stt
-from voxline.pipeline.frames import NoWordsFrame
+from voxline.pipeline.frames import EchoFoundFrame, NoWordsFrame
 from voxline.pipeline.stt import StreamingWhisperSTTService
 from voxline.pipeline.vad import UserSpeechPausedFrame, UserSpeechResumedFrame
 
@@ -173,3 +173,19 @@ async def test_words_smart_turn_must_judge_go_out_before_its_verdict(models, spe
     assert [type(f) for f in words] == [InterimTranscriptionFrame, TranscriptionFrame], words
     assert words[0].text == words[1].text and "wait" in words[0].text.lower()
     assert words[1].result is not None  # the verdict came with the final
+
+
+async def test_the_audio_before_the_echo_was_found_is_not_transcribed(models, speech):
+    """Until the echo canceller starts, the bot's own voice reaches the STT: once the echo is
+    found, the utterance so far is dropped, and only what follows is transcribed."""
+    echo = read_pcm(speech("Once upon a time a friendly dragon lived by the sea."))
+    user = read_pcm(speech(SENTENCE))
+    frames: list = [VADUserStartedSpeakingFrame()]
+    frames += [InputAudioRawFrame(echo[o: o + CHUNK], 16000, 1) for o in range(0, len(echo), CHUNK)]
+    frames.append(EchoFoundFrame())
+    frames += [InputAudioRawFrame(user[o: o + CHUNK], 16000, 1) for o in range(0, len(user), CHUNK)]
+    frames += [VADUserStoppedSpeakingFrame(stop_secs=0.3), SleepFrame(sleep=1.5)]
+    down = await _run(models, frames, interim_secs=5.0)
+    [final] = [f for f in down if isinstance(f, TranscriptionFrame)]
+    assert wer(SENTENCE, final.text) <= 0.2, final.text
+    assert not {"dragon", "upon"} & set(final.text.lower().split()), final.text
