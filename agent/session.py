@@ -22,7 +22,6 @@ from pipecat.turns.user_turn_strategies import UserTurnStrategies
 from pipecat.workers.runner import WorkerRunner
 
 from voxline.agent.persona import Persona
-from voxline.agent.registry import SessionRegistry
 from voxline.agent.services import build_llm, build_stt, build_tts
 from voxline.bus import EventBus, SessionBus, events
 from voxline.config.settings import (
@@ -71,26 +70,24 @@ class SessionOptions:
     echo_cancellation: bool = False
 
 
-async def run_session(
-    transport: BaseTransport,
-    models: ModelSet,
-    settings: VoxlineSettings,
-    bus: EventBus,
-    options: SessionOptions,
-    registry: SessionRegistry | None = None,
-    llm_breaker: CircuitBreaker | None = None,
-) -> None:
-    """Run one conversation until the client leaves, the session idles out or fails.
+class Session:
+    """One conversation: its pipeline, built around its transport. `run` it once; `end` it
+    from anywhere (an operator, a shutdown). `end_reason` says why it ended: the first cause
+    wins (an operator's end, then the client's disconnect it causes, is "ended by an operator").
 
     transport in → [echo cancellation] → VAD (and pauses) → STT (speculative at a pause) →
     [interims prefill the local LLM] → user context (turns; speech over the bot judged) →
     history window → LLM → TTS → transport out (held while judged) → [echo reference] →
     assistant context (only what was actually played), with observers publishing to the bus.
-    `registry` and `llm_breaker` (a remote LLM's circuit breaker) are the worker's, shared by
-    its sessions.
+    `llm_breaker` (a remote LLM's circuit breaker) is the worker's, shared by its sessions.
     """
-    session_bus = SessionBus(bus, session_id=options.session_id, source=options.worker_id)
-    with logger.contextualize(session_id=options.session_id):
+
+    def __init__(self, transport: BaseTransport, models: ModelSet, settings: VoxlineSettings,
+                 bus: EventBus, options: SessionOptions, *,
+                 llm_breaker: CircuitBreaker | None = None):
+        self.options = options
+        self.end_reason: str | None = None
+        self._bus = SessionBus(bus, session_id=options.session_id, source=options.worker_id)
         vad = _vad_analyzer(models, settings.vad)
         context = LLMContext()
         llm = build_llm(models, settings.llm, settings.agent,
@@ -121,7 +118,7 @@ async def run_session(
             *recorder,
             aggregators.assistant(),
         ])
-        worker = PipelineWorker(
+        self._worker = PipelineWorker(
             pipeline,
             params=PipelineParams(
                 audio_in_sample_rate=options.audio_in_sample_rate,
@@ -129,8 +126,8 @@ async def run_session(
                 enable_metrics=True,
             ),
             observers=[ObserverGroup([
-                SessionEventsObserver(session_bus=session_bus),
-                TurnMetricsObserver(session_bus=session_bus),
+                SessionEventsObserver(session_bus=self._bus),
+                TurnMetricsObserver(session_bus=self._bus),
             ])],
             enable_rtvi=False,
             # pipecat's own turn tracking feeds its tracing only (off): one observer less, and
@@ -139,53 +136,63 @@ async def run_session(
             idle_timeout_secs=settings.agent.idle_timeout_secs,
             processor_unusable_policy=ProcessorUnusablePolicy.END,
         )
+        transport.add_event_handler("on_client_disconnected", self._on_client_disconnected)
+        self._worker.add_event_handler("on_idle_timeout", self._on_idle_timeout)
 
-        ending = {"reason": "ended"}
+    async def end(self, reason: str) -> None:
+        """End the session now (its `session.ended` says `reason`)."""
+        self._ended_because(reason)
+        await self._worker.cancel(reason=reason)
 
-        @transport.event_handler("on_client_disconnected")
-        async def on_client_disconnected(_transport, _client):
-            if ending["reason"] == "ended":  # not already ended for another reason
-                ending["reason"] = "client disconnected"
-            await worker.cancel(reason="client disconnected")
-
-        @worker.event_handler("on_idle_timeout")
-        async def on_idle_timeout(_worker):
-            ending["reason"] = "idle timeout"
-
+    async def run(self) -> str:
+        """Run until the client leaves, the session idles out, is ended or fails; bracketed
+        by session.started / session.ended events. Returns the end reason."""
+        options = self.options
         if options.persona.greeting:
-            await worker.queue_frame(TTSSpeakFrame(options.persona.greeting))
-        registry = registry if registry is not None else SessionRegistry()
-        registry.add(options.session_id, worker,
-                     on_end=lambda reason: ending.update(reason=reason))
+            await self._worker.queue_frame(TTSSpeakFrame(options.persona.greeting))
+        started = time.monotonic()
+        self._bus.publish(
+            events.SessionStarted, transport=options.transport, client=options.client,
+            output_sample_rate=options.audio_out_sample_rate, guild=options.guild,
+            channel=options.channel, speaker=options.speaker, speaker_id=options.speaker_id,
+        )
+        runner = WorkerRunner(handle_sigint=False, handle_sigterm=False)
         try:
-            await _run(worker, session_bus, options, ending)
+            await runner.add_workers(self._worker)
+            await runner.run()
+        except asyncio.CancelledError:
+            self._ended_because("server shutdown")
+            await self._worker.cancel(reason="session cancelled")
+            raise
         finally:
-            registry.remove(options.session_id)
+            self._ended_because("ended")
+            elapsed = time.monotonic() - started
+            self._bus.publish(events.SessionEnded, reason=self.end_reason,
+                              duration_secs=elapsed)
+            logger.info("Session {} ended ({}) after {:.1f}s", options.session_id,
+                        self.end_reason, elapsed)
+        return self.end_reason
+
+    def _ended_because(self, reason: str) -> None:
+        if self.end_reason is None:
+            self.end_reason = reason
+
+    async def _on_client_disconnected(self, _transport, _client) -> None:
+        self._ended_because("client disconnected")
+        await self._worker.cancel(reason="client disconnected")
+
+    async def _on_idle_timeout(self, _worker) -> None:
+        self._ended_because("idle timeout")
 
 
-async def _run(
-    worker: PipelineWorker, session_bus: SessionBus, options: SessionOptions, ending: dict
-) -> None:
-    """Run the worker, bracketed by session.started / session.ended events."""
-    started = time.monotonic()
-    session_bus.publish(
-        events.SessionStarted, transport=options.transport, client=options.client,
-        output_sample_rate=options.audio_out_sample_rate, guild=options.guild,
-        channel=options.channel, speaker=options.speaker, speaker_id=options.speaker_id,
-    )
-    runner = WorkerRunner(handle_sigint=False, handle_sigterm=False)
-    try:
-        await runner.add_workers(worker)
-        await runner.run()
-    except asyncio.CancelledError:
-        ending["reason"] = "server shutdown"
-        await worker.cancel(reason="session cancelled")
-        raise
-    finally:
-        elapsed = time.monotonic() - started
-        session_bus.publish(events.SessionEnded, reason=ending["reason"], duration_secs=elapsed)
-        logger.info("Session {} ended ({}) after {:.1f}s", options.session_id, ending["reason"],
-                    elapsed)
+async def run_session(transport: BaseTransport, models: ModelSet, settings: VoxlineSettings,
+                      bus: EventBus, options: SessionOptions, *,
+                      llm_breaker: CircuitBreaker | None = None) -> str:
+    """Build and run one conversation (a worker runs its sessions through its host,
+    `transports/host.py`, which also counts them and contains their failures)."""
+    with logger.contextualize(session_id=options.session_id):
+        return await Session(transport, models, settings, bus, options,
+                             llm_breaker=llm_breaker).run()
 
 
 def _recorder(privacy: PrivacySettings, options: SessionOptions) -> list[AudioBufferProcessor]:

@@ -99,7 +99,8 @@ def create_baseline_app(llm_url: str) -> FastAPI:
     from pipecat.workers.runner import WorkerRunner
 
     from voxline.bus import InProcessBus, SessionBus
-    from voxline.transports.client_events import ClientOutbox, forwarding_session_events
+    from voxline.transports.client_events import ClientOutbox
+    from voxline.worker.host import forwarding_session_events
 
     app, bus = FastAPI(), InProcessBus()
 

@@ -17,9 +17,9 @@ from voxline.bench.reply_scores import score_reply
 from voxline.config.settings import VoxlineSettings
 from voxline.models import catalog
 from voxline.models.llama import LlamaEngine
+from voxline.models.prompt import prompt_messages
 from voxline.models.registry import ModelRegistry
 from voxline.pipeline.context_window import trim_messages
-from voxline.pipeline.prompt import prompt_messages
 from voxline.pipeline.reply_writer import EchoCaught, ReplyStyle, write_reply
 
 REPLY_SET = Path(__file__).with_name("data") / "replies-v1.json"

@@ -46,13 +46,13 @@ class ComputeArbiter:
     """Hands the CPU to Whisper decodes, Piper/Kokoro sentences and llama.cpp steps one at a
     time, most urgent first (FIFO within a kind).
 
-    Measured on 2 cores: run together, each engine's threads fight for the cores, and llama.cpp's
-    spinning thread barriers make it worst: an LLM token took 0.15 s beside a Whisper decode and
-    0.17 s beside Piper instead of 0.046 s, and the total work took 15-25 % longer than one after
-    the other. One at a time, each gets both cores, and the order is ours: a user's final
-    transcript before another session's story. A turn lasts one decode, one sentence or one LLM
-    step (0.05-0.5 s). Waiting work gains a level every `aging_secs`, up to REPLY_OPENING, so
-    nothing starves.
+    On 2 cores, engines run together fight for the cores, and llama.cpp's spinning thread
+    barriers make it worst: an LLM token beside a Whisper decode or a Piper sentence takes
+    several times as long, and the whole work is slower than one after the other
+    (docs/performance.md#where-the-time-goes). One at a time, each gets both cores, and the
+    order is ours: a user's final transcript before another session's story. A turn lasts one
+    decode, one sentence or one LLM step (0.05-0.5 s). Waiting work gains a level every
+    `aging_secs`, up to REPLY_OPENING, so nothing starves.
     """
 
     def __init__(self, aging_secs: float = 1.0):

@@ -13,11 +13,11 @@ from voxline.config.settings import VoxlineSettings
 from voxline.models import catalog
 from voxline.models.compute import ComputeArbiter
 from voxline.models.llama import LlamaEngine
+from voxline.models.prompt import prompt_messages
 from voxline.models.registry import ModelFileError, ModelRegistry, ModelStatus
 from voxline.models.silero import load_silero
 from voxline.models.smart_turn import SmartTurnModel
 from voxline.models.whisper import WhisperEngine
-from voxline.pipeline.prompt import prompt_messages
 
 
 class SpeechSynthesizer(Protocol):

@@ -48,9 +48,8 @@ def encoder_frames(audio_secs: float, min_window_secs: float) -> int:
     """How much of Whisper's 30 s window to encode for a clip: the clip plus a margin, at least
     `min_window_secs`. faster-whisper always encodes the full window (a short clip padded with
     silence), which is most of a decode's time; CTranslate2's encoder takes shorter input, and
-    cost grows with its length. Measured on espeak-ng clips (README, Performance): a 10 s minimum
-    decodes ~3× faster than 30 s at a lower WER (48 clips: 9.2% against 11.4%; the bench's 8
-    prompts: 4.9% against 11.5%); below ~7 s words are lost."""
+    cost grows with its length: a 10 s minimum decodes ~3× faster than 30 s at a lower word
+    error rate; below ~7 s words are lost (docs/performance.md#whisper-encoder-window)."""
     wanted = max(min_window_secs, audio_secs + WINDOW_MARGIN_SECS)
     return int(min(FULL_WINDOW_SECS, wanted) * FRAMES_PER_SEC)
 

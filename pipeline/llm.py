@@ -22,13 +22,13 @@ from pipecat.services.llm_service import LLMService
 from pipecat.services.settings import LLMSettings
 
 from voxline.models.llama import LlamaEngine
+from voxline.models.prompt import Examples, with_examples
 from voxline.pipeline.frames import EchoGuardedFrame
-from voxline.pipeline.prompt import Examples, with_examples
 from voxline.pipeline.reply_writer import EchoCaught, ReplyStyle, write_reply
 
 _DONE = object()
-# Piper's voice spoke 16-19.5 characters a second in the bench's replies (pauses included);
-# counting a little faster errs toward writing ahead, never toward making playback wait.
+# A little faster than Piper's voice speaks the bench's replies (pauses included): counting
+# faster errs toward writing ahead, never toward making playback wait.
 SPEECH_CHARS_PER_SEC = 20.0
 SENTENCE_ENDS = ".!?"
 WRITTEN_REPLIES_KEPT = 8  # a context window's worth of the replies' raw text
@@ -157,8 +157,9 @@ class LlamaCppLLMService(LLMService):
 
         The context holds a reply as it was spoken: the TTS pieces joined by spaces, so a list's
         line breaks are gone. Given that, the prompt no longer matched the KV cache from the
-        first line break on, and the next turn evaluated the rest of the reply again (a first
-        token 1.1 s late after a long list); the model also saw its lists flattened."""
+        first line break on, and the next turn evaluated the rest of the reply again, delaying
+        its first token (docs/performance.md#single-session); the model also saw its lists
+        flattened."""
         params = await self.get_llm_adapter().get_llm_invocation_params(
             context,
             system_instruction=self._settings.system_instruction,

@@ -8,10 +8,10 @@ from loguru import logger
 from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.services.openai.llm import OpenAILLMService
 
+from voxline.models.prompt import Examples, last_user_words, nudged, with_examples
 from voxline.pipeline.circuit_breaker import CircuitBreaker
 from voxline.pipeline.echo import EchoGuard, Verdict
 from voxline.pipeline.frames import EchoGuardedFrame
-from voxline.pipeline.prompt import Examples, last_user_words, nudged, with_examples
 
 
 class RemoteLLMError(Exception):

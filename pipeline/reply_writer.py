@@ -10,8 +10,8 @@ from dataclasses import dataclass, replace
 
 from voxline.models.llama import LlamaEngine
 from voxline.models.llama_batch import Pace, Penalties
+from voxline.models.prompt import last_user_words, nudged
 from voxline.pipeline.echo import EchoGuard, Verdict, is_question, sentences
-from voxline.pipeline.prompt import last_user_words, nudged
 
 
 @dataclass(frozen=True)

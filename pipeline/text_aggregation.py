@@ -23,13 +23,13 @@ class FirstClauseAggregator(SimpleTextAggregator):
     words, the next pieces are cut the same way at `ramp_max_words`. After that, whole
     sentences.
 
-    The bot starts speaking sooner: on 2 cores the LLM writes ~20 tokens/s and Piper needs
-    ~0.1 s plus ~0.02 s per word, so an 8-word first piece cost ~0.25 s more than a 5-word
-    one. And it keeps speaking: the second piece must be written and synthesized while the
-    first one plays (~1 s), and with four sessions opening replies at once the LLM wrote ~10
-    tokens/s per reply, so a whole second sentence ("named Grendel, was a curious and
-    adventurous creature.") came 0.2-0.7 s after the first clause had finished playing.
-    Once a few pieces are queued, whole sentences, which synthesize with better prosody.
+    The bot starts speaking sooner: every word of the first piece must be written (on 2 cores
+    the LLM writes ~20 tokens/s) and synthesized before any audio plays. And it keeps
+    speaking: the second piece must be written and synthesized while the first one plays
+    (~1 s), and with four sessions opening replies at once the LLM writes about half as fast
+    per reply, so a whole second sentence often came after the first clause had finished
+    playing (docs/performance.md#pipelinetext_aggregationpy). Once a few pieces are queued,
+    whole sentences, which synthesize with better prosody.
 
     Except when the audio ahead is about to run out (`audio_lead`, seconds of this reply's
     audio not yet played, below `cut_lead_secs`): then a piece of `min_cut_words` words or

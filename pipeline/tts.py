@@ -22,7 +22,8 @@ CHUNK_SECS = 0.04
 SHORT_LEAD_SECS = 1.5
 # Less than this: the listener is about to hear a gap. The text is cut at the next word rather
 # than at the sentence's end, and synthesized before anything else, a waiting user's words
-# included (with four sessions, ranking it after them left gaps of 0.1-0.5 s in the first round).
+# included: ranked after them, gaps were still heard when four sessions' turns collided
+# (docs/performance.md#four-long-replies-at-once).
 GAP_IMMINENT_SECS = 0.5
 
 

@@ -4,6 +4,7 @@ import asyncio
 import shutil
 import subprocess
 import wave
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
@@ -11,9 +12,13 @@ from loguru import logger
 
 from voxline.config import load_settings
 from voxline.models import load_models
-from voxline.server import VoxlineServer, Worker, build_state, uvicorn_config
+from voxline.server import VoxlineServer, uvicorn_config
+from voxline.transports.app import create_app
+from voxline.worker import Worker
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+SESSION_END_SECS = 10.0  # a session whose client left ends well within this
+TASK_END_SECS = 0.5  # tasks that were already ending (not waiting on anything) finish in this
 
 
 def make_settings(**overrides):
@@ -43,14 +48,18 @@ def models(settings):
 class RunningServer:
     """A real uvicorn server of our app, in the test's event loop."""
 
+    started: set["RunningServer"] = set()  # not yet stopped: their sessions are checked
+
     def __init__(self, settings, models):
-        self.worker = Worker(build_state(settings, models))
-        self.state = self.worker.state
-        self._server = VoxlineServer(uvicorn_config(self.worker.app, settings))
+        self.worker = Worker(settings, models)
+        self.host = self.worker.host
+        self._server = VoxlineServer(uvicorn_config(create_app(self.worker), settings),
+                                     on_shutdown=self.worker.end_sessions)
         self._task: asyncio.Task | None = None
+        self._running = AsyncExitStack()
 
     async def start(self) -> "RunningServer":
-        await self.worker.start()
+        await self._running.enter_async_context(self.worker)
         self._task = asyncio.create_task(self._server.serve(), name="test-uvicorn")
         ready = asyncio.create_task(self._server.ready.wait())
         await asyncio.wait({self._task, ready}, return_when=asyncio.FIRST_COMPLETED)
@@ -59,6 +68,7 @@ class RunningServer:
             self._task.result()
             raise RuntimeError("test server did not start")
         self.port = self._server.port
+        RunningServer.started.add(self)
         return self
 
     @property
@@ -70,10 +80,11 @@ class RunningServer:
         return f"http://127.0.0.1:{self.port}"
 
     async def stop(self) -> None:
+        RunningServer.started.discard(self)
         self._server.should_exit = True
         if self._task:
             await self._task
-        await self.worker.close()
+        await self._running.aclose()
 
 
 @pytest.fixture(scope="session")
@@ -86,17 +97,24 @@ async def server(settings, models):
 
 @pytest.fixture(autouse=True)
 async def fail_on_leaked_tasks(request):
-    """Every task a test starts must be gone shortly after it ends (sessions clean up)."""
+    """Every task a test starts must be gone when it ends. Sessions end after their client
+    has left: the check waits for every running server's host to be idle, then for the tasks
+    that were ending (a closing connection's handler) to finish, and no longer."""
     before = set(asyncio.all_tasks())
     yield
-    for _ in range(100):
-        leaked = [t for t in asyncio.all_tasks() - before if not t.done()
-                  and t is not asyncio.current_task()]
-        if not leaked:
-            return
-        await asyncio.sleep(0.05)
-    names = "\n".join(f"  {t.get_name()}: {t.get_coro()}" for t in leaked)
-    pytest.fail(f"{len(leaked)} task(s) leaked by {request.node.name}:\n{names}")
+    try:
+        async with asyncio.timeout(SESSION_END_SECS):
+            for running in list(RunningServer.started):
+                await running.host.wait_idle()
+    except TimeoutError:
+        pytest.fail(f"sessions still running {SESSION_END_SECS:g}s after "
+                    f"{request.node.name} ended")
+    ending = [t for t in asyncio.all_tasks() - before if not t.done()
+              and t is not asyncio.current_task()]
+    _, leaked = await asyncio.wait(ending, timeout=TASK_END_SECS) if ending else (set(), set())
+    if leaked:
+        names = "\n".join(f"  {t.get_name()}: {t.get_coro()}" for t in leaked)
+        pytest.fail(f"{len(leaked)} task(s) leaked by {request.node.name}:\n{names}")
 
 
 def _espeak_wav(text: str, path: Path) -> Path:

@@ -37,7 +37,6 @@ def _pipecat():
     from pipecat.services.stt_service import SegmentedSTTService
     from pipecat.services.tts_service import TTSService
     from pipecat.transports.base_output import BaseOutputTransport
-    from pipecat.transports.smallwebrtc.connection import SmallWebRTCConnection
     from pipecat.utils.text.simple_text_aggregator import SimpleTextAggregator
 
     return [
@@ -51,6 +50,9 @@ def _pipecat():
          lambda: _parameters(VADAnalyzer._run_analyzer) == ["self", "buffer"]
          and _assigned(VADAnalyzer, "_vad_stopping_count")
          and _assigned(VADAnalyzer, "_vad_frames")),
+        # Not LLMTextProcessor(text_aggregator=...): it aggregates in its own task, ahead of
+        # synthesis, and our aggregator's cut decision needs the audio lead as it stands once
+        # every piece it gave is synthesized, which only holds inside the TTS's own loop.
         ("pipeline/tts.py", "TTSService._text_aggregator, _text_aggregation_mode (replaced)",
          lambda: _assigned(TTSService, "_text_aggregator")
          and _assigned(TTSService, "_text_aggregation_mode")),
@@ -72,8 +74,6 @@ def _pipecat():
          "{prediction, probability}",
          lambda: '"prediction"' in inspect.getsource(LocalSmartTurnAnalyzerV3._predict_endpoint)
          and '"probability"' in inspect.getsource(LocalSmartTurnAnalyzerV3._predict_endpoint)),
-        ("transports/webrtc.py", "SmallWebRTCConnection._last_received_time (last data ping)",
-         lambda: _assigned(SmallWebRTCConnection, "_last_received_time")),
     ]
 
 

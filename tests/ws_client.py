@@ -123,7 +123,7 @@ async def wait_for_no_sessions(server) -> None:
     """Every session the test opened has ended and released its slot (polled, bounded)."""
     async with asyncio.timeout(MESSAGE_TIMEOUT_SECS):
         # The slot count is a plain counter with no event to wait on, so it is polled.
-        while server.state.active_sessions:  # noqa: ASYNC110
+        while server.host.live:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
 
 

@@ -1,26 +1,33 @@
-"""The worker's ASGI app: the talk page, WebRTC signalling, `/ws`, `/health`, `/ready`."""
+"""The worker's ASGI app, every HTTP route of it: the talk page, WebRTC signalling, `/ws`,
+`/health`, `/ready`, `/metrics` and the dashboard (when mounted in this process)."""
 
 import asyncio
 import json
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, Request, WebSocket
+from fastapi import FastAPI, Request, Response, WebSocket
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST
 
-from voxline.auth import Refusal
-from voxline.transports.state import AppState
+from voxline.auth import AccessGuard, Refusal
+from voxline.config.settings import WebRTCSettings
+from voxline.dashboard.app import create_dashboard_app
+from voxline.dashboard.auth import dashboard_access
 from voxline.transports.webrtc import SignallingError, WebRTCGateway
 from voxline.transports.websocket import websocket_endpoint
+from voxline.worker import Worker
 
 STATIC = Path(__file__).with_name("static")
 MAX_SIGNALLING_BODY_BYTES = 256 * 1024  # an SDP offer, or 64 trickled candidates
 
 
-def create_app(state: AppState) -> FastAPI:
-    """Build the app around already-loaded models (loading never happens per connection)."""
-    gateway = WebRTCGateway(state) if state.settings.webrtc.enabled else None
+def create_app(worker: Worker) -> FastAPI:
+    """Build the app around a worker (its models are loaded; loading never happens per
+    connection). Sessions run through `worker.host`."""
+    host, settings = worker.host, worker.settings
+    gateway = WebRTCGateway(host) if settings.webrtc.enabled else None
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -30,11 +37,10 @@ def create_app(state: AppState) -> FastAPI:
 
     app = FastAPI(title="voxline", docs_url=None, redoc_url=None, openapi_url=None,
                   lifespan=lifespan)
-    app.state.voxline = state
 
     @app.websocket("/ws")
     async def ws(websocket: WebSocket):
-        await websocket_endpoint(websocket, state)
+        await websocket_endpoint(websocket, host, worker.access)
 
     @app.get("/health")
     async def health():
@@ -44,18 +50,27 @@ def create_app(state: AppState) -> FastAPI:
     async def ready():
         return {
             "status": "ready",
-            "models": state.models.describe(),
-            "sessions": state.active_sessions,
-            "max_sessions": state.settings.server.max_sessions,
+            "models": worker.models.describe(),
+            "sessions": host.live,
+            "max_sessions": settings.server.max_sessions,
             "tasks": len(asyncio.all_tasks()),
         }
 
+    @app.get("/metrics")
+    async def metrics():
+        return Response(worker.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
     if gateway:
-        _mount_webrtc(app, gateway, state)
+        _mount_webrtc(app, gateway, worker.access)
+    if worker.collector:
+        app.mount("/dashboard", create_dashboard_app(
+            worker.collector, worker.bus, source=worker.worker_id,
+            access=dashboard_access(settings.dashboard, keys=worker.keys,
+                                    allowed_origins=settings.server.allowed_origins)))
     return app
 
 
-def _mount_webrtc(app: FastAPI, gateway: WebRTCGateway, state: AppState) -> None:
+def _mount_webrtc(app: FastAPI, gateway: WebRTCGateway, access: AccessGuard) -> None:
     """The talk page and its signalling endpoints."""
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -67,38 +82,38 @@ def _mount_webrtc(app: FastAPI, gateway: WebRTCGateway, state: AppState) -> None
     async def page_config(request: Request):
         """What the page needs: ICE servers (TURN credentials included, as browsers need them,
         so only for callers the access rule lets in)."""
-        grant = await state.access.admit(request)
+        grant = await access.admit(request)
         if isinstance(grant, Refusal):
             return grant.response()
         return {"iceServers": [
             {"urls": s.urls, "username": s.username,
              "credential": s.credential.get_secret_value() if s.credential else None}
-            for s in state.settings.webrtc.ice_servers
+            for s in gateway.settings.ice_servers
         ]}
 
     @app.post("/api/offer")
     async def offer(request: Request):
-        return await _signalling(request, state, gateway.offer, is_new_peer=gateway.is_new_peer)
+        return await _signalling(request, access, gateway.settings, gateway.offer,
+                                 is_new_peer=gateway.is_new_peer)
 
     @app.patch("/api/offer")
     async def candidates(request: Request):
-        return await _signalling(request, state, gateway.add_candidates)
+        return await _signalling(request, access, gateway.settings, gateway.add_candidates)
 
 
-async def _signalling(request: Request, state: AppState, handle, *,
+async def _signalling(request: Request, access: AccessGuard, webrtc: WebRTCSettings, handle, *,
                       is_new_peer=None) -> JSONResponse:
     """Run one signalling call: the caller is admitted before its body is read, and an offer
     for a new peer counts as a new session. Refusals and bad requests get a status, a stable
     code and a clear message."""
-    grant = await state.access.admit(request)
+    grant = await access.admit(request)
     if isinstance(grant, Refusal):
         return grant.response()
     try:
-        body = await _read_json(request, max(MAX_SIGNALLING_BODY_BYTES,
-                                             2 * state.settings.webrtc.max_sdp_bytes))
+        body = await _read_json(request, max(MAX_SIGNALLING_BODY_BYTES, 2 * webrtc.max_sdp_bytes))
         pc_id = body.get("pc_id") if isinstance(body, dict) else None
         if is_new_peer and is_new_peer(pc_id if isinstance(pc_id, str) else None) and \
-                (refusal := state.access.take_session(request, grant)):
+                (refusal := access.take_session(request, grant)):
             return refusal.response()
         result = await handle(body)
     except SignallingError as e:

@@ -1,12 +1,11 @@
-"""Delivers a session's events (and errors) to its client, whatever carries them."""
+"""Delivers a session's events (and errors) to its client, whatever carries them: the session
+host (`worker/host.py`) hands them to the client's `ClientOutbox`."""
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from contextlib import asynccontextmanager
 
 from loguru import logger
 
-from voxline.bus import EventBus
 from voxline.bus.events import Event
 from voxline.transports.protocol import client_message, error_message
 
@@ -38,6 +37,11 @@ class ClientOutbox:
         self.dropped += 1
         if self.dropped == 1:
             logger.warning("Client is not reading its events; dropping them")
+
+    def deliver(self, event: Event) -> None:
+        """Queue a session event, as the client protocol says it (not all events are said)."""
+        if (message := client_message(event)) is not None:
+            self.put(message)
 
     def error(self, code: str, message: str) -> None:
         """Queue an error for the client and note it in the log."""
@@ -76,23 +80,3 @@ class ClientOutbox:
                 logger.debug("Client outbox: send failed: {}", e)
             finally:
                 self._queue.task_done()
-
-
-@asynccontextmanager
-async def forwarding_session_events(bus: EventBus, session_id: str, outbox: ClientOutbox):
-    """While open, every client-facing event of `session_id` on the bus goes to `outbox`."""
-    subscription = bus.subscribe(lambda e: e.session_id == session_id)
-
-    async def forward():
-        event: Event
-        async for event in subscription:
-            if (message := client_message(event)) is not None:
-                outbox.put(message)
-
-    task = asyncio.create_task(forward(), name="voxline-session-events")
-    try:
-        yield
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        subscription.close()

@@ -24,10 +24,10 @@ from pipecat.transports.smallwebrtc.request_handler import (
 from pipecat.transports.smallwebrtc.transport import SmallWebRTCTransport
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from voxline.agent import SessionOptions, run_session
+from voxline.agent import SessionOptions
 from voxline.config.settings import WebRTCSettings
-from voxline.transports.client_events import ClientOutbox, forwarding_session_events
-from voxline.transports.state import AppState
+from voxline.transports.client_events import ClientOutbox
+from voxline.worker import SessionHost
 
 WEBRTC_OUTPUT_SAMPLE_RATE = 24000  # Opus resamples to 48 kHz itself; 24 kHz keeps TTS cheap
 KEEPALIVE_CHECK_SECS = 1.0
@@ -70,11 +70,11 @@ class PatchBody(BaseModel):
 class WebRTCGateway:
     """Answers offers and runs a session for each new peer connection."""
 
-    def __init__(self, state: AppState):
-        self._state = state
-        webrtc = state.settings.webrtc
-        _restrict_host_candidates(webrtc.ice_host_addresses)
-        self._handler = SmallWebRTCRequestHandler(ice_servers=_ice_servers(webrtc))
+    def __init__(self, host: SessionHost):
+        self._host = host
+        self.settings = host.settings.webrtc
+        _restrict_host_candidates(self.settings.ice_host_addresses)
+        self._handler = SmallWebRTCRequestHandler(ice_servers=_ice_servers(self.settings))
         self._sessions: set[asyncio.Task] = set()
         self._peer_ids: set[str] = set()  # peers with a running session
 
@@ -86,12 +86,13 @@ class WebRTCGateway:
     async def offer(self, body: object) -> dict:
         """Validate an offer, answer it, and start a session if the peer is new."""
         offer = _parse(OfferBody, body)
-        if len(offer.sdp.encode()) > self._state.settings.webrtc.max_sdp_bytes:
+        if len(offer.sdp.encode()) > self.settings.max_sdp_bytes:
             raise SignallingError(413, "sdp_too_large", "the SDP offer is larger than allowed")
         _check_has_audio(offer.sdp)
-        if self.is_new_peer(offer.pc_id) and self._state.active_sessions >= self._max_sessions:
+        if self.is_new_peer(offer.pc_id) and self._host.is_full:
+            max_sessions = self._host.settings.server.max_sessions
             raise SignallingError(503, "server_busy",
-                                  f"all {self._max_sessions} session slots are in use; retry later")
+                                  f"all {max_sessions} session slots are in use; retry later")
         request = SmallWebRTCRequest(sdp=offer.sdp, type=offer.type, pc_id=offer.pc_id,
                                      restart_pc=offer.restart_pc)
         try:
@@ -128,10 +129,6 @@ class WebRTCGateway:
         await asyncio.gather(*self._sessions, return_exceptions=True)
         await self._handler.close()
 
-    @property
-    def _max_sessions(self) -> int:
-        return self._state.settings.server.max_sessions
-
     async def _on_new_peer(self, connection: SmallWebRTCConnection) -> None:
         # Must return quickly: the browser is waiting for the answer.
         task = asyncio.create_task(self._run_peer(connection), name=f"webrtc-{connection.pc_id}")
@@ -141,54 +138,44 @@ class WebRTCGateway:
         task.add_done_callback(lambda _task: self._peer_ids.discard(connection.pc_id))
 
     async def _run_peer(self, connection: SmallWebRTCConnection) -> None:
-        state, session_id = self._state, uuid.uuid4().hex[:12]
+        session_id = uuid.uuid4().hex[:12]
 
         async def send(message: dict) -> None:
             connection.send_app_message(message)
 
         outbox = ClientOutbox(send)
-        watchdog: asyncio.Task = asyncio.create_task(asyncio.sleep(0))
-        async with state.live_session():
-            state.client_outboxes.add(outbox)
-            try:
-                outbox.put({"type": "ready", "session_id": session_id,
-                            "output_sample_rate": WEBRTC_OUTPUT_SAMPLE_RATE})
-                transport = SmallWebRTCTransport(connection, TransportParams(
-                    audio_in_enabled=True, audio_out_enabled=True,
-                    audio_out_sample_rate=WEBRTC_OUTPUT_SAMPLE_RATE,
-                ))
-                watchdog = asyncio.create_task(
-                    _hang_up_when_silent(connection, asyncio.current_task()),
-                    name="webrtc-watchdog")
-                async with forwarding_session_events(state.bus, session_id, outbox):
-                    await run_session(transport, state.models, state.settings, state.bus,
-                                      SessionOptions(
-                                          session_id=session_id, transport="webrtc",
-                                          persona=state.persona, worker_id=state.worker_id,
-                                          client=connection.pc_id,
-                                          audio_out_sample_rate=WEBRTC_OUTPUT_SAMPLE_RATE,
-                                      ), state.sessions, state.llm_breaker)
-            except Exception:  # one peer's boundary: log once, keep the server up
-                logger.exception("WebRTC session {} failed", session_id)
-            finally:
-                watchdog.cancel()
-                state.client_outboxes.discard(outbox)
-                await outbox.close()
-                await connection.disconnect()
+        outbox.put({"type": "ready", "session_id": session_id,
+                    "output_sample_rate": WEBRTC_OUTPUT_SAMPLE_RATE})
+        transport = SmallWebRTCTransport(connection, TransportParams(
+            audio_in_enabled=True, audio_out_enabled=True,
+            audio_out_sample_rate=WEBRTC_OUTPUT_SAMPLE_RATE,
+        ))
+        watchdog = asyncio.create_task(
+            _hang_up_when_silent(connection, asyncio.current_task()), name="webrtc-watchdog")
+        try:
+            await self._host.run(transport, SessionOptions(
+                session_id=session_id, transport="webrtc", persona=self._host.persona,
+                worker_id=self._host.worker_id, client=connection.pc_id,
+                audio_out_sample_rate=WEBRTC_OUTPUT_SAMPLE_RATE,
+            ), client=outbox)
+        finally:
+            watchdog.cancel()
+            await connection.disconnect()
 
 
 async def _hang_up_when_silent(connection: SmallWebRTCConnection, session: asyncio.Task) -> None:
     """A closed tab sends nothing; ICE would notice only after ~30 s (consent expiry). The page
-    pings over the data channel every second, so a peer that pinged and then fell silent for
-    3 s is gone, and so is one that never connected within `CONNECT_TIMEOUT_SECS`: hang up."""
+    pings over the data channel every second, and pipecat counts a peer that pinged as connected
+    for 3 s after its last ping: a peer that was connected and no longer is has gone, and one
+    that never connected within `CONNECT_TIMEOUT_SECS` never will. Hang up on either."""
     started = time.monotonic()
+    was_connected = False
     while True:
         await asyncio.sleep(KEEPALIVE_CHECK_SECS)
         if connection.is_connected():
+            was_connected = True
             continue
-        # pipecat records the last ping; it has none until the page's data channel is open.
-        has_pinged = getattr(connection, "_last_received_time", None) is not None
-        if has_pinged or time.monotonic() - started > CONNECT_TIMEOUT_SECS:
+        if was_connected or time.monotonic() - started > CONNECT_TIMEOUT_SECS:
             logger.info("WebRTC peer {} is gone or never connected; hanging up",
                         connection.pc_id)
             await connection.disconnect()

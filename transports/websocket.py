@@ -6,12 +6,12 @@ import math
 import uuid
 
 from fastapi import WebSocket, WebSocketDisconnect
-from loguru import logger
 from pipecat.transports.websocket.fastapi import FastAPIWebsocketParams, FastAPIWebsocketTransport
 
-from voxline.agent import SessionOptions, run_session
-from voxline.auth import Refusal
-from voxline.transports.client_events import ClientOutbox, forwarding_session_events
+from voxline.agent import SessionOptions
+from voxline.auth import AccessGuard, Refusal
+from voxline.config.settings import VoxlineSettings
+from voxline.transports.client_events import ClientOutbox
 from voxline.transports.protocol import (
     CLOSE_BAD_START,
     CLOSE_NORMAL,
@@ -24,58 +24,46 @@ from voxline.transports.protocol import (
     parse_text,
 )
 from voxline.transports.serializer import PIPELINE_SAMPLE_RATE, PCMSerializer
-from voxline.transports.state import AppState
+from voxline.worker import SessionHost
 
 MAX_BAD_STARTS = 5
 
 
-async def websocket_endpoint(websocket: WebSocket, state: AppState) -> None:
+async def websocket_endpoint(websocket: WebSocket, host: SessionHost,
+                             access: AccessGuard) -> None:
     """One client connection, from handshake to close. Never raises into the server."""
     await websocket.accept()  # then refusals can carry a close code and a reason
-    if await _refused_by_access(websocket, state) or await _refused_when_busy(websocket, state):
+    if await _refused_by_access(websocket, access) or await _refused_when_busy(websocket, host):
         return
-    start = await _receive_start(websocket, state)
+    settings = host.settings
+    start = await _receive_start(websocket, settings)
     # Checked again: other clients may have taken the free slots while this one sent `start`.
-    if start is None or await _refused_when_busy(websocket, state):
+    if start is None or await _refused_when_busy(websocket, host):
         return
     session_id = uuid.uuid4().hex[:12]
     outbox = ClientOutbox(lambda message: websocket.send_text(json.dumps(message)))
-    async with state.live_session():
-        state.client_outboxes.add(outbox)
-        try:
-            outbox.put({"type": "ready", "session_id": session_id,
-                        "sample_rate": start.sample_rate, "output_sample_rate": start.out_rate})
-            async with forwarding_session_events(state.bus, session_id, outbox):
-                await run_session(
-                    _transport(websocket, start, state, outbox), state.models, state.settings,
-                    state.bus,
-                    SessionOptions(
-                        session_id=session_id, transport="websocket",
-                        persona=state.persona.with_overrides(
-                            system_prompt=start.system_prompt, greeting=start.greeting),
-                        worker_id=state.worker_id, client=_client_name(websocket),
-                        audio_in_sample_rate=PIPELINE_SAMPLE_RATE,
-                        audio_out_sample_rate=start.out_rate,
-                        record=start.record,
-                        echo_cancellation=(
-                            state.settings.audio.echo_cancellation
-                            if start.echo_cancellation is None else start.echo_cancellation),
-                    ),
-                    state.sessions,
-                    state.llm_breaker,
-                )
-        except Exception:  # the boundary of one connection: log once, keep the server up
-            logger.exception("Session {} failed", session_id)
-            outbox.error("internal_error", "the session failed on the server; please reconnect")
-        finally:
-            state.client_outboxes.discard(outbox)
-            await outbox.close()
+    outbox.put({"type": "ready", "session_id": session_id,
+                "sample_rate": start.sample_rate, "output_sample_rate": start.out_rate})
+    await host.run(
+        _transport(websocket, start, settings, outbox),
+        SessionOptions(
+            session_id=session_id, transport="websocket",
+            persona=host.persona.with_overrides(
+                system_prompt=start.system_prompt, greeting=start.greeting),
+            worker_id=host.worker_id, client=_client_name(websocket),
+            audio_in_sample_rate=PIPELINE_SAMPLE_RATE, audio_out_sample_rate=start.out_rate,
+            record=start.record,
+            echo_cancellation=(settings.audio.echo_cancellation
+                               if start.echo_cancellation is None else start.echo_cancellation),
+        ),
+        client=outbox,
+    )
 
 
 def _transport(
-    websocket: WebSocket, start: StartMessage, state: AppState, outbox: ClientOutbox
+    websocket: WebSocket, start: StartMessage, settings: VoxlineSettings, outbox: ClientOutbox
 ) -> FastAPIWebsocketTransport:
-    server = state.settings.server
+    server = settings.server
     transport = FastAPIWebsocketTransport(
         websocket,
         FastAPIWebsocketParams(
@@ -103,9 +91,9 @@ def _transport(
     return transport
 
 
-async def _receive_start(websocket: WebSocket, state: AppState) -> StartMessage | None:
+async def _receive_start(websocket: WebSocket, settings: VoxlineSettings) -> StartMessage | None:
     """Wait for a valid `start`; answer bad ones with an error; give up after a few or a timeout."""
-    server = state.settings.server
+    server = settings.server
     for _ in range(MAX_BAD_STARTS):
         try:
             message = await asyncio.wait_for(websocket.receive(), server.start_timeout_secs)
@@ -120,7 +108,7 @@ async def _receive_start(websocket: WebSocket, state: AppState) -> StartMessage 
             if message.get("text") is None:
                 raise ProtocolError("not_started", "send the JSON start message before audio")
             start = parse_start(parse_text(message["text"], max_bytes=server.max_text_bytes))
-            if start.record and not state.settings.privacy.allow_recording:
+            if start.record and not settings.privacy.allow_recording:
                 raise ProtocolError(
                     "recording_not_allowed",
                     "this server does not record sessions (privacy.allow_recording is false); "
@@ -133,22 +121,22 @@ async def _receive_start(websocket: WebSocket, state: AppState) -> StartMessage 
     return None
 
 
-async def _refused_by_access(websocket: WebSocket, state: AppState) -> bool:
+async def _refused_by_access(websocket: WebSocket, access: AccessGuard) -> bool:
     """Refuse (4403 origin, 4401 key, 4429 rate) a client the access rule does not let in; say
     whether it did. A client let in counts as a new session for the rate limits."""
-    grant = await state.access.admit(websocket)
-    refusal = grant if isinstance(grant, Refusal) else state.access.take_session(websocket, grant)
+    grant = await access.admit(websocket)
+    refusal = grant if isinstance(grant, Refusal) else access.take_session(websocket, grant)
     if refusal is None:
         return False
     await _refuse(websocket, refusal.close_code, refusal.code, refusal.message, refusal.reason)
     return True
 
 
-async def _refused_when_busy(websocket: WebSocket, state: AppState) -> bool:
+async def _refused_when_busy(websocket: WebSocket, host: SessionHost) -> bool:
     """Refuse (server_busy, 1013) when every session slot is in use; say whether it did."""
-    max_sessions = state.settings.server.max_sessions
-    if state.active_sessions < max_sessions:
+    if not host.is_full:
         return False
+    max_sessions = host.settings.server.max_sessions
     await _refuse(websocket, CLOSE_TRY_AGAIN_LATER, "server_busy",
                   f"all {max_sessions} session slots are in use; retry")
     return True

@@ -7,9 +7,8 @@ import discord
 
 from voxline.bots.discord.bot import VoxlineDiscordBot
 from voxline.config.settings import VoxlineSettings
-from voxline.control import WorkerControl
-from voxline.server import build_state, load_models_logged
-from voxline.telemetry import WorkerTelemetry
+from voxline.server import load_models_logged
+from voxline.worker import Worker
 
 
 class DiscordBotError(Exception):
@@ -24,15 +23,13 @@ async def run_discord(settings: VoxlineSettings, **client_kwargs) -> None:
     if settings.discord.token is None:
         raise DiscordBotError("no Discord bot token: set DISCORD_TOKEN")
     models = await load_models_logged(settings, "voxline discord")
-    state = build_state(settings, models, worker_id=f"{socket.gethostname()}:discord:{os.getpid()}")
-    bot = VoxlineDiscordBot(state=state, settings=settings.discord, **client_kwargs)
-    telemetry = WorkerTelemetry(state, extra_components=lambda: [bot.component_status()])
-    control = WorkerControl(state)
-    await state.bus.start()
-    await telemetry.start()
-    await control.start()
+    bot: VoxlineDiscordBot | None = None
+    worker = Worker(settings, models, worker_id=f"{socket.gethostname()}:discord:{os.getpid()}",
+                    with_dashboard=False,
+                    extra_components=lambda: [bot.component_status()] if bot else [])
+    bot = VoxlineDiscordBot(host=worker.host, settings=settings.discord, **client_kwargs)
     try:
-        async with bot:
+        async with worker, bot:
             await bot.start(settings.discord.token.get_secret_value())
     except discord.LoginFailure:
         raise DiscordBotError(
@@ -42,7 +39,4 @@ async def run_discord(settings: VoxlineSettings, **client_kwargs) -> None:
     except discord.PrivilegedIntentsRequired:
         raise DiscordBotError("Discord refused the bot's intents") from None
     finally:
-        await control.close()
-        await telemetry.close()
-        await state.bus.close()
         models.close()

@@ -7,127 +7,19 @@ import os
 import signal
 import socket
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 
 import uvicorn
-from fastapi import Response
 from loguru import logger
-from prometheus_client import CONTENT_TYPE_LATEST
 
-from voxline.agent import Persona, llm_breaker
-from voxline.auth import AccessGuard, KeyStore, keys_required
 from voxline.bus import create_bus
 from voxline.config.settings import VoxlineSettings
-from voxline.control import WorkerControl
 from voxline.dashboard.app import create_dashboard_app
 from voxline.dashboard.auth import DashboardConfigError, dashboard_access
 from voxline.dashboard.collector import Collector
-from voxline.metrics import WorkerMetrics
 from voxline.models import ModelSet, load_models
-from voxline.telemetry import WorkerTelemetry
 from voxline.transports.app import create_app
-from voxline.transports.state import AppState
-
-SESSION_END_TIMEOUT_SECS = 1.5
-
-
-def build_state(
-    settings: VoxlineSettings, models: ModelSet, *, worker_id: str | None = None
-) -> AppState:
-    """Everything the app shares, around already-loaded models."""
-    port = settings.server.port
-    worker_id = worker_id or f"{socket.gethostname()}:{port if port else uuid.uuid4().hex[:6]}"
-    keys = key_store(settings, settings.server.host)
-    return AppState(
-        settings=settings,
-        models=models,
-        bus=create_bus(settings.bus, origin=f"{worker_id}:{os.getpid()}"),
-        persona=Persona(settings.agent.system_prompt, settings.agent.greeting),
-        worker_id=worker_id,
-        llm_breaker=llm_breaker(settings.llm),
-        access=AccessGuard(keys=keys, allowed_origins=settings.server.allowed_origins,
-                           limits=settings.limits),
-        keys=keys,
-    )
-
-
-def key_store(settings: VoxlineSettings, bind_host: str) -> KeyStore | None:
-    """The API key store if keys are required for a server bound to `bind_host`, else None;
-    logs which rule applies (and warns when keys are required but none exists yet)."""
-    required, why = keys_required(settings.auth, bind_host)
-    if not required:
-        logger.info("voxline: API keys off ({})", why)
-        return None
-    keys = KeyStore(settings.auth.keys_file)
-    count = keys.active_count()
-    logger.info("voxline: API keys required ({}); {} active in {}", why, count, keys.path)
-    if not count:
-        logger.warning("voxline: no API key exists yet, so every session is refused; create one "
-                       "with `voxline keys create` (no restart needed)")
-    return keys
-
-
-class Worker:
-    """One `voxline serve` process around its app: the bus connection, status publishing,
-    operator commands and (when enabled) the dashboard mounted at /dashboard."""
-
-    def __init__(self, state: AppState):
-        self.state = state
-        settings = state.settings
-        self.app = create_app(state)
-        self.collector: Collector | None = None
-        if settings.dashboard.mount_in_serve:
-            self.collector = Collector(
-                state.bus, history_turns=settings.dashboard.history_turns,
-                transcript_retention=settings.privacy.transcript_retention)
-            self.app.mount("/dashboard", create_dashboard_app(
-                self.collector, state.bus, source=state.worker_id,
-                access=dashboard_access(settings.dashboard, keys=state.keys,
-                                        allowed_origins=settings.server.allowed_origins)))
-        self._telemetry = WorkerTelemetry(state)
-        self._control = WorkerControl(state)
-        self.metrics = WorkerMetrics(state)
-
-        @self.app.get("/metrics")
-        async def metrics():
-            return Response(self.metrics.render(), media_type=CONTENT_TYPE_LATEST)
-
-    async def start(self) -> None:
-        """Connect the bus and start publishing (before the server accepts clients)."""
-        await self.state.bus.start()
-        if self.collector:
-            await self.collector.start()
-        await self._telemetry.start()
-        await self._control.start()
-        await self.metrics.start()
-
-    async def end_sessions(self) -> None:
-        """At shutdown, before uvicorn drops the connections: end every session (each WebSocket
-        client gets error `server_shutdown`, then the close; `session.ended` says `server
-        shutdown`), and wait a little for them to finish."""
-        state = self.state
-        await asyncio.gather(*(outbox.say_shutting_down() for outbox in state.client_outboxes))
-        count = await state.sessions.end_all("server shutdown")
-        if count:
-            logger.info("voxline: shutting down; ended {} session(s)", count)
-        try:
-            async with asyncio.timeout(SESSION_END_TIMEOUT_SECS):
-                # The slot count has no event to wait on; shutdown is rare, so it is polled.
-                while state.active_sessions:  # noqa: ASYNC110
-                    await asyncio.sleep(0.05)
-        except TimeoutError:
-            logger.warning("voxline: {} session(s) still ending; closing their connections",
-                           state.active_sessions)
-
-    async def close(self) -> None:
-        """Stop everything `start` began."""
-        await self.metrics.close()
-        await self._control.close()
-        await self._telemetry.close()
-        if self.collector:
-            await self.collector.close()
-        await self.state.bus.close()
+from voxline.worker import Worker, key_store
 
 
 def uvicorn_config(app, settings: VoxlineSettings) -> uvicorn.Config:
@@ -173,13 +65,12 @@ async def serve(settings: VoxlineSettings) -> None:
         family=socket.AF_INET6 if ":" in settings.server.host else socket.AF_INET,
     )
     models = await load_models_logged(settings, "voxline")
-    worker = Worker(build_state(settings, models))
-    await worker.start()
-    server = VoxlineServer(uvicorn_config(worker.app, settings), on_shutdown=worker.end_sessions)
     try:
-        await server.serve(sockets=[listener])
+        async with Worker(settings, models) as worker:
+            server = VoxlineServer(uvicorn_config(create_app(worker), settings),
+                                   on_shutdown=worker.end_sessions)
+            await server.serve(sockets=[listener])
     finally:
-        await worker.close()
         models.close()
 
 

@@ -25,7 +25,7 @@ def _malloc_trim():
 def release_freed_memory() -> None:
     """Blocking (a few ms): call it in a thread. Each session's native buffers (onnxruntime,
     CTranslate2, audio) are freed into glibc's per-thread arenas, which keep them: RSS grew
-    round after round of sessions in the soak (README, Performance) until trimmed."""
+    round after round of sessions in the soak (docs/performance.md#soak) until trimmed."""
     trim = _malloc_trim()
     if trim is not None:
         released = trim(0)
@@ -39,11 +39,10 @@ class HeapTrimmer:
 
     Why not only after a session: the engines' multi-MB buffers (a Whisper decode, a Piper
     run) are freed into the heap, and glibc hands back only its very top, so RSS climbed by
-    ~240 MB in 45 s of four conversations and fell back at once when a session ended and
-    trimmed (measured with `voxline bench --sessions 4`). A trim takes 4-9 ms in a thread, and
-    the next decode ~0.01 s more while its pages come back. Making glibc mmap every large
-    buffer instead (a fixed M_MMAP_THRESHOLD) kept RSS flat too, but doubled Whisper's decode
-    time (0.09 s -> 0.18 s on a short clip).
+    hundreds of MB while four conversations ran, and fell back only when a session ended and
+    trimmed. A trim takes a few ms in a thread, and the next decode a little longer while its
+    pages come back. Making glibc mmap every large buffer instead (a fixed M_MMAP_THRESHOLD)
+    kept RSS flat too, but doubled Whisper's decode time (docs/performance.md#memory).
 
     Against the lowest level rather than the last trim's: a trim while buffers are still in
     use releases little, and they are freed a moment later. The window lets a level that

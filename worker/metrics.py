@@ -8,7 +8,7 @@ from prometheus_client.registry import Collector
 
 from voxline.bus import events
 from voxline.models.compute import ComputeArbiter
-from voxline.transports.state import AppState
+from voxline.worker.host import SessionHost
 
 STAGE_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 STAGES = ("vad", "stt", "turn", "llm", "tts", "transport", "total")
@@ -17,8 +17,8 @@ STAGES = ("vad", "stt", "turn", "llm", "tts", "transport", "total")
 class WorkerMetrics:
     """`voxline_*` metrics in their own registry, updated from this worker's bus events."""
 
-    def __init__(self, state: AppState):
-        self._state = state
+    def __init__(self, host: SessionHost):
+        self._host = host
         self.registry = CollectorRegistry()
         r = self.registry
         self.sessions_active = Gauge("voxline_sessions_active", "Live sessions", registry=r)
@@ -45,13 +45,16 @@ class WorkerMetrics:
         self.llm_circuit_open = Gauge(
             "voxline_llm_circuit_open", "1 while the remote LLM's circuit is open or half-open",
             registry=r)
-        r.register(ComputeUsageCollector(state.models.compute))
+        r.register(ComputeUsageCollector(host.models.compute))
+        # The same counts as plain numbers, for the dashboard's telemetry.
+        self.turns_total = 0
+        self.errors_total = 0
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
         """Follow this worker's events (call from the running loop)."""
-        worker_id = self._state.worker_id
-        subscription = self._state.bus.subscribe(
+        worker_id = self._host.worker_id
+        subscription = self._host.bus.subscribe(
             lambda e: e.source == worker_id
             and isinstance(e, events.TurnMetrics | events.SessionError | events.EchoGuarded)
         )
@@ -65,11 +68,11 @@ class WorkerMetrics:
 
     def render(self) -> bytes:
         """The text exposition format, with gauges read now."""
-        self.sessions_active.set(self._state.active_sessions)
-        dropped = self._state.bus.dropped
+        self.sessions_active.set(self._host.live)
+        dropped = self._host.bus.dropped
         self.bus_dropped.inc(max(0, dropped - self._bus_dropped_seen))
         self._bus_dropped_seen = max(dropped, self._bus_dropped_seen)
-        breaker = self._state.llm_breaker
+        breaker = self._host.llm_breaker
         self.llm_circuit_open.set(int(breaker is not None and breaker.state != "closed"))
         return generate_latest(self.registry)
 
@@ -78,12 +81,14 @@ class WorkerMetrics:
             async for event in subscription:
                 if isinstance(event, events.SessionError):
                     self.errors.labels(kind=event.code).inc()
+                    self.errors_total += 1
                     continue
                 if isinstance(event, events.EchoGuarded):
                     outcome = "written_again" if event.attempt == 1 else "fallback"
                     self.echo_guarded.labels(outcome=outcome).inc()
                     continue
                 self.turns.inc()
+                self.turns_total += 1
                 for stage in STAGES:
                     self.turn_latency.labels(stage=stage).observe(getattr(event, f"{stage}_secs"))
                 self.stt.observe(event.stt_secs)

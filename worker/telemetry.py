@@ -8,7 +8,8 @@ import psutil
 from loguru import logger
 
 from voxline.bus import events
-from voxline.transports.state import AppState
+from voxline.worker.host import SessionHost
+from voxline.worker.metrics import WorkerMetrics
 
 STATUS_PERIOD_SECS = 2.0
 CONFIG_PERIOD_SECS = 30.0
@@ -20,26 +21,21 @@ class WorkerTelemetry:
     now and then, and every INFO+ log line as a `log` event. Never blocks the caller."""
 
     def __init__(
-        self, state: AppState, *, url: str = "",
+        self, host: SessionHost, metrics: WorkerMetrics, *, started_at: float, url: str = "",
         extra_components: Callable[[], list[events.ComponentStatus]] = list,
     ):
-        self._state = state
+        self._host = host
+        self._metrics = metrics  # its turn and error counts are the worker's
+        self._started_at = started_at
         self._url = url
         self._extra_components = extra_components  # e.g. the Discord gateway connection
         self._process = psutil.Process()
         self._process.cpu_percent()  # the first reading only starts the measurement
-        self._counters = {"turns": 0, "errors": 0}
         self._task: asyncio.Task | None = None
         self._sink_id: int | None = None
-        self._subscription = None
 
     async def start(self) -> None:
         """Begin publishing (call from the running loop)."""
-        state = self._state
-        self._subscription = state.bus.subscribe(
-            lambda e: e.source == state.worker_id
-            and isinstance(e, events.TurnMetrics | events.SessionError)
-        )
         loop = asyncio.get_running_loop()
         self._sink_id = logger.add(
             lambda message: loop.call_soon_threadsafe(self._publish_log, message.record),
@@ -56,59 +52,49 @@ class WorkerTelemetry:
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        if self._subscription:
-            self._subscription.close()
 
     async def _publish_task_handler(self) -> None:
         last_config = 0.0
         while True:
-            self._count_events()
             self._publish_status()
             if time.monotonic() - last_config >= CONFIG_PERIOD_SECS:
-                self._publish(events.WorkerConfig, config=self._state.settings.redacted())
+                self._publish(events.WorkerConfig, config=self._host.settings.redacted())
                 last_config = time.monotonic()
             await asyncio.sleep(STATUS_PERIOD_SECS)
 
-    def _count_events(self) -> None:
-        assert self._subscription is not None
-        while not self._subscription.empty():
-            event = self._subscription.get_nowait()
-            key = "turns" if isinstance(event, events.TurnMetrics) else "errors"
-            self._counters[key] += 1
-
     def _publish_status(self) -> None:
-        state, models = self._state, self._state.models
+        host, models = self._host, self._host.models
         names = models.describe()
-        bus_health = getattr(state.bus, "health", "embedded")
+        bus_health = getattr(host.bus, "health", "embedded")
         components = [
             events.ComponentStatus(name=kind, health="ok", model=names[kind])
             for kind in ("vad", "stt", "tts")
         ] + [self._llm_status(names["llm"]),
              events.ComponentStatus(name="bus", health=bus_health,
-                                    detail=getattr(state.bus, "health_detail", ""))]
+                                    detail=getattr(host.bus, "health_detail", ""))]
         components += self._extra_components()
         self._publish(
             events.ServiceStatus,
             components=components,
             cpu_percent=self._process.cpu_percent(),
             rss_bytes=self._process.memory_info().rss,
-            uptime_secs=time.monotonic() - state.started_at,
-            sessions_active=state.active_sessions,
+            uptime_secs=time.monotonic() - self._started_at,
+            sessions_active=host.live,
             url=self._url,
         )
         self._publish(
             events.MetricsUpdate,
-            sessions_active=state.active_sessions,
-            sessions_total=state.sessions.total,
-            turns_total=self._counters["turns"],
-            bus_dropped=state.bus.dropped,
-            errors_total=self._counters["errors"],
+            sessions_active=host.live,
+            sessions_total=host.total,
+            turns_total=self._metrics.turns_total,
+            bus_dropped=host.bus.dropped,
+            errors_total=self._metrics.errors_total,
         )
 
     def _llm_status(self, model: str) -> events.ComponentStatus:
         """A remote LLM's health is its circuit breaker's: closed ok, half-open degraded,
         open down."""
-        breaker = self._state.llm_breaker
+        breaker = self._host.llm_breaker
         if breaker is None:
             return events.ComponentStatus(name="llm", health="ok", model=model)
         health = {"closed": "ok", "half_open": "degraded", "open": "down"}[breaker.state]
@@ -124,4 +110,4 @@ class WorkerTelemetry:
 
     def _publish(self, event_cls, **fields) -> None:
         fields.setdefault("session_id", "")
-        self._state.bus.publish_nowait(event_cls(source=self._state.worker_id, **fields))
+        self._host.bus.publish_nowait(event_cls(source=self._host.worker_id, **fields))

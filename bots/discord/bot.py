@@ -12,7 +12,7 @@ from voxline.bots.discord.channel import VoiceChannelSession
 from voxline.bots.discord.voice_client import ListeningVoiceClient
 from voxline.bus import events
 from voxline.config.settings import DiscordSettings
-from voxline.transports.state import AppState
+from voxline.worker import SessionHost
 
 JOIN_TIMEOUT_SECS = 20.0
 
@@ -23,12 +23,12 @@ class VoxlineDiscordBot(discord.Client):
     Needs no privileged intent: members come with interactions and voice-state events.
     """
 
-    def __init__(self, *, state: AppState, settings: DiscordSettings, **client_kwargs):
+    def __init__(self, *, host: SessionHost, settings: DiscordSettings, **client_kwargs):
         intents = discord.Intents.none()
         intents.guilds = True
         intents.voice_states = True
         super().__init__(intents=intents, **client_kwargs)
-        self.state = state
+        self.host = host
         self.settings = settings
         self.channels: dict[int, VoiceChannelSession] = {}  # guild id → where the bot is
         self._personas: dict[int, Persona] = {}  # guild id → set with /persona
@@ -130,7 +130,7 @@ class VoxlineDiscordBot(discord.Client):
                                             "; please try again.")
             return
         session = VoiceChannelSession(
-            voice=vc, state=self.state, persona=self._persona(guild.id),
+            voice=vc, host=self.host, persona=self._persona(guild.id),
             max_speakers=self.settings.max_speakers,
             idle_leave_secs=self.settings.idle_leave_secs,
             on_closed=lambda s: self.channels.pop(s.guild.id, None),
@@ -153,7 +153,7 @@ class VoxlineDiscordBot(discord.Client):
                      ephemeral=False)
 
     def _persona(self, guild_id: int) -> Persona:
-        return self._personas.get(guild_id) or self.state.persona
+        return self._personas.get(guild_id) or self.host.persona
 
     def _status_text(self, guild_id: int) -> str:
         session = self.channels.get(guild_id)
@@ -166,7 +166,7 @@ class VoxlineDiscordBot(discord.Client):
             f"Voice: {'end-to-end encrypted (DAVE), privacy code ' + dave if dave else 'no DAVE'}"
             f", latency {session.voice.average_latency * 1000:.0f} ms. Received "
             f"{stats.decoded} packets, dropped {stats.dropped}. Models: "
-            + ", ".join(f"{k} {v}" for k, v in self.state.models.describe().items())
+            + ", ".join(f"{k} {v}" for k, v in self.host.models.describe().items())
         )
 
 

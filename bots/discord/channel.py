@@ -8,12 +8,12 @@ from dataclasses import dataclass
 import discord
 from loguru import logger
 
-from voxline.agent import Persona, SessionOptions, run_session
+from voxline.agent import Persona, SessionOptions
 from voxline.bots.discord.floor import PlaybackFloor
 from voxline.bots.discord.receive import ReceiveStats
 from voxline.bots.discord.transport import DISCORD_SAMPLE_RATE, SpeakerTransport
 from voxline.bots.discord.voice_client import ListeningVoiceClient
-from voxline.transports.state import AppState
+from voxline.worker import SessionHost
 
 DISCORD_PROMPT = (
     "\nYou are speaking in a Discord voice channel. You are talking with {name}; address them "
@@ -39,13 +39,13 @@ class VoiceChannelSession:
     """
 
     def __init__(
-        self, *, voice: ListeningVoiceClient, state: AppState, persona: Persona,
+        self, *, voice: ListeningVoiceClient, host: SessionHost, persona: Persona,
         max_speakers: int, idle_leave_secs: float,
         on_closed: Callable[["VoiceChannelSession"], None] = lambda _session: None,
     ):
         self.voice = voice
         self.persona = persona
-        self._state = state
+        self._host = host
         self._max_speakers = max_speakers
         self._idle_leave_secs = idle_leave_secs
         self._on_closed = on_closed
@@ -136,31 +136,22 @@ class VoiceChannelSession:
     def _start_speaker(self, member: discord.Member) -> _Speaker:
         name = member.display_name
         transport = SpeakerTransport(floor=self._floor, name=f"discord-{member.id}")
-        transport.output().configure(enable_barge_in=self._state.settings.agent.enable_interruptions)
+        transport.output().configure(enable_barge_in=self._host.settings.agent.enable_interruptions)
         options = SessionOptions(
             session_id=f"discord-{uuid.uuid4().hex[:12]}", transport="discord",
             persona=Persona(self.persona.system_prompt + DISCORD_PROMPT.format(name=name)),
-            worker_id=self._state.worker_id,
+            worker_id=self._host.worker_id,
             client=f"{name} in #{self.channel.name} ({self.guild.name})",
             audio_in_sample_rate=16000, audio_out_sample_rate=DISCORD_SAMPLE_RATE,
             guild=self.guild.name, channel=self.channel.name, speaker=name,
             speaker_id=str(member.id),
         )
         logger.info("Discord: {} started talking in #{}", name, self.channel.name)
-        task = asyncio.create_task(self._run_speaker(transport, options),
+        task = asyncio.create_task(self._host.run(transport, options),
                                    name=f"discord-session-{member.id}")
         speaker = self._speakers[member.id] = _Speaker(transport, task)
         task.add_done_callback(lambda _t, uid=member.id, s=speaker: self._forget(uid, s))
         return speaker
-
-    async def _run_speaker(self, transport: SpeakerTransport, options: SessionOptions) -> None:
-        state = self._state
-        async with state.live_session():
-            try:
-                await run_session(transport, state.models, state.settings, state.bus, options,
-                                  state.sessions, state.llm_breaker)
-            except Exception:  # the boundary of one member's session: the others go on
-                logger.exception("Discord: session {} failed", options.session_id)
 
     def _forget(self, user_id: int, speaker: _Speaker) -> None:
         if self._speakers.get(user_id) is speaker:

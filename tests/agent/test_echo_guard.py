@@ -26,7 +26,7 @@ async def _talk_to_a_parrot(settings, models, speech):
     """One statement to a server whose persona says everything back; what the client heard,
     the bus's echo and turn events, and /metrics after them."""
     server = await RunningServer(settings, models).start()
-    seen = server.state.bus.subscribe(
+    seen = server.worker.bus.subscribe(
         lambda e: isinstance(e, events.EchoGuarded | events.TurnMetrics))
     try:
         result = await talk(url=server.ws_url, wav=speech(STATEMENT), out=None,

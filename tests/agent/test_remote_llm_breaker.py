@@ -73,7 +73,7 @@ def _errors(seen: list[dict]) -> list[str]:
 
 async def _llm_health(server, health: str) -> events.ComponentStatus:
     """The next status event of this worker whose LLM component has `health`."""
-    subscription = server.state.bus.subscribe(lambda e: isinstance(e, events.ServiceStatus))
+    subscription = server.worker.bus.subscribe(lambda e: isinstance(e, events.ServiceStatus))
     try:
         async with asyncio.timeout(10):
             async for status in subscription:
@@ -95,7 +95,7 @@ async def test_failures_are_apologised_for_then_the_circuit_opens_and_recovers(
     })
     server = RunningServer(settings, models)
     clock = FakeClock()
-    server.state.llm_breaker = breaker = CircuitBreaker(
+    server.host.llm_breaker = breaker = CircuitBreaker(
         failure_threshold=2, reset_secs=RESET_SECS, clock=clock)
     await server.start()
     question = read_pcm(speech(QUESTION))

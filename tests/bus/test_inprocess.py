@@ -12,7 +12,7 @@ async def test_subscribers_get_only_what_their_filter_accepts():
     SessionBus(bus, session_id="b", source="w1").publish(TranscriptFinal, text="other")
     got = await mine.get()
     assert (got.session_id, got.text, got.source, got.v) == ("a", "hello", "w1", 1)
-    assert mine._queue.empty()
+    assert mine.empty()
     assert [(await everything.get()).session_id for _ in range(2)] == ["a", "b"]
     mine.close(), everything.close()
 

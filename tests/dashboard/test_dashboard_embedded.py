@@ -45,8 +45,8 @@ async def test_monitor_shows_a_live_conversation_and_its_latency(worker, speech,
             "|| r.topic === 'tts.spoken').map(r => r.at - r.ts)")
         await page.screenshot(path=str(artifacts / "dashboard-monitor.png"), full_page=True)
         await page.click("nav button[data-tab=services]")
-        await page.locator(f'[data-worker="{worker.state.worker_id}"]').wait_for(timeout=5000)
-        services = await page.locator(f'[data-worker="{worker.state.worker_id}"]').inner_text()
+        await page.locator(f'[data-worker="{worker.worker.worker_id}"]').wait_for(timeout=5000)
+        services = await page.locator(f'[data-worker="{worker.worker.worker_id}"]').inner_text()
         await page.screenshot(path=str(artifacts / "dashboard-services.png"), full_page=True)
     assert wer(QUESTION, user_text) <= 0.2, user_text
     assert bars >= 6, "one stacked bar (6 stages) per answered turn"
@@ -74,7 +74,7 @@ async def test_end_session_from_the_dashboard(worker, speech):
             while True:
                 await asyncio.wait_for(client.recv(), 10)
     assert "session ended" in ack_text
-    assert ready["session_id"] not in worker.state.sessions
+    assert ready["session_id"] not in worker.host
 
 
 async def test_set_persona_and_reload_are_acknowledged(worker):
@@ -86,7 +86,7 @@ async def test_set_persona_and_reload_are_acknowledged(worker):
             {"action": "reload_model", "model_kind": "tts"},
             {"action": "reload_model", "model_kind": "gpu"},
         ):
-            await ws.send(json.dumps({"type": "control", "worker": worker.state.worker_id,
+            await ws.send(json.dumps({"type": "control", "worker": worker.worker.worker_id,
                                       **request}))
         replies = []
         while len([r for r in replies if r.get("topic") == "control.ack"]) < 2:
@@ -95,7 +95,7 @@ async def test_set_persona_and_reload_are_acknowledged(worker):
     acks = [r["event"] for r in replies if r.get("topic") == "control.ack"]
     assert [a["ok"] for a in acks] == [True, True], acks
     assert sent[-1]["type"] == "error" and "model_kind" in sent[-1]["message"]
-    assert worker.state.persona.system_prompt.startswith("You are a pirate")
+    assert worker.host.persona.system_prompt.startswith("You are a pirate")
 
 
 async def test_token_is_required_when_configured(models):
@@ -144,7 +144,7 @@ async def test_page_keeps_up_with_25_sessions(worker):
         page = await browser.new_page(viewport={"width": 1400, "height": 900})
         await page.goto(worker.http_url + "/dashboard/")
         await page.wait_for_function("window.dashboard.connected")
-        buses = [SessionBus(worker.state.bus, session_id=f"load{i:02d}", source="load-worker")
+        buses = [SessionBus(worker.worker.bus, session_id=f"load{i:02d}", source="load-worker")
                  for i in range(25)]
         for turn in range(4):
             for i, bus in enumerate(buses):

@@ -87,9 +87,9 @@ async def test_both_workers_conversations_appear_live(cluster, speech, artifacts
         await page.screenshot(path=str(artifacts / "dashboard-two-workers.png"), full_page=True)
         await page.click("nav button[data-tab=services]")
         for worker in workers:
-            await page.locator(f'[data-worker="{worker.state.worker_id}"]').wait_for(timeout=5000)
+            await page.locator(f'[data-worker="{worker.worker.worker_id}"]').wait_for(timeout=5000)
     for card, question, worker in zip(cards, QUESTIONS, workers, strict=True):
-        assert worker.state.worker_id in card
+        assert worker.worker.worker_id in card
         user_line = card.splitlines()[1] if len(card.splitlines()) > 1 else card
         assert wer(question, user_line) <= 0.25 or question.split()[-1].strip("?.") in card
     assert delays and max(delays) < 1.0, f"events reached the page late: {delays}"

@@ -2,7 +2,7 @@
 
 import threading
 
-from voxline.pipeline.prompt import ECHO_NUDGE, prompt_messages
+from voxline.models.prompt import ECHO_NUDGE, prompt_messages
 from voxline.pipeline.reply_writer import EchoCaught, ReplyStyle, write_reply
 
 # Makes the small model say the user's words back, every time: the guard's worst case.

@@ -32,8 +32,8 @@ async def _observe(timed_frames) -> list[TurnMetrics]:
             source=processor, destination=processor, frame=frame,
             direction=FrameDirection.DOWNSTREAM, timestamp=at_ms * MS))
     published = []
-    while not got._queue.empty():
-        published.append(await got.get())
+    while not got.empty():
+        published.append(got.get_nowait())
     got.close()
     return published
 

@@ -199,7 +199,7 @@ async def test_empty_binary_frame(server, speech):
 
 
 async def test_binary_frame_over_the_limit(server, speech):
-    limit = server.state.settings.server.max_frame_bytes
+    limit = server.worker.settings.server.max_frame_bytes
     async with connect(server.ws_url) as ws:
         await start(ws)
         await ws.send(bytes(limit + 2))
@@ -210,7 +210,7 @@ async def test_binary_frame_over_the_limit(server, speech):
 
 
 async def test_text_message_over_the_limit(server, speech):
-    limit = server.state.settings.server.max_text_bytes
+    limit = server.worker.settings.server.max_text_bytes
     async with connect(server.ws_url) as ws:
         await ws.send(json.dumps({"type": "start", "sample_rate": 16000,
                                   "greeting": "a" * limit}))
@@ -332,7 +332,7 @@ async def test_busy_server_when_two_clients_wait_to_start(models, speech):
             assert reply["type"] == "error", f"a second session past max_sessions=1: {reply}"
             assert reply["code"] == "server_busy" and "retry" in reply["message"], reply
             await expect_close(second, 1013)
-            assert single.state.active_sessions == 1
+            assert single.host.live == 1
             await assert_still_answers(first, speech)
     finally:
         await single.stop()

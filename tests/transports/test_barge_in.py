@@ -25,7 +25,7 @@ async def _speak(ws, pcm: bytes, trailing_silence_secs: float = 1.2) -> None:
 
 
 async def test_speech_over_the_bot_stops_its_audio_and_is_answered(server, speech):
-    bus_events = server.state.bus.subscribe()
+    bus_events = server.worker.bus.subscribe()
     timeline: list[tuple[float, str, object]] = []  # (arrival, kind, payload)
     async with websockets.connect(server.ws_url, max_size=None) as ws:
         await ws.send(json.dumps({"type": "start", "sample_rate": 16000}))
@@ -71,8 +71,8 @@ async def test_speech_over_the_bot_stops_its_audio_and_is_answered(server, speec
     # the unspoken rest was dropped, and that is what the history keeps.
     session = ready["session_id"]
     published = []
-    while not bus_events._queue.empty():
-        event = bus_events._queue.get_nowait()
+    while not bus_events.empty():
+        event = bus_events.get_nowait()
         if event.session_id == session:
             published.append(event)
     bus_events.close()

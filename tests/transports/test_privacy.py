@@ -27,7 +27,7 @@ async def test_asking_for_a_recording_where_recording_is_off_is_refused(server):
         ready = await start(ws)  # the connection stays open; a start without record works
         assert ready["session_id"]
     await wait_for_no_sessions(server)
-    assert not server.state.settings.privacy.allow_recording  # the default
+    assert not server.worker.settings.privacy.allow_recording  # the default
 
 
 async def test_a_recorded_session_is_one_stereo_wav_of_user_and_bot(models, speech, tmp_path):

@@ -99,11 +99,11 @@ async def test_two_pages_are_two_independent_sessions(webrtc_server, speech, tmp
         pages = [await _talk(browser, webrtc_server.http_url) for _ in range(2)]
         done = "window.voxline.events.some(e => e.type === 'transcript.final')"
         sessions = await asyncio.gather(*(_events_until(p, done, 60) for p in pages))
-        assert webrtc_server.state.active_sessions == 2
+        assert webrtc_server.host.live == 2
         for page in pages:
             await page.close()
         for _ in range(100):  # closing a tab frees its session (keepalive watchdog: ~3 s)
-            if webrtc_server.state.active_sessions == 0:
+            if webrtc_server.host.live == 0:
                 break
             await asyncio.sleep(0.1)
     ids = [next(e["session_id"] for e in events if e["type"] == "ready") for events in sessions]
@@ -111,7 +111,7 @@ async def test_two_pages_are_two_independent_sessions(webrtc_server, speech, tmp
     for events in sessions:
         finals = [e["text"] for e in events if e["type"] == "transcript.final"]
         assert len(finals) == 1 and wer(QUESTION, finals[0]) <= 0.2, finals
-    assert webrtc_server.state.active_sessions == 0
+    assert webrtc_server.host.live == 0
 
 
 @pytest.mark.parametrize(("microphone", "expected"), [
@@ -126,7 +126,7 @@ async def test_microphone_problems_get_a_clear_message(webrtc_server, microphone
         await page.wait_for_selector("#error:not([hidden])", timeout=10000)
         message = await page.locator("#error").inner_text()
     assert expected in message.lower(), message
-    assert webrtc_server.state.active_sessions == 0
+    assert webrtc_server.host.live == 0
 
 
 async def test_unreachable_server_gets_a_clear_message(webrtc_server, speech, tmp_path):
@@ -193,9 +193,9 @@ async def test_ice_failure_gets_a_clear_message(webrtc_server, speech, tmp_path)
         message = await page.locator("#error").inner_text()
         hangup_disabled = await page.locator("#hangup").is_disabled()
         for _ in range(300):  # the watchdog frees it within ~3 s (20 s if it never pinged)
-            if webrtc_server.state.active_sessions == 0:
+            if webrtc_server.host.live == 0:
                 break
             await asyncio.sleep(0.1)
     assert "ICE failed" in message and "TURN" in message, message
     assert hangup_disabled
-    assert webrtc_server.state.active_sessions == 0
+    assert webrtc_server.host.live == 0

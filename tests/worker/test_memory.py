@@ -6,7 +6,7 @@ import threading
 import psutil
 import pytest
 
-from voxline.memory import HeapTrimmer, _malloc_trim, release_freed_memory
+from voxline.worker.memory import HeapTrimmer, _malloc_trim, release_freed_memory
 
 pytestmark = pytest.mark.skipif(_malloc_trim() is None, reason="needs glibc's malloc_trim")
 
@@ -66,4 +66,5 @@ async def test_heap_is_left_alone_when_it_has_not_grown():
     trimmer.stop()
     await asyncio.sleep(0)
     assert trimmer.trims == 0
-    assert trimmer._task.done(), "no sessions: the checks stop at once"
+    assert not [t for t in asyncio.all_tasks() if t.get_name() == "voxline-heap-trimmer"
+                and not t.done()], "no sessions: the checks stop at once"

@@ -13,8 +13,7 @@ from tests.conftest import make_settings
 from tests.helpers import read_pcm, rms, transcribe, words
 from voxline.bots.discord.bot import VoxlineDiscordBot
 from voxline.bus import events
-from voxline.server import build_state
-from voxline.telemetry import WorkerTelemetry
+from voxline.worker import Worker
 
 pytestmark = pytest.mark.slow
 ALICE_ASKS = "What is the capital of France?"
@@ -23,21 +22,24 @@ BOB_ASKS = "What color is the sky?"
 
 @contextlib.asynccontextmanager
 async def running_bot(fake: FakeDiscord, models, **discord_settings):
-    """Our bot, logged in to the fake, with its own in-process bus."""
+    """Our bot, logged in to the fake, on a worker of its own (in-process bus), as
+    `voxline discord` runs it."""
     settings = make_settings(discord={"guild_ids": [fake.guild_id], **discord_settings})
-    state = build_state(settings, models, worker_id="test:discord")
-    await state.bus.start()
-    with fake.patched():
-        bot = VoxlineDiscordBot(state=state, settings=settings.discord, **fake.client_kwargs())
-        task = asyncio.create_task(bot.start(fake.bot_token), name="test-voxline-bot")
-        try:
-            await fake.wait_until_ready()
-            await asyncio.wait_for(bot.wait_until_ready(), 10)  # on_ready (after guild waits)
-            yield bot, state
-        finally:
-            await bot.close()
-            await asyncio.wait_for(task, 15)
-            await state.bus.close()
+    bot = None
+    worker = Worker(settings, models, worker_id="test:discord", with_dashboard=False,
+                    extra_components=lambda: [bot.component_status()] if bot else [])
+    async with worker:
+        with fake.patched():
+            bot = VoxlineDiscordBot(host=worker.host, settings=settings.discord,
+                                    **fake.client_kwargs())
+            task = asyncio.create_task(bot.start(fake.bot_token), name="test-voxline-bot")
+            try:
+                await fake.wait_until_ready()
+                await asyncio.wait_for(bot.wait_until_ready(), 10)  # on_ready (after guild waits)
+                yield bot, worker
+            finally:
+                await bot.close()
+                await asyncio.wait_for(task, 15)
 
 
 @contextlib.asynccontextmanager
@@ -46,15 +48,15 @@ async def alice_and_bot(models, *, dave: bool):
     async with FakeDiscord(dave=dave) as fake:
         alice = fake.add_member("Alice")
         await fake.join_voice(alice)
-        async with running_bot(fake, models) as (bot, state):
-            yield fake, alice, bot, state
+        async with running_bot(fake, models) as (bot, worker):
+            yield fake, alice, bot, worker
 
 
 class Conversations:
     """The bus events of every Discord session, grouped by the member it listens to."""
 
-    def __init__(self, state):
-        self._subscription = state.bus.subscribe()
+    def __init__(self, worker):
+        self._subscription = worker.bus.subscribe()
         self.speaker_of: dict[str, str] = {}  # session id → member name
         self.by_speaker: dict[str, list[events.Event]] = defaultdict(list)
         self.started: list[events.SessionStarted] = []
@@ -109,8 +111,8 @@ async def test_two_members_are_heard_and_answered_in_turn_with_dave(models, spee
         alice, bob = fake.add_member("Alice"), fake.add_member("Bob")
         await fake.join_voice(alice)
         await fake.join_voice(bob)
-        async with running_bot(fake, models) as (bot, state):
-            talk = Conversations(state)
+        async with running_bot(fake, models) as (bot, worker):
+            talk = Conversations(worker)
             assert (await joined(fake, alice)).startswith("Joined #")
 
             async def bob_speaks_a_moment_later():
@@ -155,8 +157,8 @@ async def test_two_members_are_heard_and_answered_in_turn_with_dave(models, spee
 
 
 async def test_without_dave_with_header_extensions_and_through_a_voice_reconnect(models, speech):
-    async with alice_and_bot(models, dave=False) as (fake, alice, bot, state):
-        talk = Conversations(state)
+    async with alice_and_bot(models, dave=False) as (fake, alice, bot, worker):
+        talk = Conversations(worker)
         await joined(fake, alice)
         question = read_pcm(speech(ALICE_ASKS)) + silence(1.0)
         await alice.speak(question, header_extension=True)
@@ -186,8 +188,8 @@ async def test_bots_and_muted_members_are_not_listened_to(models, speech):
         for member in (alice, robo):
             await fake.join_voice(member)
         await fake.join_voice(carol, self_mute=True)
-        async with running_bot(fake, models) as (bot, state):
-            talk = Conversations(state)
+        async with running_bot(fake, models) as (bot, worker):
+            talk = Conversations(worker)
             await joined(fake, alice)
             question = read_pcm(speech(ALICE_ASKS)) + silence(0.5)
             await asyncio.gather(robo.speak(question), carol.speak(question))
@@ -206,8 +208,8 @@ async def test_a_member_speaking_over_the_bot_cuts_another_members_answer(models
         alice, bob = fake.add_member("Alice"), fake.add_member("Bob")
         await fake.join_voice(alice)
         await fake.join_voice(bob)
-        async with running_bot(fake, models) as (bot, state):
-            talk = Conversations(state)
+        async with running_bot(fake, models) as (bot, worker):
+            talk = Conversations(worker)
             await joined(fake, alice)
             await alice.speak(read_pcm(speech("Tell me a long story about a dragon.")) + silence(1))
             await talk.until(lambda t: ("Alice", "tts.started") in t.order, 60)
@@ -222,7 +224,7 @@ async def test_a_member_speaking_over_the_bot_cuts_another_members_answer(models
 
 
 async def test_packets_before_the_speaking_event_are_held_then_heard(models, speech):
-    async with alice_and_bot(models, dave=True) as (fake, alice, bot, state):
+    async with alice_and_bot(models, dave=True) as (fake, alice, bot, worker):
         await joined(fake, alice)
         receiver = bot.channels[fake.guild_id].voice.receiver
         await alice.speak(read_pcm(speech("Hello."))[:16000], announce=False)  # 0.5 s
@@ -251,7 +253,7 @@ async def test_already_in_another_channel_and_leaving_an_empty_channel(models):
         alice, bob = fake.add_member("Alice"), fake.add_member("Bob")
         await fake.join_voice(alice)
         await fake.join_voice(bob, fake.other_voice_channel_id)
-        async with running_bot(fake, models, idle_leave_secs=1.0) as (bot, state):
+        async with running_bot(fake, models, idle_leave_secs=1.0) as (bot, worker):
             await joined(fake, alice)
             reply = await fake.slash(bob, "join", timeout=20)
             assert "already in #" in reply and "/leave" in reply
@@ -263,14 +265,12 @@ async def test_already_in_another_channel_and_leaving_an_empty_channel(models):
 
 async def test_the_bot_reports_its_discord_service_status(models):
     async with FakeDiscord(dave=False) as fake:
-        async with running_bot(fake, models) as (bot, state):
-            subscription = state.bus.subscribe(lambda e: isinstance(e, events.ServiceStatus))
-            telemetry = WorkerTelemetry(state, extra_components=lambda: [bot.component_status()])
-            await telemetry.start()
+        async with running_bot(fake, models) as (bot, worker):
+            # The worker's own telemetry, with the bot's status as `voxline discord` adds it.
+            subscription = worker.bus.subscribe(lambda e: isinstance(e, events.ServiceStatus))
             try:
                 status = await asyncio.wait_for(subscription.get(), 10)
             finally:
-                await telemetry.close()
                 subscription.close()
             discord_status = next(c for c in status.components if c.name == "discord")
             assert discord_status.health == "ok" and discord_status.detail == "ready"
