@@ -60,7 +60,15 @@ class RemoteLLMService(OpenAILLMService):
         silence per turn; the breaker decides about retrying). The timeout bounds connecting
         and every read, so a stream that stalls mid-reply fails too."""
         client = super().create_client(**kwargs)
-        return client.with_options(max_retries=0, timeout=self._first_token_timeout_secs)
+        self._openai_client = client.with_options(max_retries=0,
+                                                  timeout=self._first_token_timeout_secs)
+        return self._openai_client
+
+    async def cleanup(self):
+        """Close the client's HTTP connections with the session: pipecat leaves them open
+        until the garbage collector finds them."""
+        await super().cleanup()
+        await self._openai_client.close()
 
     def build_chat_completion_params(self, params_from_context) -> dict:
         """pipecat's request, with the persona's example exchanges after the system prompt
