@@ -23,6 +23,9 @@ WHISPER_SAMPLE_RATE = 16000
 FRAMES_PER_SEC = 100  # Whisper's log-mel frames
 FULL_WINDOW_SECS = 30
 WINDOW_MARGIN_SECS = 3.0  # encoded past the clip's end: less hallucinates on what it cannot see
+# A segment's text tokens stop this short of `max_new_tokens` (the bound also counts the
+# decoder's start tokens): at least this many means the decoder was cut, not finished.
+BOUND_SLACK_TOKENS = 4
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,26 @@ def encoder_frames(audio_secs: float, min_window_secs: float) -> int:
     error rate; below ~7 s words are lost (docs/performance.md#whisper-encoder-window)."""
     wanted = max(min_window_secs, audio_secs + WINDOW_MARGIN_SECS)
     return int(min(FULL_WINDOW_SECS, wanted) * FRAMES_PER_SEC)
+
+
+def without_repetition_loop(text: str) -> str:
+    """`text` with a trailing run of one phrase (1–4 words, three times or more) cut to one:
+    what greedy decoding writes when it loops ("… Paris Paris Paris Paris"). Call it only when
+    the decoder stopped at its token bound, so that a user who says "no, no, no" is kept."""
+    words = text.strip().split()
+    for size in range(1, 5):
+        phrase = [_bare(w) for w in words[-size:]]
+        repeats = 1
+        while (len(words) >= (repeats + 1) * size and
+               [_bare(w) for w in words[-(repeats + 1) * size:-repeats * size]] == phrase):
+            repeats += 1
+        if repeats >= 3:
+            return " ".join(words[: len(words) - (repeats - 1) * size])
+    return text
+
+
+def _bare(word: str) -> str:
+    return re.sub(r"[^a-z0-9']", "", word.lower())
 
 
 def max_new_tokens(audio_secs: float) -> int:
@@ -125,6 +148,7 @@ class WhisperEngine:
             return Transcript("", 0.0, 0.0)
         rms = float(np.sqrt(np.mean(audio**2)))
         audio_secs = audio.size / WHISPER_SAMPLE_RATE
+        token_bound = max_new_tokens(audio_secs)
         self._model.window_frames = encoder_frames(audio_secs, self._min_window_secs)
         segments, _ = self._model.transcribe(
             audio,
@@ -133,7 +157,7 @@ class WhisperEngine:
             condition_on_previous_text=False,
             without_timestamps=True,
             vad_filter=False,
-            max_new_tokens=max_new_tokens(audio_secs),
+            max_new_tokens=token_bound,
             # No fallback to sampling at higher temperatures: on hard audio (noise, a voice
             # over the echo) it decoded up to six times, 1.5 s instead of 0.25 s, for no
             # better words (docs/performance.md).
@@ -141,7 +165,8 @@ class WhisperEngine:
         )
         # The generator is lazy: the decoding happens here, in this worker thread.
         kept = [
-            s.text.strip()
+            without_repetition_loop(s.text) if len(s.tokens) >= token_bound - BOUND_SLACK_TOKENS
+            else s.text.strip()
             for s in segments
             if not is_silence_hallucination(s.text, rms, s.no_speech_prob)
         ]

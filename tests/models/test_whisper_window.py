@@ -3,7 +3,7 @@
 import pytest
 
 from tests.helpers import read_pcm, wer
-from voxline.models.whisper import encoder_frames, max_new_tokens
+from voxline.models.whisper import encoder_frames, max_new_tokens, without_repetition_loop
 
 QUESTION = "Could you explain how airplanes stay in the air?"
 
@@ -38,3 +38,13 @@ def test_a_short_window_decodes_the_same_words(models, speech, monkeypatch):
     transcript = models.stt.transcribe(read_pcm(speech(QUESTION)))
     assert wer(QUESTION, transcript.text) <= 0.2, transcript.text
     assert widths and max(widths) <= 1000, widths
+
+
+@pytest.mark.parametrize(("looped", "kept"), [
+    ("the capital of Francis Paris Paris Paris Paris Paris", "the capital of Francis Paris"),
+    ("turn it up, turn it up, turn it up, turn it up", "turn it up,"),
+    ("I said no no", "I said no no"),  # two is speech, not a loop
+    ("what time is it", "what time is it"),
+])
+def test_a_decoder_loop_is_cut_to_one_phrase(looped, kept):
+    assert without_repetition_loop(looped) == kept
