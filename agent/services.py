@@ -2,7 +2,7 @@
 
 from pipecat.services.llm_service import LLMService
 
-from voxline.config.settings import AgentSettings, LLMSettings, STTSettings, TTSSettings
+from voxline.config.voice import AgentSettings, LLMSettings, STTSettings, TTSSettings
 from voxline.models import ModelSet
 from voxline.pipeline.circuit_breaker import CircuitBreaker
 from voxline.pipeline.llm import LlamaCppLLMService

@@ -24,12 +24,8 @@ from pipecat.workers.runner import WorkerRunner
 from voxline.agent.persona import Persona
 from voxline.agent.services import build_llm, build_stt, build_tts
 from voxline.bus import EventBus, SessionBus, events
-from voxline.config.settings import (
-    AgentSettings,
-    PrivacySettings,
-    VADSettings,
-    VoxlineSettings,
-)
+from voxline.config.settings import PrivacySettings, VoxlineSettings
+from voxline.config.voice import AgentSettings, VADSettings
 from voxline.models import ModelSet
 from voxline.pipeline.barge_in import (
     Backchannels,

@@ -9,7 +9,7 @@ from loguru import logger
 
 if TYPE_CHECKING:
     from voxline.models.compute import ComputeArbiter
-    from voxline.models.llama_batch import ChatStream, Pace, Penalties
+    from voxline.models.llama_request import ChatStream, Pace, Penalties
 
 
 class LlamaEngine:
@@ -104,7 +104,7 @@ class LlamaEngine:
         enough ahead of playback and hurries it when playback runs short (`Request.pace`).
         `penalties` make tokens already said less likely (`Penalties`).
         """
-        from voxline.models.llama_batch import Request
+        from voxline.models.llama_request import Request
 
         prompt = self.tokenize_chat(messages)
         if len(prompt) >= self.n_ctx:
@@ -125,7 +125,7 @@ class LlamaEngine:
         superseded by the session's next request. Reading the returned stream (it yields no
         text) waits until the prefill has run, been skipped or been superseded; None: nothing
         to evaluate."""
-        from voxline.models.llama_batch import Request
+        from voxline.models.llama_request import Request
 
         rendered = self._formatter(messages=messages)
         words = messages[-1]["content"]

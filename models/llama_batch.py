@@ -12,113 +12,16 @@ import queue
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field, replace
-from typing import Protocol
+from dataclasses import replace
 
 import llama_cpp
 from llama_cpp import _internals as internals
 from loguru import logger
 
 from voxline.models.compute import ComputeArbiter, Work
+from voxline.models.llama_request import END, ChatStream, Request, make_sampler
 
-_END = object()  # the scheduler's last word to a reply: no more pieces
 _CLOSE = object()  # put on the inbox by close()
-
-
-class Pace(Protocol):
-    """A reply's text against its playback (`pipeline/llm.py` PlaybackPace), asked from the
-    scheduler thread before each step."""
-
-    def is_ahead(self) -> bool:
-        """Far enough ahead of playback: the reply may sit out."""
-
-    def is_running_short(self) -> bool:
-        """Playback will soon run out of text: the reply's next words are urgent."""
-
-
-@dataclass(frozen=True)
-class Penalties:
-    """Repetition penalties of one reply (llama.cpp's penalties sampler), over `history` (the
-    tokens of the user's last words, fed to the sampler first) and the reply so far."""
-
-    repeat: float = 1.0  # a seen token's logit is divided by this (multiplied, if negative)
-    presence: float = 0.0  # and this is subtracted from it
-    history: tuple[int, ...] = ()
-    banned_opening: tuple[int, ...] = ()  # the reply's first token is none of these
-
-
-@dataclass(eq=False)
-class Request:
-    """One reply: a tokenised prompt in, text pieces out through `out`."""
-
-    prompt: list[int]
-    max_tokens: int
-    temperature: float
-    stop: threading.Event  # set by the caller (an interruption): ends the reply within one step
-    session_key: str | None
-    # While the reply's text is far enough ahead of its playback it sits out steps, and the
-    # CPU goes to other sessions (a 160-token story is ~40 s of speech); ignored while another
-    # request waits for a slot, so a slot frees up as soon as it can. While playback is about
-    # to run dry, its steps are as urgent as a reply's first words.
-    pace: Pace | None = None
-    penalties: Penalties | None = None
-    out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
-    prompt_tokens_evaluated: int | None = None  # set when admitted; the rest came from the cache
-    first_token: int | None = None  # the reply's first token, once sampled
-    is_abandoned: bool = False  # the caller closed the stream early
-    # When it last moved (submitted, admitted, a token): a reply still for STALL_WARN_SECS
-    # gets one warning with the scheduler's state (`BatchScheduler._warn_if_stalled`).
-    moved_at: float = field(default_factory=time.monotonic)
-    stall_warned: bool = False
-
-    @property
-    def is_prefill(self) -> bool:
-        """Only fill the session's KV cache with the prompt (the user is still speaking)."""
-        return self.max_tokens == 0
-
-
-class ChatStream:
-    """Iterator of one reply's text pieces. Blocks its thread while the scheduler works.
-
-    A scheduler failure is raised here, in the caller's thread. `prompt_tokens_evaluated` says
-    how many prompt tokens needed evaluating (the rest were reused from the slot's KV cache).
-    """
-
-    def __init__(self, request: Request):
-        self._request = request
-        self._is_done = False
-
-    @property
-    def prompt_tokens(self) -> int:
-        return len(self._request.prompt)
-
-    @property
-    def prompt_tokens_evaluated(self) -> int | None:
-        return self._request.prompt_tokens_evaluated
-
-    @property
-    def first_token(self) -> int | None:
-        """The reply's first token (None before it is sampled, or for an empty reply)."""
-        return self._request.first_token
-
-    def __iter__(self) -> "ChatStream":
-        return self
-
-    def __next__(self) -> str:
-        if self._is_done:
-            raise StopIteration
-        item = self._request.out.get()
-        if item is _END or isinstance(item, BaseException):
-            self._is_done = True
-            if item is _END:
-                raise StopIteration
-            raise item
-        return item
-
-    def close(self) -> None:
-        """Give the slot back without reading the rest (the scheduler ends it next step)."""
-        self._request.is_abandoned = True
-        self._is_done = True
 
 
 class _Slot:
@@ -272,16 +175,16 @@ class BatchScheduler:
     def _end_stopped(self) -> None:
         for slot in self._slots:
             if slot.request and (slot.request.stop.is_set() or slot.request.is_abandoned):
-                self._finish(slot, _END)
+                self._finish(slot, END)
         for request in [r for r in self._waiting if r.stop.is_set() or r.is_abandoned]:
             self._waiting.remove(request)
-            request.out.put(_END)
+            request.out.put(END)
 
     def _admit(self) -> None:
         for request in list(self._waiting):
             if request.is_prefill and self._supersedes(request):
                 self._waiting.remove(request)
-                request.out.put(_END)
+                request.out.put(END)
                 continue
             slot = self._pick_slot(request.session_key, may_evict=not request.is_prefill)
             if slot is not None:
@@ -289,7 +192,7 @@ class BatchScheduler:
                 self._start(slot, request)
             elif request.is_prefill and request.session_key not in self._owners():
                 self._waiting.remove(request)  # no slot of its own free: not worth a reply's
-                request.out.put(_END)
+                request.out.put(END)
 
     def _supersedes(self, prefill: Request) -> bool:
         """A later request of the same session is waiting: this prefill is stale."""
@@ -326,7 +229,7 @@ class BatchScheduler:
         slot.tokens = slot.tokens[:keep]
         slot.pending = request.prompt[keep:]
         slot.request, slot.session_key = request, request.session_key
-        slot.sampler = _make_sampler(request.temperature, request.penalties,
+        slot.sampler = make_sampler(request.temperature, request.penalties,
                                      n_vocab=self._model.n_vocab())
         slot.decoder.reset()
         slot.n_generated = 0
@@ -385,13 +288,13 @@ class BatchScheduler:
             if slot.logits_index >= 0:
                 self._sample(slot)
             elif not slot.pending and slot.request.is_prefill:
-                self._finish(slot, _END)
+                self._finish(slot, END)
 
     def _sample(self, slot: _Slot) -> None:
         request = slot.request
         token = slot.sampler.sample(self._ctx, slot.logits_index)  # also accepts the token
         if llama_cpp.llama_vocab_is_eog(self._model.vocab, token):
-            self._finish(slot, _END)
+            self._finish(slot, END)
             return
         slot.n_generated += 1
         request.moved_at = time.monotonic()
@@ -399,7 +302,7 @@ class BatchScheduler:
             request.first_token = token
             if request.penalties and request.penalties.banned_opening:  # only the first token
                 slot.sampler.close()
-                slot.sampler = _make_sampler(request.temperature, replace(
+                slot.sampler = make_sampler(request.temperature, replace(
                     request.penalties, banned_opening=(), history=(
                         *request.penalties.history, token)), n_vocab=self._model.n_vocab())
         piece = slot.decoder.decode(self._model.detokenize([token]))
@@ -407,12 +310,12 @@ class BatchScheduler:
             request.out.put(piece)
         is_full = len(slot.tokens) + 1 >= self.n_ctx_per_slot
         if slot.n_generated >= request.max_tokens or is_full:
-            self._finish(slot, _END)
+            self._finish(slot, END)
         else:
             slot.pending = [token]
 
     def _finish(self, slot: _Slot, last: object) -> None:
-        """End the slot's reply with `last` (_END or an exception); the slot keeps its KV.
+        """End the slot's reply with `last` (END or an exception); the slot keeps its KV.
 
         A character cut in half by max_tokens stays in the decoder and is dropped, not spoken."""
         request = slot.request
@@ -431,7 +334,6 @@ OPENING_STRIDE = 3
 PREFILL_STEP_TOKENS = 16  # ~0.2 s on 2 cores (a prompt token costs ~14 ms)
 PACE_POLL_SECS = 0.05  # every reply is ahead of its playback: look again this often
 SHIFT_PROBE_TOKENS = 16  # a dropped run counts only if this much of what follows it matches
-PENALTY_LAST_TOKENS = 64  # a spoken turn's words and a short reply's
 STALL_WARN_SECS = 15.0  # a reply sits out at most a long sentence's worth ahead of playback
 
 
@@ -466,27 +368,3 @@ def _dropped_run(cached: list[int], prompt: list[int], keep: int) -> int:
         if cached[keep + cut: keep + cut + len(probe)] == probe:
             return cut
     return 0
-
-
-def _make_sampler(temperature: float, penalties: Penalties | None = None, *,
-                  n_vocab: int = 0) -> internals.LlamaSampler:
-    """Greedy at temperature 0; otherwise llama-cpp-python's chat defaults (top-k 40, top-p 0.95,
-    min-p 0.05) before the temperature, as create_chat_completion samples. `penalties` come
-    first, as in llama-cpp-python's Llama, and remember the user's words from the start."""
-    sampler = internals.LlamaSampler()
-    if penalties is not None and (penalties.repeat != 1.0 or penalties.presence != 0.0):
-        sampler.add_penalties(n_vocab, PENALTY_LAST_TOKENS, penalties.repeat, 0.0,
-                              penalties.presence)
-        for token in penalties.history[-PENALTY_LAST_TOKENS:]:
-            sampler.accept(token)
-    if penalties is not None and penalties.banned_opening:
-        sampler.add_logit_bias(n_vocab, dict.fromkeys(penalties.banned_opening, float("-inf")))
-    if temperature == 0:
-        sampler.add_greedy()
-        return sampler
-    sampler.add_top_k(40)
-    sampler.add_top_p(0.95, 1)
-    sampler.add_min_p(0.05, 1)
-    sampler.add_temp(temperature)
-    sampler.add_dist(int(time.time_ns()) & 0xFFFFFFFF)
-    return sampler

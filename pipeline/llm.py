@@ -38,7 +38,7 @@ class PlaybackPace:
     """How far the current reply's text runs ahead of its playback, in seconds of speech.
 
     Written on the event loop and the LLM's caller thread, read by its scheduler thread (the
-    `Pace` of models/llama_batch.py): plain attribute reads, no lock needed. Playback is
+    `Pace` of models/llama_request.py): plain attribute reads, no lock needed. Playback is
     counted from the reply's first audio, or from `NO_AUDIO_GRACE_SECS` after the reply began
     if no audio has started by then (audio still playing from before, speech that failed): a
     pause must never turn into a stall. Only text the TTS has been given counts: whole

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 from voxline.models.llama import LlamaEngine
-from voxline.models.llama_batch import Pace, Penalties
+from voxline.models.llama_request import Pace, Penalties
 from voxline.models.prompt import last_user_words, nudged
 from voxline.pipeline.echo import EchoGuard, Verdict, is_question, sentences
 

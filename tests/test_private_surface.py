@@ -85,8 +85,8 @@ def _others():
     from llama_cpp._logger import set_verbose
 
     return [
-        ("models/llama.py, models/llama_batch.py", "llama_cpp._internals: LlamaModel, "
-         "LlamaContext, LlamaBatch, LlamaSampler",
+        ("models/llama.py, models/llama_batch.py, models/llama_request.py",
+         "llama_cpp._internals: LlamaModel, LlamaContext, LlamaBatch, LlamaSampler",
          lambda: all(hasattr(_internals, n)
                      for n in ("LlamaModel", "LlamaContext", "LlamaBatch", "LlamaSampler"))),
         ("models/llama.py", "llama_cpp._logger.set_verbose(bool)", lambda: callable(set_verbose)),

@@ -19,7 +19,7 @@ from pipecat.tests.utils import run_test
 from pipecat.turns.types import ProcessFrameResult
 from pipecat.utils.asyncio.task_manager import TaskManager
 
-from voxline.config.settings import DEFAULT_BACKCHANNELS
+from voxline.config.voice import DEFAULT_BACKCHANNELS
 from voxline.pipeline.barge_in import Backchannels, BargeInUserTurnStartStrategy, RecentBotWords
 from voxline.pipeline.frames import BotPausedFrame, BotResumedFrame, EchoFoundFrame, NoWordsFrame
 from voxline.pipeline.playback_hold import PlaybackHold, StaleReplyFilter
