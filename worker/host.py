@@ -88,19 +88,18 @@ class SessionHost:
             try:
                 session = Session(transport, self.models, self.settings, self.bus, options,
                                   llm_breaker=self.llm_breaker)
-            except Exception:
-                return await self._failed(session_id, client)
-            async with self._slot(_LiveSession(session, client)):
-                try:
-                    if client is None:
-                        return await session.run()
-                    async with forwarding_session_events(self.bus, session_id, client):
-                        return await session.run()
-                except Exception:  # one session's boundary: log once, keep the worker up
-                    return await self._failed(session_id, client)
-                finally:
-                    if client is not None:
-                        await client.close()
+                async with (self._slot(_LiveSession(session, client)),
+                            forwarding_session_events(self.bus, session_id, client)):
+                    return await session.run()
+            except Exception:  # one session's boundary: log once, keep the worker up
+                logger.exception("Session {} failed", session_id)
+                if client is not None:
+                    client.error("internal_error",
+                                 "the session failed on the server; please reconnect")
+                return None
+            finally:
+                if client is not None:
+                    await client.close()
 
     async def wait_idle(self) -> None:
         """Until no session runs."""
@@ -151,16 +150,14 @@ class SessionHost:
                 self._heap_trimmer.stop()
             await asyncio.to_thread(release_freed_memory)
 
-    async def _failed(self, session_id: str, client: SessionClient | None) -> None:
-        logger.exception("Session {} failed", session_id)
-        if client is not None:
-            client.error("internal_error", "the session failed on the server; please reconnect")
-            await client.close()
-
 
 @asynccontextmanager
-async def forwarding_session_events(bus: EventBus, session_id: str, client: SessionClient):
-    """While open, every event of `session_id` on the bus goes to `client`."""
+async def forwarding_session_events(bus: EventBus, session_id: str,
+                                    client: SessionClient | None):
+    """While open, every event of `session_id` on the bus goes to `client` (if there is one)."""
+    if client is None:
+        yield
+        return
     subscription = bus.subscribe(lambda e: e.session_id == session_id)
 
     async def forward():
