@@ -145,7 +145,7 @@ class RedisBus(EventBus):
                 return  # our own event: already delivered locally
             event_cls = EVENT_BY_TOPIC[envelope["topic"]]
             self._local.publish_nowait(event_cls.model_validate(envelope["event"]))
-        except (ValueError, KeyError, TypeError) as e:
+        except (ValueError, KeyError, TypeError, RecursionError) as e:
             logger.debug("Redis bus: dropped an unreadable message: {}", e)
 
     def _mark(self, *, publisher: bool | None = None, reader: bool | None = None,

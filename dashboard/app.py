@@ -1,6 +1,7 @@
 """The dashboard's ASGI app: the page, and a WebSocket that streams the bus to it."""
 
 import asyncio
+import json
 import uuid
 from pathlib import Path
 
@@ -44,8 +45,7 @@ def create_dashboard_app(collector: Collector, bus: EventBus, *, source: str,
         sender = asyncio.create_task(_send(websocket, viewer, collector), name="dashboard-send")
         try:
             while True:
-                message = await websocket.receive_json()
-                reply = _command(message, bus, source)
+                reply = _command(_json_or_none(await websocket.receive_text()), bus, source)
                 await websocket.send_json(reply)
         except (WebSocketDisconnect, RuntimeError, ValueError):
             pass
@@ -61,6 +61,14 @@ async def _send(websocket: WebSocket, viewer, collector: Collector) -> None:
     await websocket.send_json(collector.snapshot())
     while True:
         await websocket.send_json(await viewer.queue.get())
+
+
+def _json_or_none(text: str) -> object:
+    """The decoded message; None for text that is not JSON (or nested past the parser's stack)."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
 
 
 def _command(message: object, bus: EventBus, source: str) -> dict:

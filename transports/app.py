@@ -131,7 +131,7 @@ async def _read_json(request: Request, max_bytes: int) -> object:
                                   f"the request body is over {max_bytes} bytes")
     try:
         return json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
         raise SignallingError(400, "bad_json", "the request body must be a JSON object") from None
 
 

@@ -83,7 +83,7 @@ def parse_text(raw: str, *, max_bytes: int) -> dict:
         )
     try:
         message = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
         raise ProtocolError(
             "bad_json", "text messages must be JSON objects, e.g. {\"type\": \"start\", ...}"
         ) from None

@@ -98,6 +98,26 @@ async def test_set_persona_and_reload_are_acknowledged(worker):
     assert worker.host.persona.system_prompt.startswith("You are a pirate")
 
 
+async def test_a_bad_control_message_gets_an_error_and_the_feed_stays_open(worker):
+    async with websockets.connect(worker.http_url.replace("http", "ws") + "/dashboard/ws") as ws:
+        assert json.loads(await ws.recv())["type"] == "snapshot"
+        for raw in ("{not json", "[" * 100_000 + "]" * 100_000):
+            await ws.send(raw)
+            reply = await _next_reply(ws)
+            assert reply["type"] == "error" and "control" in reply["message"], reply
+        await ws.send(json.dumps({"type": "control", "worker": worker.worker.worker_id,
+                                  "action": "end_session", "session_id": "0123456789ab"}))
+        assert (await _next_reply(ws))["type"] == "sent"
+
+
+async def _next_reply(ws) -> dict:
+    """The next answer to a control message (the feed's events in between are skipped)."""
+    while True:
+        message = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        if message.get("type") in ("sent", "error"):
+            return message
+
+
 async def test_token_is_required_when_configured(models):
     settings = make_settings(dashboard={"token": "s3cret-token"})
     server = await RunningServer(settings, models).start()

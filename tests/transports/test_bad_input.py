@@ -172,6 +172,19 @@ async def test_non_json_text_after_start(server, speech):
         await assert_still_answers(ws, speech)
 
 
+DEEPLY_NESTED = "[" * 4000 + "]" * 4000  # past the JSON parser's recursion limit, under 8 KiB
+
+
+async def test_deeply_nested_json_is_bad_json_before_and_after_start(server, speech):
+    async with connect(server.ws_url) as ws:
+        await ws.send(DEEPLY_NESTED)
+        await expect_error(ws, "bad_json")
+        await start(ws)
+        await ws.send(DEEPLY_NESTED)
+        await expect_error(ws, "bad_json")
+        await assert_still_answers(ws, speech)
+
+
 async def test_second_start(server, speech):
     async with connect(server.ws_url) as ws:
         await start(ws)

@@ -150,10 +150,12 @@ async def test_unreachable_server_gets_a_clear_message(webrtc_server, speech, tm
         ({"sdp": "v=0", "type": "answer"}, "bad_request"),
         ("not an object", "bad_request"),
         (None, "bad_json"),
+        (b"[" * 100_000 + b"]" * 100_000, "bad_json"),  # past the parser's recursion limit
     ],
 )
 async def test_bad_offers_get_400_with_a_clear_message(webrtc_server, body, code):
-    raw = b"{not json" if body is None else json.dumps(body).encode()
+    raw = b"{not json" if body is None else body if isinstance(body, bytes) else \
+        json.dumps(body).encode()
     status, reply = await asyncio.to_thread(_post, webrtc_server.http_url + "/api/offer", raw)
     assert status == 400 and reply["error"] == code and reply["message"], reply
     assert await asyncio.to_thread(_status, webrtc_server.http_url + "/health") == 200
