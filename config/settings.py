@@ -22,6 +22,7 @@ from voxline.config.voice import (
 )
 
 SUPPORTED_SAMPLE_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
+LOOPBACK_HOST_NAMES = ("localhost", "127.0.0.1", "[::1]")
 
 
 def mask_url_credentials(url: str) -> str:
@@ -53,6 +54,35 @@ class ServerSettings(Section):
         description="Browser origins besides the server's own allowed on /ws, /api/offer and the "
                     "dashboard's WebSocket, e.g. https://app.example.org; '*' allows any",
     )
+    allowed_hosts: list[str] = Field(
+        default_factory=lambda: list(LOOPBACK_HOST_NAMES),
+        description="Host header names answered (a DNS-rebinding guard), besides the bind "
+                    "address: the names clients use, e.g. voice.example.org or *.example.org; "
+                    "'*' answers any",
+    )
+    forwarded_allow_ips: list[str] = Field(
+        default_factory=list,
+        description="Reverse proxies (IPs or networks) whose X-Forwarded-For/-Proto are "
+                    "believed; none by default, so no client can claim another address",
+    )
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, hosts: list[str]) -> list[str]:
+        for host in hosts:
+            if host != "*" and ("*" in host[1:] or (host.startswith("*") and
+                                                    not host.startswith("*."))):
+                raise ValueError(f"host {host!r}: a wildcard must be like *.example.org")
+            if ":" in host.strip("[]") and not host.startswith("["):
+                raise ValueError(f"host {host!r}: write an IPv6 address in brackets, e.g. [::1]")
+        return [h.lower() for h in hosts]
+
+    def hosts_answered(self, bind_host: str) -> list[str]:
+        """`allowed_hosts` plus the address the server is bound to (unless a wildcard)."""
+        if bind_host in ("0.0.0.0", "::", ""):
+            return self.allowed_hosts
+        name = f"[{bind_host}]" if ":" in bind_host else bind_host.lower()
+        return self.allowed_hosts if name in self.allowed_hosts else [*self.allowed_hosts, name]
 
     @field_validator("allowed_origins")
     @classmethod

@@ -10,6 +10,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from loguru import logger
 from pydantic import ValidationError
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from voxline.auth import AccessGuard, Refusal
 from voxline.bus import EventBus
@@ -20,11 +21,16 @@ STATIC = Path(__file__).with_name("static")
 
 
 def create_dashboard_app(collector: Collector, bus: EventBus, *, source: str,
-                         access: AccessGuard | None = None) -> FastAPI:
+                         access: AccessGuard | None = None,
+                         allowed_hosts: list[str] | None = None) -> FastAPI:
     """The page at `/`, its assets at `/static`, the live feed at `/ws`. Mountable anywhere.
-    `access` guards the page and the feed (None: open, for loopback and tests)."""
+    `access` guards the page and the feed (None: open, for loopback and tests);
+    `allowed_hosts`, the Host names it answers (None: any, when mounted in an app that checks).
+    """
     access = access or AccessGuard()
     app = FastAPI(title="voxline dashboard", docs_url=None, redoc_url=None, openapi_url=None)
+    if allowed_hosts is not None:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
     app.mount("/static", StaticFiles(directory=STATIC), name="dashboard-static")
 
     @app.get("/")

@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request, Response, WebSocket
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from voxline.auth import AccessGuard, Refusal
 from voxline.config.settings import WebRTCSettings
@@ -37,6 +38,10 @@ def create_app(worker: Worker) -> FastAPI:
 
     app = FastAPI(title="voxline", docs_url=None, redoc_url=None, openapi_url=None,
                   lifespan=lifespan)
+    # A page on another site whose name was rebound to this address sends its own Host: refused
+    # before any route (the origin rule alone would trust it as same-origin).
+    app.add_middleware(TrustedHostMiddleware,
+                       allowed_hosts=settings.server.hosts_answered(settings.server.host))
 
     @app.websocket("/ws")
     async def ws(websocket: WebSocket):

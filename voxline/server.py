@@ -36,6 +36,10 @@ def uvicorn_config(app, settings: VoxlineSettings) -> uvicorn.Config:
         ws_max_size=max(server.max_frame_bytes, server.max_text_bytes) * 16,
         ssl_certfile=str(server.ssl_certfile) if server.ssl_certfile else None,
         ssl_keyfile=str(server.ssl_keyfile) if server.ssl_keyfile else None,
+        # Uvicorn believes X-Forwarded-For from loopback by default: a local client could then
+        # claim any address past the per-address limits.
+        proxy_headers=bool(server.forwarded_allow_ips),
+        forwarded_allow_ips=server.forwarded_allow_ips or None,
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=2,  # plus SESSION_END_TIMEOUT_SECS: exit well within 5 s
@@ -90,7 +94,9 @@ async def serve_dashboard(settings: VoxlineSettings) -> None:
     collector = Collector(bus, history_turns=settings.dashboard.history_turns,
                           transcript_retention=settings.privacy.transcript_retention)
     await collector.start()
-    app = create_dashboard_app(collector, bus, source="dashboard", access=access)
+    app = create_dashboard_app(
+        collector, bus, source="dashboard", access=access,
+        allowed_hosts=settings.server.hosts_answered(settings.dashboard.host))
     config = uvicorn_config(app, settings)
     config.host, config.port = settings.dashboard.host, settings.dashboard.port
     try:

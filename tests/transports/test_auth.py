@@ -239,6 +239,45 @@ async def test_a_listed_origin_is_let_in(keyed, keys):
     await wait_for_no_sessions(keyed)
 
 
+# --- DNS rebinding: the Host header ------------------------------------------------------------
+
+REBOUND = "evil.example"
+
+
+async def test_a_rebound_host_name_is_refused_everywhere(server):
+    """A page on evil.example whose name now resolves to 127.0.0.1 sends Host and Origin
+    evil.example:PORT: same-origin by the origin rule, but not a name this server answers."""
+    port = server.http_url.rsplit(":", 1)[1]
+    rebound = f"{REBOUND}:{port}"
+    for method, path, body in (("GET", "/dashboard/", None), ("GET", "/api/config", None),
+                               ("POST", "/api/offer", BAD_SDP_OFFER), ("GET", "/", None)):
+        status, _ = await http(method, server.http_url + path, body, Host=rebound,
+                               Origin=f"http://{rebound}")
+        assert status == 400, (path, status)
+    for path in ("/ws", "/dashboard/ws"):
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            await websockets.connect(f"ws://{rebound}{path}", host="127.0.0.1", port=int(port),
+                                     origin=f"http://{rebound}", open_timeout=10)
+        assert refused.value.response.status_code == 400, path
+    for name in ("localhost", "127.0.0.1"):  # the loopback names still work
+        status, _ = await http("GET", server.http_url + "/api/config", Host=f"{name}:{port}")
+        assert status == 200, name
+
+
+async def test_a_listed_host_name_is_answered(models):
+    server = await RunningServer(make_settings(server={"allowed_hosts": ["*.example.org"]}),
+                                 models).start()
+    try:
+        port = server.http_url.rsplit(":", 1)[1]
+        status, _ = await http("GET", server.http_url + "/api/config",
+                               Host=f"voice.example.org:{port}")
+        assert status == 200
+        status, _ = await http("GET", server.http_url + "/api/config", Host=f"{REBOUND}:{port}")
+        assert status == 400
+    finally:
+        await server.stop()
+
+
 # --- rate limits --------------------------------------------------------------------------------
 
 async def test_new_sessions_over_the_rate_are_refused_with_4429_and_429(models, keys):
@@ -274,5 +313,37 @@ async def test_new_sessions_over_the_rate_are_refused_with_4429_and_429(models, 
         async with websockets.connect(b, local_addr=("127.0.0.2", 0)) as ws:  # another client
             await start(ws)
         await wait_for_no_sessions(server)
+    finally:
+        await server.stop()
+
+
+async def test_a_client_cannot_claim_another_address_with_x_forwarded_for(models):
+    """Uvicorn believes X-Forwarded-For from loopback unless told otherwise: a local client
+    then had a fresh address, and a fresh per-address limit, on every request."""
+    settings = make_settings(limits={"sessions_per_minute_per_ip": 1})
+    server = await RunningServer(settings, models).start()
+    try:
+        status, answer = await http("POST", server.http_url + "/api/offer", BAD_SDP_OFFER,
+                                    **{"X-Forwarded-For": "203.0.113.1"})
+        assert (status, answer["error"]) == (400, "bad_sdp")
+        status, answer = await http("POST", server.http_url + "/api/offer", BAD_SDP_OFFER,
+                                    **{"X-Forwarded-For": "203.0.113.2"})
+        assert (status, answer["error"]) == (429, "rate_limited"), answer
+    finally:
+        await server.stop()
+
+
+async def test_a_listed_proxy_passes_the_clients_address_on(models):
+    settings = make_settings(limits={"sessions_per_minute_per_ip": 1},
+                             server={"forwarded_allow_ips": ["127.0.0.0/8"]})
+    server = await RunningServer(settings, models).start()
+    try:
+        for client in ("203.0.113.1", "203.0.113.2"):  # two clients behind the proxy
+            status, answer = await http("POST", server.http_url + "/api/offer", BAD_SDP_OFFER,
+                                        **{"X-Forwarded-For": client})
+            assert (status, answer["error"]) == (400, "bad_sdp"), (client, answer)
+        status, answer = await http("POST", server.http_url + "/api/offer", BAD_SDP_OFFER,
+                                    **{"X-Forwarded-For": "203.0.113.1"})
+        assert status == 429, answer
     finally:
         await server.stop()
