@@ -119,6 +119,10 @@ class LimitsSettings(Section):
 
     sessions_per_minute_per_ip: int = Field(default=60, ge=0, description="0: no limit")
     sessions_per_minute_per_key: int = Field(default=60, ge=0, description="0: no limit")
+    max_sessions_per_ip: int = Field(
+        default=0, ge=0, description="Live sessions one client address may hold; 0: no cap")
+    max_sessions_per_key: int = Field(
+        default=0, ge=0, description="Live sessions one API key may hold; 0: no cap")
 
 
 class IceServerSettings(Section):
@@ -140,6 +144,11 @@ class WebRTCSettings(Section):
         default=None, description="Only these local IPs as ICE host candidates (e.g. 127.0.0.1)"
     )
     max_sdp_bytes: int = Field(default=30000, ge=1000, description="Largest SDP offer accepted")
+    connect_timeout_secs: float = Field(
+        default=10.0, ge=1.0, le=120.0,
+        description="A peer that has not connected by then is hung up on (its slot freed)")
+    max_renegotiations: int = Field(
+        default=3, ge=0, le=100, description="Offers a live peer may send after its first")
 
 
 class PrivacySettings(Section):

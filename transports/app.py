@@ -16,7 +16,7 @@ from voxline.auth import AccessGuard, Refusal
 from voxline.config.settings import WebRTCSettings
 from voxline.dashboard.app import create_dashboard_app
 from voxline.dashboard.auth import dashboard_access
-from voxline.transports.webrtc import SignallingError, WebRTCGateway
+from voxline.transports.webrtc import Caller, SignallingError, WebRTCGateway
 from voxline.transports.websocket import websocket_endpoint
 from voxline.worker import Worker
 
@@ -99,28 +99,28 @@ def _mount_webrtc(app: FastAPI, gateway: WebRTCGateway, access: AccessGuard) -> 
     @app.post("/api/offer")
     async def offer(request: Request):
         return await _signalling(request, access, gateway.settings, gateway.offer,
-                                 is_new_peer=gateway.is_new_peer)
+                                 counts_as_session=True)
 
     @app.patch("/api/offer")
     async def candidates(request: Request):
-        return await _signalling(request, access, gateway.settings, gateway.add_candidates)
+        return await _signalling(request, access, gateway.settings, gateway.add_candidates,
+                                 counts_as_session=False)
 
 
 async def _signalling(request: Request, access: AccessGuard, webrtc: WebRTCSettings, handle, *,
-                      is_new_peer=None) -> JSONResponse:
+                      counts_as_session: bool) -> JSONResponse:
     """Run one signalling call: the caller is admitted before its body is read, and an offer
-    for a new peer counts as a new session. Refusals and bad requests get a status, a stable
-    code and a clear message."""
+    (a new peer, or a renegotiation) counts against the new-session rate limits. Refusals and
+    bad requests get a status, a stable code and a clear message."""
     grant = await access.admit(request)
     if isinstance(grant, Refusal):
         return grant.response()
+    if counts_as_session and (refusal := access.take_session(request, grant)):
+        return refusal.response()
+    caller = Caller(request.client.host if request.client else "", grant.key_id)
     try:
         body = await _read_json(request, max(MAX_SIGNALLING_BODY_BYTES, 2 * webrtc.max_sdp_bytes))
-        pc_id = body.get("pc_id") if isinstance(body, dict) else None
-        if is_new_peer and is_new_peer(pc_id if isinstance(pc_id, str) else None) and \
-                (refusal := access.take_session(request, grant)):
-            return refusal.response()
-        result = await handle(body)
+        result = await handle(body, caller)
     except SignallingError as e:
         return _error(e)
     return JSONResponse(result if result is not None else {"status": "ok"})

@@ -7,6 +7,7 @@ the peer's data channel, in the same JSON as on the WebSocket (docs/protocol.md)
 import asyncio
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Literal
 
 import aioice.ice
@@ -27,11 +28,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from voxline.agent import SessionOptions
 from voxline.config.settings import WebRTCSettings
 from voxline.transports.client_events import ClientOutbox
-from voxline.worker import SessionHost
+from voxline.worker import NoSlot, SessionHost, Slot
 
 WEBRTC_OUTPUT_SAMPLE_RATE = 24000  # Opus resamples to 48 kHz itself; 24 kHz keeps TTS cheap
 KEEPALIVE_CHECK_SECS = 1.0
-CONNECT_TIMEOUT_SECS = 20.0
+CLOSE_TIMEOUT_SECS = 5.0  # at shutdown
 
 
 class SignallingError(Exception):
@@ -67,8 +68,36 @@ class PatchBody(BaseModel):
     candidates: list[CandidateBody] = Field(max_length=64)
 
 
+@dataclass(frozen=True)
+class Caller:
+    """Who sent a signalling request: its address and API key (None: keys are off)."""
+
+    address: str
+    key_id: str | None = None
+
+    @property
+    def owner(self) -> str:
+        """What a peer is bound to: the key that created it, else the address."""
+        return f"key:{self.key_id}" if self.key_id else f"address:{self.address}"
+
+
+@dataclass
+class _Peer:
+    """A peer connection with a live session."""
+
+    owner: str
+    renegotiations: int = 0
+
+
 class WebRTCGateway:
-    """Answers offers and runs a session for each new peer connection."""
+    """Answers offers and runs a session for each new peer connection.
+
+    An offer without `pc_id` is a new session (it takes a slot before any await). An offer or
+    candidates with a `pc_id` reach only a live peer of the same caller: the id of an ended
+    session, or someone else's, is unknown (404), and a peer may renegotiate only
+    `webrtc.max_renegotiations` times. ICE restart (`restart_pc`) is refused: pipecat makes a
+    new peer connection for it whose old id it never forgets.
+    """
 
     def __init__(self, host: SessionHost):
         self._host = host
@@ -76,39 +105,41 @@ class WebRTCGateway:
         _restrict_host_candidates(self.settings.ice_host_addresses)
         self._handler = SmallWebRTCRequestHandler(ice_servers=_ice_servers(self.settings))
         self._sessions: set[asyncio.Task] = set()
-        self._peer_ids: set[str] = set()  # peers with a running session
+        self._peers: dict[str, _Peer] = {}  # by pc_id: peers with a live session
 
-    def is_new_peer(self, pc_id: str | None) -> bool:
-        """Whether an offer with this `pc_id` starts a session (pipecat makes a new peer for an
-        unknown id, too), as opposed to renegotiating a running one."""
-        return pc_id is None or pc_id not in self._peer_ids
-
-    async def offer(self, body: object) -> dict:
-        """Validate an offer, answer it, and start a session if the peer is new."""
+    async def offer(self, body: object, caller: Caller) -> dict:
+        """Validate an offer, answer it, and start a session if it is a new peer."""
         offer = _parse(OfferBody, body)
         if len(offer.sdp.encode()) > self.settings.max_sdp_bytes:
             raise SignallingError(413, "sdp_too_large", "the SDP offer is larger than allowed")
+        if offer.restart_pc:
+            raise SignallingError(400, "restart_not_supported",
+                                  "ICE restart (restart_pc) is not supported; make a new offer "
+                                  "without pc_id for a new session")
         _check_has_audio(offer.sdp)
-        if self.is_new_peer(offer.pc_id) and self._host.is_full:
-            max_sessions = self._host.settings.server.max_sessions
-            raise SignallingError(503, "server_busy",
-                                  f"all {max_sessions} session slots are in use; retry later")
-        request = SmallWebRTCRequest(sdp=offer.sdp, type=offer.type, pc_id=offer.pc_id,
-                                     restart_pc=offer.restart_pc)
+        if offer.pc_id is not None:
+            return await self._renegotiate(offer, self._live_peer(offer.pc_id, caller))
         try:
-            answer = await self._handler.handle_web_request(request, self._on_new_peer)
-        except SignallingError:
-            raise
-        except Exception as e:  # aiortc raises many kinds for a bad SDP: one request's boundary
-            logger.info("Rejected SDP offer: {}", e)
-            raise SignallingError(
-                400, "bad_sdp", f"the SDP offer could not be used: {e}"
-            ) from None
-        return {"sdp": answer["sdp"], "type": answer["type"], "pc_id": answer["pc_id"]}
+            slot = self._host.reserve(address=caller.address, key_id=caller.key_id)
+        except NoSlot as e:
+            raise SignallingError(503 if e.code == "server_busy" else 429, e.code,
+                                  e.message) from None
+        started: list[asyncio.Task] = []
 
-    async def add_candidates(self, body: object) -> None:
-        """Add trickled ICE candidates to a known peer."""
+        async def on_new_peer(connection: SmallWebRTCConnection) -> None:
+            # Must return quickly: the browser is waiting for the answer.
+            started.append(self._start_session(connection, slot, caller))
+
+        try:
+            return await self._answer(offer, on_new_peer)
+        finally:
+            if not started:
+                slot.release()
+
+    async def add_candidates(self, body: object, caller: Caller) -> None:
+        """Add trickled ICE candidates to a live peer of this caller."""
         patch = _parse(PatchBody, body)
+        self._live_peer(patch.pc_id, caller)
         try:
             await self._handler.handle_patch_request(SmallWebRTCPatchRequest(
                 pc_id=patch.pc_id,
@@ -123,21 +154,58 @@ class WebRTCGateway:
             raise SignallingError(e.status_code, "unknown_peer", str(e.detail)) from None
 
     async def close(self) -> None:
-        """End every WebRTC session (server shutdown)."""
+        """End every WebRTC session (server shutdown); give up on peers that do not close
+        within `CLOSE_TIMEOUT_SECS` (the process is exiting)."""
         for task in list(self._sessions):
             task.cancel()
-        await asyncio.gather(*self._sessions, return_exceptions=True)
-        await self._handler.close()
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT_SECS):
+                await asyncio.gather(*self._sessions, return_exceptions=True)
+                await self._handler.close()
+        except TimeoutError:
+            logger.warning("WebRTC: {} peer(s) still closing after {:g}s; leaving them",
+                           len(self._sessions), CLOSE_TIMEOUT_SECS)
 
-    async def _on_new_peer(self, connection: SmallWebRTCConnection) -> None:
-        # Must return quickly: the browser is waiting for the answer.
-        task = asyncio.create_task(self._run_peer(connection), name=f"webrtc-{connection.pc_id}")
+    def _live_peer(self, pc_id: str, caller: Caller) -> "_Peer":
+        peer = self._peers.get(pc_id)
+        if peer is None or peer.owner != caller.owner:
+            raise SignallingError(404, "unknown_peer",
+                                  "no live session of yours has this pc_id; make an offer "
+                                  "without pc_id for a new session")
+        return peer
+
+    async def _renegotiate(self, offer: "OfferBody", peer: _Peer) -> dict:
+        if peer.renegotiations >= self.settings.max_renegotiations:
+            raise SignallingError(429, "too_many_renegotiations",
+                                  f"a peer may renegotiate at most "
+                                  f"{self.settings.max_renegotiations} times; make a new offer "
+                                  "without pc_id for a new session")
+        peer.renegotiations += 1
+        return await self._answer(offer, _no_new_peer)
+
+    async def _answer(self, offer: "OfferBody", on_new_peer) -> dict:
+        request = SmallWebRTCRequest(sdp=offer.sdp, type=offer.type, pc_id=offer.pc_id)
+        try:
+            answer = await self._handler.handle_web_request(request, on_new_peer)
+        except Exception as e:  # aiortc raises many kinds for a bad SDP: one request's boundary
+            logger.info("Rejected SDP offer: {}", e)
+            raise SignallingError(
+                400, "bad_sdp", f"the SDP offer could not be used: {e}"
+            ) from None
+        return {"sdp": answer["sdp"], "type": answer["type"], "pc_id": answer["pc_id"]}
+
+    def _start_session(self, connection: SmallWebRTCConnection, slot: Slot,
+                       caller: Caller) -> asyncio.Task:
+        pc_id = connection.pc_id  # fixed: restarts, which would change it, are refused
+        task = asyncio.create_task(self._run_peer(connection, slot, caller),
+                                   name=f"webrtc-{pc_id}")
         self._sessions.add(task)
-        self._peer_ids.add(connection.pc_id)
+        self._peers[pc_id] = _Peer(caller.owner)
         task.add_done_callback(self._sessions.discard)
-        task.add_done_callback(lambda _task: self._peer_ids.discard(connection.pc_id))
+        return task
 
-    async def _run_peer(self, connection: SmallWebRTCConnection) -> None:
+    async def _run_peer(self, connection: SmallWebRTCConnection, slot: Slot,
+                        caller: Caller) -> None:
         session_id = uuid.uuid4().hex[:12]
 
         async def send(message: dict) -> None:
@@ -151,23 +219,33 @@ class WebRTCGateway:
             audio_out_sample_rate=WEBRTC_OUTPUT_SAMPLE_RATE,
         ))
         watchdog = asyncio.create_task(
-            _hang_up_when_silent(connection, asyncio.current_task()), name="webrtc-watchdog")
+            _hang_up_when_silent(connection, asyncio.current_task(),
+                                 self.settings.connect_timeout_secs), name="webrtc-watchdog")
         try:
+            # The client is named by its address, never its pc_id: events reach every dashboard
+            # and Redis, and a pc_id is what signalling requests for the peer carry.
             await self._host.run(transport, SessionOptions(
                 session_id=session_id, transport="webrtc", persona=self._host.persona,
-                worker_id=self._host.worker_id, client=connection.pc_id,
+                worker_id=self._host.worker_id, client=f"webrtc:{caller.address}",
                 audio_out_sample_rate=WEBRTC_OUTPUT_SAMPLE_RATE,
-            ), client=outbox)
+            ), client=outbox, slot=slot)
         finally:
+            self._peers.pop(connection.pc_id, None)
             watchdog.cancel()
             await connection.disconnect()
 
 
-async def _hang_up_when_silent(connection: SmallWebRTCConnection, session: asyncio.Task) -> None:
+async def _no_new_peer(connection: SmallWebRTCConnection) -> None:
+    """A renegotiation reuses its peer: pipecat never calls this for one."""
+
+
+async def _hang_up_when_silent(connection: SmallWebRTCConnection, session: asyncio.Task,
+                               connect_timeout_secs: float) -> None:
     """A closed tab sends nothing; ICE would notice only after ~30 s (consent expiry). The page
     pings over the data channel every second, and pipecat counts a peer that pinged as connected
     for 3 s after its last ping: a peer that was connected and no longer is has gone, and one
-    that never connected within `CONNECT_TIMEOUT_SECS` never will. Hang up on either."""
+    that never connected within `connect_timeout_secs` (`webrtc.connect_timeout_secs`) never
+    will. Hang up on either."""
     started = time.monotonic()
     was_connected = False
     while True:
@@ -175,7 +253,7 @@ async def _hang_up_when_silent(connection: SmallWebRTCConnection, session: async
         if connection.is_connected():
             was_connected = True
             continue
-        if was_connected or time.monotonic() - started > CONNECT_TIMEOUT_SECS:
+        if was_connected or time.monotonic() - started > connect_timeout_secs:
             logger.info("WebRTC peer {} is gone or never connected; hanging up",
                         connection.pc_id)
             await connection.disconnect()

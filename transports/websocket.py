@@ -9,7 +9,8 @@ from fastapi import WebSocket, WebSocketDisconnect
 from pipecat.transports.websocket.fastapi import FastAPIWebsocketParams, FastAPIWebsocketTransport
 
 from voxline.agent import SessionOptions
-from voxline.auth import AccessGuard, Refusal
+from voxline.auth import AccessGuard, Grant, Refusal
+from voxline.auth.guard import CLOSE_RATE_LIMITED
 from voxline.config.settings import VoxlineSettings
 from voxline.transports.client_events import ClientOutbox
 from voxline.transports.protocol import (
@@ -24,7 +25,7 @@ from voxline.transports.protocol import (
     parse_text,
 )
 from voxline.transports.serializer import PIPELINE_SAMPLE_RATE, PCMSerializer
-from voxline.worker import SessionHost
+from voxline.worker import NoSlot, SessionHost
 
 MAX_BAD_STARTS = 5
 
@@ -33,12 +34,20 @@ async def websocket_endpoint(websocket: WebSocket, host: SessionHost,
                              access: AccessGuard) -> None:
     """One client connection, from handshake to close. Never raises into the server."""
     await websocket.accept()  # then refusals can carry a close code and a reason
-    if await _refused_by_access(websocket, access) or await _refused_when_busy(websocket, host):
+    grant = await _admitted(websocket, access)
+    if grant is None or await _refused_when_busy(websocket, host):
         return
     settings = host.settings
     start = await _receive_start(websocket, settings)
-    # Checked again: other clients may have taken the free slots while this one sent `start`.
-    if start is None or await _refused_when_busy(websocket, host):
+    if start is None:
+        return
+    # The slot is taken only now: other clients may have taken the free ones meanwhile.
+    try:
+        slot = host.reserve(address=websocket.client.host if websocket.client else None,
+                            key_id=grant.key_id)
+    except NoSlot as e:
+        await _refuse(websocket, CLOSE_TRY_AGAIN_LATER if e.code == "server_busy"
+                      else CLOSE_RATE_LIMITED, e.code, e.message)
         return
     session_id = uuid.uuid4().hex[:12]
     outbox = ClientOutbox(lambda message: websocket.send_text(json.dumps(message)))
@@ -56,7 +65,7 @@ async def websocket_endpoint(websocket: WebSocket, host: SessionHost,
             echo_cancellation=(settings.audio.echo_cancellation
                                if start.echo_cancellation is None else start.echo_cancellation),
         ),
-        client=outbox,
+        client=outbox, slot=slot,
     )
 
 
@@ -121,19 +130,20 @@ async def _receive_start(websocket: WebSocket, settings: VoxlineSettings) -> Sta
     return None
 
 
-async def _refused_by_access(websocket: WebSocket, access: AccessGuard) -> bool:
-    """Refuse (4403 origin, 4401 key, 4429 rate) a client the access rule does not let in; say
-    whether it did. A client let in counts as a new session for the rate limits."""
+async def _admitted(websocket: WebSocket, access: AccessGuard) -> Grant | None:
+    """The client's grant, or None after refusing (4403 origin, 4401 key, 4429 rate) a client
+    the access rule does not let in. A client let in counts as a new session for the rates."""
     grant = await access.admit(websocket)
     refusal = grant if isinstance(grant, Refusal) else access.take_session(websocket, grant)
     if refusal is None:
-        return False
+        return grant
     await _refuse(websocket, refusal.close_code, refusal.code, refusal.message, refusal.reason)
-    return True
+    return None
 
 
 async def _refused_when_busy(websocket: WebSocket, host: SessionHost) -> bool:
-    """Refuse (server_busy, 1013) when every session slot is in use; say whether it did."""
+    """Refuse (server_busy, 1013) at once, before `start`, when every session slot is taken;
+    say whether it did."""
     if not host.is_full:
         return False
     max_sessions = host.settings.server.max_sessions

@@ -40,6 +40,30 @@ class SessionClient(Protocol):
         """Send what is queued, then stop."""
 
 
+class NoSlot(Exception):
+    """No session slot for this client: `code` is server_busy (every slot is in use) or
+    too_many_sessions (its address or API key has its share); `message` says which."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+@dataclass(eq=False)
+class Slot:
+    """One session slot, held from the moment a transport accepts a client (before its first
+    await) until the session ends, so that concurrent clients never take more than there are.
+    `address` and `key_id` count against the per-client caps."""
+
+    host: "SessionHost"
+    address: str | None = None
+    key_id: str | None = None
+
+    def release(self) -> None:
+        """Give it back (a client that went away before its session ran). Idempotent."""
+        self.host._slots.discard(self)
+
+
 @dataclass
 class _LiveSession:
     session: Session
@@ -59,6 +83,7 @@ class SessionHost:
         self.persona = persona
         self.llm_breaker = llm_breaker
         self.total = 0  # sessions started since the process began
+        self._slots: set[Slot] = set()  # taken: sessions running, or clients about to start one
         self._live: dict[str, _LiveSession] = {}
         self._none_live = asyncio.Event()
         self._none_live.set()
@@ -71,24 +96,46 @@ class SessionHost:
 
     @property
     def is_full(self) -> bool:
-        """Every session slot (`server.max_sessions`) is in use."""
-        return self.live >= self.settings.server.max_sessions
+        """Every session slot (`server.max_sessions`) is taken."""
+        return len(self._slots) >= self.settings.server.max_sessions
+
+    def reserve(self, *, address: str | None = None, key_id: str | None = None) -> Slot:
+        """Take a slot for a client about to start a session, or raise `NoSlot`: every slot
+        is taken, or its address or key already holds `limits.max_sessions_per_ip` /
+        `..._per_key`. Synchronous: no other client can take the same slot meanwhile."""
+        if self.is_full:
+            raise NoSlot("server_busy", f"all {self.settings.server.max_sessions} session "
+                                        "slots are in use; retry later")
+        limits = self.settings.limits
+        per_address = sum(s.address == address for s in self._slots) if address else 0
+        per_key = sum(s.key_id == key_id for s in self._slots) if key_id else 0
+        for who, held, cap in (("address", per_address, limits.max_sessions_per_ip),
+                               ("API key", per_key, limits.max_sessions_per_key)):
+            if cap and held >= cap:
+                raise NoSlot("too_many_sessions", f"this {who} already has {cap} live "
+                                                  "session(s), the most allowed; end one first")
+        slot = Slot(self, address, key_id)
+        self._slots.add(slot)
+        return slot
 
     def __contains__(self, session_id: str) -> bool:
         return session_id in self._live
 
     async def run(self, transport: BaseTransport, options: SessionOptions, *,
-                  client: SessionClient | None = None) -> str | None:
-        """Run one session to its end and return why it ended (None: it failed). It takes its
-        slot before the first await, so a caller that saw `is_full` false gets one. `client`
-        (the client's event channel, if it has one) gets the session's events, and is closed
-        after it. Never raises but for cancellation."""
+                  client: SessionClient | None = None, slot: Slot | None = None) -> str | None:
+        """Run one session to its end and return why it ended (None: it failed), in `slot`
+        (from `reserve`; without one it takes a slot regardless of the caps: the Discord bot
+        has its own). `client` (the client's event channel, if it has one) gets the session's
+        events, and is closed after it. Never raises but for cancellation."""
+        if slot is None:
+            slot = Slot(self)
+            self._slots.add(slot)
         session_id = options.session_id
         with logger.contextualize(session_id=session_id):
             try:
                 session = Session(transport, self.models, self.settings, self.bus, options,
                                   llm_breaker=self.llm_breaker)
-                async with (self._slot(_LiveSession(session, client)),
+                async with (self._running(_LiveSession(session, client), slot),
                             forwarding_session_events(self.bus, session_id, client)):
                     return await session.run()
             except Exception:  # one session's boundary: log once, keep the worker up
@@ -98,6 +145,7 @@ class SessionHost:
                                  "the session failed on the server; please reconnect")
                 return None
             finally:
+                slot.release()  # also when the session could not be built
                 if client is not None:
                     await client.close()
 
@@ -134,9 +182,9 @@ class SessionHost:
         self._heap_trimmer.stop()
 
     @asynccontextmanager
-    async def _slot(self, live: _LiveSession) -> AsyncIterator[None]:
-        """Count the session while it runs; after it, give the memory it freed back to the OS
-        (and while sessions run, see `HeapTrimmer`)."""
+    async def _running(self, live: _LiveSession, slot: Slot) -> AsyncIterator[None]:
+        """Count the session while it runs, then free its slot; after it, give the memory it
+        freed back to the OS (and while sessions run, see `HeapTrimmer`)."""
         self._live[live.session.options.session_id] = live
         self.total += 1
         self._none_live.clear()
@@ -144,6 +192,7 @@ class SessionHost:
         try:
             yield
         finally:
+            slot.release()
             del self._live[live.session.options.session_id]
             if not self._live:
                 self._none_live.set()

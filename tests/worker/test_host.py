@@ -14,7 +14,7 @@ from voxline.bots.discord.transport import SpeakerTransport
 from voxline.bus import events
 from voxline.bus.inprocess import InProcessBus
 from voxline.transports.client_events import ClientOutbox
-from voxline.worker import SessionHost
+from voxline.worker import NoSlot, SessionHost
 
 
 class Client:
@@ -108,3 +108,30 @@ async def test_ending_every_session_tells_clients_first_and_waits_for_them(model
     assert reasons == {"server shutdown"}
     await asyncio.gather(*runs)
     ended.close()
+
+
+def test_slots_are_reserved_synchronously_within_the_caps(models):
+    """Reserving is what makes concurrent clients safe: no await between check and take."""
+    host = SessionHost(settings=make_settings(server={"max_sessions": 3},
+                                              limits={"max_sessions_per_ip": 2,
+                                                      "max_sessions_per_key": 1}),
+                       models=models, bus=InProcessBus(), worker_id="test-host",
+                       persona=Persona("Be brief."))
+    a1 = host.reserve(address="10.0.0.1", key_id="k1")
+    with pytest.raises(NoSlot) as refused:
+        host.reserve(address="10.0.0.2", key_id="k1")
+    assert refused.value.code == "too_many_sessions" and "API key" in refused.value.message
+    a2 = host.reserve(address="10.0.0.1", key_id="k2")
+    with pytest.raises(NoSlot) as refused:
+        host.reserve(address="10.0.0.1", key_id="k3")
+    assert refused.value.code == "too_many_sessions" and "address" in refused.value.message
+    host.reserve(address="10.0.0.3")
+    assert host.is_full and host.live == 0  # reserved, not yet running
+    with pytest.raises(NoSlot) as refused:
+        host.reserve(address="10.0.0.4")
+    assert refused.value.code == "server_busy"
+    a1.release()
+    a1.release()  # idempotent
+    assert not host.is_full
+    host.reserve(address="10.0.0.4", key_id="k1")  # k1's slot was given back
+    a2.release()
