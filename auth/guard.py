@@ -1,6 +1,6 @@
-"""Who may connect and open a session: the origin rule, an API key (or the dashboard token) and
-the new-session rate limits, checked in that order. Refusals carry an HTTP status, a WebSocket
-close code and a stable error code (docs/protocol.md)."""
+"""Who may connect and open a session: the origin rule, an API key (or the dashboard token), the
+role the app needs, and the new-session rate limits, checked in that order. Refusals carry an
+HTTP status, a WebSocket close code and a stable error code (docs/protocol.md)."""
 
 import asyncio
 import hmac
@@ -8,19 +8,22 @@ import ipaddress
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from loguru import logger
 from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse
 
-from voxline.auth.keys import KeyStore
+from voxline.auth.keys import KeyStore, Role
 from voxline.auth.origin import is_origin_allowed
 from voxline.auth.ratelimit import RateLimiter
 from voxline.config.settings import AuthSettings, LimitsSettings
 
 CLOSE_UNAUTHORIZED = 4401
+CLOSE_FORBIDDEN = 4403  # the origin, or a client key where an operator's is needed
 CLOSE_ORIGIN_NOT_ALLOWED = 4403
 CLOSE_RATE_LIMITED = 4429
+DEFAULT_FAILURES_PER_MINUTE = 10
 KEY_HELP = ("send `Authorization: Bearer <key>` or add ?token=<key> to the URL; the operator "
             "makes keys with `voxline keys create`")
 
@@ -45,9 +48,20 @@ class Refusal:
 
 @dataclass(frozen=True)
 class Grant:
-    """A request let in. `key_id` names its API key (None: keys are off, or a dashboard token)."""
+    """A request let in. `key_id` names its API key (None: keys are off, or a dashboard
+    token); `role` is the key's, "operator" for the dashboard token, and "operator" too where
+    no credential is required (loopback without keys: everyone on the machine is trusted)."""
 
     key_id: str | None = None
+    role: Role = "operator"
+    credential: Literal["none", "token", "key"] = "none"
+
+    @property
+    def holder(self) -> str:
+        """Who this is, for an audit line: key:<id>, token, or local (no credential needed)."""
+        if self.key_id:
+            return f"key:{self.key_id}"
+        return "token" if self.credential == "token" else "local"
 
 
 def is_loopback(host: str) -> bool:
@@ -85,16 +99,20 @@ class AccessGuard:
 
     def __init__(self, *, keys: KeyStore | None = None, token: str | None = None,
                  allowed_origins: Sequence[str] = (), limits: LimitsSettings | None = None,
-                 credential_help: str = KEY_HELP):
+                 credential_help: str = KEY_HELP, required_role: Role = "client"):
         self._keys = keys
         self._help = credential_help
         self._token = token
+        self._required_role = required_role
         self._allowed_origins = tuple(allowed_origins)
         self._per_ip = RateLimiter(limits.sessions_per_minute_per_ip if limits else 0)
         self._per_key = RateLimiter(limits.sessions_per_minute_per_key if limits else 0)
+        self._failures = RateLimiter(limits.auth_failures_per_minute_per_ip if limits
+                                     else DEFAULT_FAILURES_PER_MINUTE)
 
     async def admit(self, connection: HTTPConnection) -> Grant | Refusal:
-        """Check the origin and the credential (the key's scrypt runs in a thread)."""
+        """Check the origin, the credential and its role. An address with too many failed
+        credentials is refused before any key is looked at."""
         origin = connection.headers.get("origin")
         if not is_origin_allowed(origin, connection.headers.get("host"), self._allowed_origins):
             return self._refuse(connection, Refusal(
@@ -109,20 +127,41 @@ class AccessGuard:
             return self._refuse(connection, Refusal(
                 401, CLOSE_UNAUTHORIZED, "unauthorized", f"an API key is required: {self._help}",
                 "API key required"))
+        ip = _address(connection)
+        if wait := self._failures.retry_after_secs(ip):
+            seconds = math.ceil(wait)
+            return self._refuse(connection, Refusal(
+                429, CLOSE_RATE_LIMITED, "too_many_failures",
+                f"too many invalid credentials from this address; retry in {seconds} s",
+                f"too many invalid credentials; retry in {seconds} s",
+                retry_after_secs=seconds))
+        grant = await self._check(offered)
+        if grant is None:
+            self._failures.take(ip)
+            return self._refuse(connection, Refusal(
+                401, CLOSE_UNAUTHORIZED, "unauthorized",
+                f"the API key is not valid (mistyped, unknown or revoked): {self._help}",
+                "API key not valid"))
+        if self._required_role == "operator" and grant.role != "operator":
+            return self._refuse(connection, Refusal(
+                403, CLOSE_FORBIDDEN, "operator_only",
+                "this needs an operator credential: dashboard.token, or a key made with "
+                "`voxline keys create --role operator`; a client key may only talk",
+                "operator credential required"))
+        return grant
+
+    async def _check(self, offered: str) -> Grant | None:
         if self._token is not None and hmac.compare_digest(offered.encode(), self._token.encode()):
-            return Grant()
+            return Grant(credential="token")
         if self._keys is not None and (found := await asyncio.to_thread(self._keys.verify,
                                                                          offered)):
-            return Grant(key_id=found)
-        return self._refuse(connection, Refusal(
-            401, CLOSE_UNAUTHORIZED, "unauthorized",
-            f"the API key is not valid (mistyped, unknown or revoked): {self._help}",
-            "API key not valid"))
+            return Grant(key_id=found.id, role=found.role, credential="key")
+        return None
 
     def take_session(self, connection: HTTPConnection, grant: Grant) -> Refusal | None:
         """Count a new session against its client IP and key, or refuse it if either has used
         up its sessions for now (then nothing is counted)."""
-        ip = connection.client.host if connection.client else ""
+        ip = _address(connection)
         waits = [(self._per_ip.retry_after_secs(ip), "address", self._per_ip.per_minute)]
         if grant.key_id is not None:
             waits.append((self._per_key.retry_after_secs(grant.key_id), "API key",
@@ -145,3 +184,7 @@ class AccessGuard:
         client = connection.client.host if connection.client else "?"
         logger.info("Refused {} from {}: {}", connection.url.path, client, refusal.code)
         return refusal
+
+
+def _address(connection: HTTPConnection) -> str:
+    return connection.client.host if connection.client else ""

@@ -1,8 +1,12 @@
-"""API keys: made by `voxline keys create`, stored only as salted scrypt hashes, checked per
+"""API keys: made by `voxline keys create`, stored only as salted hashes, checked per
 connection. The server only reads the file, and re-reads it when it changes, so a key revoked
-with `voxline keys revoke` is refused from the next connection on, without a restart."""
+with `voxline keys revoke` is refused from the next connection on, without a restart.
+
+A key is a client's (it talks to the agent) or an operator's (it also opens the dashboard and
+sends its commands)."""
 
 import contextlib
+import fcntl
 import hashlib
 import hmac
 import json
@@ -13,16 +17,21 @@ import threading
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 from loguru import logger
 
 KEY_PREFIX = "vxl_live_"
 ID_CHARS = 8  # hex: the public part that names a key in `keys list` and finds its record
 SECRET_CHARS = 43  # secrets.token_urlsafe(32): 256 random bits
-# scrypt at 16 MiB and ~50 ms: slow enough against guessing from a stolen file, and each key
-# is hashed once per process (then checked against a sha256 kept in memory).
+# Keys are 256 random bits: a salted HMAC-SHA-256 cannot be reversed or guessed, and costs
+# microseconds (a slow hash made each failed attempt cost the server ~50 ms of CPU). Files
+# written before keep verifying their scrypt hashes.
+HASH_SCHEME = "hmac-sha256"
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 FILE_VERSION = 1
+Role = Literal["client", "operator"]
+ROLES: tuple[Role, ...] = ("client", "operator")
 
 
 class KeyFileError(ValueError):
@@ -39,6 +48,8 @@ class KeyRecord:
     revoked_at: str | None
     salt: str
     hash: str
+    scheme: str = "scrypt"  # files written before roles and HMAC keys have neither field
+    role: Role = "client"
 
     @property
     def prefix(self) -> str:
@@ -61,8 +72,19 @@ def key_id(key: str) -> str | None:
     return found
 
 
-def _hash(key: str, salt: bytes) -> bytes:
-    return hashlib.scrypt(key.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=32)
+def _hash(key: str, salt: bytes, scheme: str) -> bytes:
+    if scheme == "scrypt":
+        return hashlib.scrypt(key.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P,
+                              dklen=32)
+    return hmac.new(salt, key.encode(), hashlib.sha256).digest()
+
+
+@dataclass(frozen=True)
+class VerifiedKey:
+    """A live key that matched: its id and role."""
+
+    id: str
+    role: Role
 
 
 def _now() -> str:
@@ -70,8 +92,9 @@ def _now() -> str:
 
 
 class KeyStore:
-    """The keys file at `path`. `verify` is thread-safe and meant for `asyncio.to_thread`
-    (a key not seen before costs one scrypt); `create` and `revoke` are for the CLI."""
+    """The keys file at `path`. `verify` is thread-safe (an old scrypt key costs ~50 ms the
+    first time: call it through `asyncio.to_thread`); `create` and `revoke` are for the CLI,
+    and hold a lock on the file so that two at once lose nothing."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -80,17 +103,21 @@ class KeyStore:
         self._records: dict[str, KeyRecord] = {}
         self._verified: dict[str, bytes] = {}  # key id -> sha256 of its key, once scrypt agreed
 
-    def create(self, name: str = "") -> tuple[KeyRecord, str]:
+    def create(self, name: str = "", role: Role = "client") -> tuple[KeyRecord, str]:
         """Add a new key; return its record and the key, which is never stored or shown again."""
-        records = self._read()
-        while (new_id := secrets.token_hex(ID_CHARS // 2)) in records:
-            pass
-        key = KEY_PREFIX + new_id + secrets.token_urlsafe(32)
-        salt = secrets.token_bytes(16)
-        record = KeyRecord(id=new_id, name=name, created_at=_now(), revoked_at=None,
-                           salt=salt.hex(), hash=_hash(key, salt).hex())
-        self._write([*records.values(), record])
-        logger.debug("API key {} created in {}", record.prefix, self.path)
+        if role not in ROLES:
+            raise KeyFileError(f"role {role!r} is not one of {', '.join(ROLES)}")
+        with self._file_locked():
+            records = self._read()
+            while (new_id := secrets.token_hex(ID_CHARS // 2)) in records:
+                pass
+            key = KEY_PREFIX + new_id + secrets.token_urlsafe(32)
+            salt = secrets.token_bytes(16)
+            record = KeyRecord(id=new_id, name=name, created_at=_now(), revoked_at=None,
+                               salt=salt.hex(), hash=_hash(key, salt, HASH_SCHEME).hex(),
+                               scheme=HASH_SCHEME, role=role)
+            self._write([*records.values(), record])
+        logger.debug("API key {} ({}) created in {}", record.prefix, role, self.path)
         return record, key
 
     def records(self) -> list[KeyRecord]:
@@ -100,17 +127,19 @@ class KeyStore:
     def revoke(self, id_or_prefix: str) -> KeyRecord:
         """Revoke the key whose id starts with `id_or_prefix` (`vxl_live_` optional)."""
         wanted = id_or_prefix.strip().removeprefix(KEY_PREFIX)[:ID_CHARS].lower()
-        records = self._read()
-        matches = [r for r in records.values() if wanted and r.id.startswith(wanted)]
-        if len(matches) != 1:
-            problem = "no key has" if not matches else f"{len(matches)} keys have"
-            raise KeyFileError(f"{problem} an id starting with {wanted!r} in {self.path}; "
-                               "see `voxline keys list` for the ids")
-        record = matches[0]
-        if not record.is_revoked:
-            records[record.id] = record = KeyRecord(**{**asdict(record), "revoked_at": _now()})
-            self._write(list(records.values()))
-            logger.debug("API key {} revoked", record.prefix)
+        with self._file_locked():
+            records = self._read()
+            matches = [r for r in records.values() if wanted and r.id.startswith(wanted)]
+            if len(matches) != 1:
+                problem = "no key has" if not matches else f"{len(matches)} keys have"
+                raise KeyFileError(f"{problem} an id starting with {wanted!r} in {self.path}; "
+                                   "see `voxline keys list` for the ids")
+            record = matches[0]
+            if not record.is_revoked:
+                records[record.id] = record = KeyRecord(**{**asdict(record),
+                                                           "revoked_at": _now()})
+                self._write(list(records.values()))
+                logger.debug("API key {} revoked", record.prefix)
         return record
 
     def active_count(self) -> int:
@@ -119,9 +148,9 @@ class KeyStore:
             self._reload_if_changed()
             return sum(not r.is_revoked for r in self._records.values())
 
-    def verify(self, key: str) -> str | None:
-        """The id of `key` if it is a live key of this file, else None. Compares in constant
-        time; an unreadable file refuses every key (and says why in the log)."""
+    def verify(self, key: str) -> VerifiedKey | None:
+        """`key`'s id and role if it is a live key of this file, else None. Compares in
+        constant time; an unreadable file refuses every key (and says why in the log)."""
         found = key_id(key)
         if found is None:
             return None
@@ -132,16 +161,31 @@ class KeyStore:
                 return None
             digest = hashlib.sha256(key.encode()).digest()
             if (known := self._verified.get(found)) is not None:
-                return found if hmac.compare_digest(digest, known) else None
-        # scrypt outside the lock: other connections are not held up by this one.
+                return VerifiedKey(found, record.role) \
+                    if hmac.compare_digest(digest, known) else None
+        # Hashed outside the lock: an old scrypt key does not hold up other connections.
         expected = bytes.fromhex(record.hash)
-        if not hmac.compare_digest(_hash(key, bytes.fromhex(record.salt)), expected):
+        if not hmac.compare_digest(_hash(key, bytes.fromhex(record.salt), record.scheme),
+                                   expected):
             return None
         with self._lock:
             if self._records.get(found) == record:  # not revoked meanwhile
                 self._verified[found] = digest
-                return found
+                return VerifiedKey(found, record.role)
         return None
+
+    @contextlib.contextmanager
+    def _file_locked(self):
+        """An exclusive lock on `<keys file>.lock` across processes, for a read-modify-write."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            lock = open(self.path.with_name(self.path.name + ".lock"), "a")  # noqa: SIM115
+        except OSError as e:
+            raise KeyFileError(f"cannot lock the keys file {self.path}: {e.strerror}; "
+                               "set auth.keys_file to a writable path") from None
+        with lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
 
     def _reload_if_changed(self) -> None:
         try:

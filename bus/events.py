@@ -186,6 +186,9 @@ class ControlCommand(Event):
     action: Literal["end_session", "reload_model", "set_persona"]
     model_kind: Literal["stt", "llm", "tts"] | None = None
     system_prompt: str | None = Field(default=None, max_length=4000)
+    issued_by: str = Field(default="", max_length=100,
+                           description="The credential: key:<id>, token, or local (no keys)")
+    issued_from: str = Field(default="", max_length=100, description="The operator's address")
 
 
 class ControlAck(Event):

@@ -119,6 +119,9 @@ class LimitsSettings(Section):
 
     sessions_per_minute_per_ip: int = Field(default=60, ge=0, description="0: no limit")
     sessions_per_minute_per_key: int = Field(default=60, ge=0, description="0: no limit")
+    auth_failures_per_minute_per_ip: int = Field(
+        default=10, ge=0, description="Invalid credentials from one address before it is "
+                                      "refused for a while (429); 0: no limit")
     max_sessions_per_ip: int = Field(
         default=0, ge=0, description="Live sessions one client address may hold; 0: no cap")
     max_sessions_per_key: int = Field(
@@ -197,6 +200,9 @@ class DashboardSettings(Section):
     )
     mount_in_serve: bool = Field(default=True, description="Serve it at /dashboard in serve")
     history_turns: int = Field(default=50, ge=5, le=1000, description="Turns in the chart")
+    commands_per_minute: int = Field(
+        default=10, ge=0, description="Control commands per operator credential and minute "
+                                      "(end a session, set the prompt, reload); 0: no limit")
 
 
 def _discord_token_from_env() -> SecretStr | None:

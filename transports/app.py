@@ -70,8 +70,10 @@ def create_app(worker: Worker) -> FastAPI:
     if worker.collector:
         app.mount("/dashboard", create_dashboard_app(
             worker.collector, worker.bus, source=worker.worker_id,
+            commands_per_minute=settings.dashboard.commands_per_minute,
             access=dashboard_access(settings.dashboard, keys=worker.keys,
-                                    allowed_origins=settings.server.allowed_origins)))
+                                    allowed_origins=settings.server.allowed_origins,
+                                    limits=settings.limits)))
     return app
 
 

@@ -88,7 +88,8 @@ async def serve_dashboard(settings: VoxlineSettings) -> None:
         )
     access = dashboard_access(settings.dashboard,
                               keys=key_store(settings, settings.dashboard.host),
-                              allowed_origins=settings.server.allowed_origins)
+                              allowed_origins=settings.server.allowed_origins,
+                              limits=settings.limits)
     bus = create_bus(settings.bus, origin=f"dashboard:{socket.gethostname()}:{os.getpid()}")
     await bus.start()
     collector = Collector(bus, history_turns=settings.dashboard.history_turns,
@@ -96,6 +97,7 @@ async def serve_dashboard(settings: VoxlineSettings) -> None:
     await collector.start()
     app = create_dashboard_app(
         collector, bus, source="dashboard", access=access,
+        commands_per_minute=settings.dashboard.commands_per_minute,
         allowed_hosts=settings.server.hosts_answered(settings.dashboard.host))
     config = uvicorn_config(app, settings)
     config.host, config.port = settings.dashboard.host, settings.dashboard.port

@@ -36,8 +36,9 @@ class WorkerControl:
         try:
             async for command in subscription:
                 ok, message = await self._carry_out(command)
-                logger.info("Control {} {}: {}", command.action, "done" if ok else "refused",
-                            message)
+                logger.info("Control {} by {} from {} {}: {}", command.action,
+                            command.issued_by or "?", command.issued_from or "?",
+                            "done" if ok else "refused", message)
                 self._host.bus.publish_nowait(events.ControlAck(
                     source=self._host.worker_id, session_id=command.session_id,
                     command_id=command.command_id, ok=ok, message=message,

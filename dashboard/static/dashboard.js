@@ -14,7 +14,7 @@ const dash = (window.dashboard = {
   workers: {}, sessions: {}, turns: [], logs: [], acks: [], bus: {}, connected: false,
   received: [],
 });
-const token = new URLSearchParams(location.search).get("token");
+const token = takeToken();
 let socket = null;
 let drawPending = false;
 
@@ -35,6 +35,19 @@ $("reload-apply").addEventListener("click", () => control({
 connect(0);
 setInterval(draw, 2000); // ages and staleness move on even without events
 
+// The credential arrives once in the URL (?token=…); it is kept in this tab's session storage
+// and taken out of the address bar and the history, so it is not shared with a copied link.
+function takeToken() {
+  const url = new URL(location.href);
+  const fromUrl = url.searchParams.get("token");
+  if (fromUrl) {
+    sessionStorage.setItem("voxline-dashboard-token", fromUrl);
+    url.searchParams.delete("token");
+    history.replaceState(null, "", url);
+  }
+  return sessionStorage.getItem("voxline-dashboard-token");
+}
+
 function connect(attempt) {
   const url = new URL("ws", location.href);
   url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
@@ -45,12 +58,16 @@ function connect(attempt) {
   socket.onclose = (e) => {
     dash.connected = false;
     if (e.code === 4403) {
-      notice("This page's origin may not open the dashboard's feed (server.allowed_origins).");
+      notice(e.reason === "operator credential required"
+        ? "This key may only talk: open the dashboard with …/?token=<dashboard token or operator key>."
+        : "This page's origin may not open the dashboard's feed (server.allowed_origins).");
       setPill("feed-state", "closed", "refused");
       return;
     }
-    if (e.code === 4401) {
-      notice("This dashboard needs a key: open it as …/?token=<API key or dashboard token>.");
+    if (e.code === 4401 || e.code === 4429) {
+      sessionStorage.removeItem("voxline-dashboard-token");
+      notice(e.code === 4429 ? `Refused: ${e.reason}.`
+        : "This dashboard needs a key: open it as …/?token=<dashboard token or operator key>.");
       setPill("feed-state", "closed", "unauthorised");
       return;
     }

@@ -25,8 +25,8 @@ def test_a_new_key_is_well_formed_and_verifies(store):
     record, key = store.create("ci")
     assert key.startswith(KEY_PREFIX) and len(key) - len(KEY_PREFIX) >= 32
     assert key.startswith(record.prefix) and key_id(key) == record.id
-    assert store.verify(key) == record.id
-    assert store.verify(key) == record.id  # the second time from the in-memory digest
+    assert store.verify(key).id == record.id
+    assert store.verify(key).id == record.id  # the second time from the in-memory digest
     assert store.verify(key[:-1] + ("A" if key[-1] != "A" else "B")) is None
     assert store.verify(KEY_PREFIX + record.id) is None
     assert store.verify("Bearer " + key) is None and store.verify("") is None
@@ -40,7 +40,8 @@ def test_the_file_holds_no_key_and_only_its_owner_may_read_it(store):
     stored = json.loads(text)["keys"][0]
     assert len(bytes.fromhex(stored["salt"])) == 16 and len(bytes.fromhex(stored["hash"])) == 32
     assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
-    assert [p.name for p in store.path.parent.iterdir()] == ["keys.json"]  # no temporary left
+    # No temporary left (the lock file is kept: deleting it would race another process).
+    assert sorted(p.name for p in store.path.parent.iterdir()) == ["keys.json", "keys.json.lock"]
 
 
 def test_each_key_has_its_own_salt(store):
@@ -111,8 +112,8 @@ def test_keys_command_creates_lists_and_revokes(tmp_path):
     listed = _voxline(keys_file, "list")
     assert listed.returncode == 0 and key not in listed.stdout
     header, row = listed.stdout.splitlines()
-    assert header.split() == ["id", "name", "created", "revoked"]
-    assert row.split()[:3] == [key_id(key), "ci", "runner"] and row.split()[-1] == "-"
+    assert header.split() == ["id", "name", "role", "created", "revoked"]
+    assert row.split()[:4] == [key_id(key), "ci", "runner", "client"] and row.split()[-1] == "-"
 
     revoked = _voxline(keys_file, "revoke", f"{KEY_PREFIX}{key_id(key)}")
     assert revoked.returncode == 0, revoked.stderr
@@ -125,3 +126,47 @@ def test_revoking_an_unknown_key_is_one_clear_line(tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip().startswith("voxline: error: no key has an id starting with")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_key_has_a_role_client_by_default(store):
+    client_record, client_key = store.create("kiosk")
+    operator_record, operator_key = store.create("ops", role="operator")
+    assert (client_record.role, operator_record.role) == ("client", "operator")
+    assert store.verify(client_key).role == "client"
+    assert KeyStore(store.path).verify(operator_key).role == "operator"
+    with pytest.raises(KeyFileError, match="client, operator"):
+        store.create("x", role="admin")
+
+
+def test_a_key_written_before_roles_still_verifies_as_a_client(store):
+    """Files from before roles and HMAC keys hold scrypt hashes and no role."""
+    import hashlib
+    key = KEY_PREFIX + "0123abcd" + "x" * 43
+    salt = bytes(range(16))
+    digest = hashlib.scrypt(key.encode(), salt=salt, n=2**14, r=8, p=1, dklen=32)
+    store.path.parent.mkdir(parents=True)
+    store.path.write_text(json.dumps({"version": 1, "keys": [{
+        "id": "0123abcd", "name": "old", "created_at": "2026-12-01T00:00:00+00:00",
+        "revoked_at": None, "salt": salt.hex(), "hash": digest.hex()}]}))
+    found = store.verify(key)
+    assert found is not None and (found.id, found.role) == ("0123abcd", "client")
+    assert store.verify(key[:-1] + "y") is None
+
+
+def test_new_keys_use_a_keyed_hash_not_a_slow_one(store):
+    """Keys are 256 random bits: HMAC-SHA-256 suffices, and a wrong guess costs no scrypt."""
+    record, _ = store.create("a")
+    assert record.scheme == "hmac-sha256"
+
+
+def test_two_creates_at_once_lose_no_key(tmp_path):
+    """`voxline keys create` run twice at the same moment (two terminals, a provisioning
+    script): each reads, adds and replaces the file; without the lock one key was lost."""
+    keys_file = tmp_path / "keys.json"
+    script = ("import sys; from pathlib import Path; from voxline.auth import KeyStore; "
+              "store = KeyStore(Path(sys.argv[1])); "
+              "[store.create(f'{sys.argv[2]}-{i}') for i in range(15)]")
+    runs = [subprocess.Popen([sys.executable, "-c", script, str(keys_file), name])
+            for name in ("a", "b", "c")]
+    assert [run.wait(timeout=60) for run in runs] == [0, 0, 0]
+    assert len(KeyStore(keys_file).records()) == 45

@@ -11,6 +11,7 @@ import websockets
 from tests.browser import chromium
 from tests.conftest import RunningServer, make_settings
 from tests.helpers import wer
+from voxline.bus.events import ControlCommand
 from voxline.talk import talk
 
 QUESTION = "What is the capital of France?"
@@ -110,6 +111,30 @@ async def test_a_bad_control_message_gets_an_error_and_the_feed_stays_open(worke
         assert (await _next_reply(ws))["type"] == "sent"
 
 
+async def test_control_commands_are_rate_limited_and_say_who_sent_them(models):
+    settings = make_settings(dashboard={"commands_per_minute": 2})
+    server = await RunningServer(settings, models).start()
+    commands = server.worker.bus.subscribe(lambda e: isinstance(e, ControlCommand))
+    try:
+        async with websockets.connect(server.http_url.replace("http", "ws") +
+                                      "/dashboard/ws") as ws:
+            assert json.loads(await ws.recv())["type"] == "snapshot"
+            request = {"type": "control", "worker": server.worker.worker_id,
+                       "action": "end_session", "session_id": "0123456789ab"}
+            replies = []
+            for _ in range(3):
+                await ws.send(json.dumps(request))
+                replies.append(await _next_reply(ws))
+        assert [r["type"] for r in replies] == ["sent", "sent", "error"], replies
+        assert "too many control commands" in replies[2]["message"]
+        command = await asyncio.wait_for(commands.get(), 5)
+        # On the bus, for every dashboard and the log: who (no keys on loopback), from where.
+        assert (command.issued_by, command.issued_from) == ("local", "127.0.0.1")
+    finally:
+        commands.close()
+        await server.stop()
+
+
 async def _next_reply(ws) -> dict:
     """The next answer to a control message (the feed's events in between are skipped)."""
     while True:
@@ -123,9 +148,8 @@ async def test_token_is_required_when_configured(models):
     server = await RunningServer(settings, models).start()
     base = server.http_url + "/dashboard/"
     try:
-        assert await asyncio.to_thread(_status, base) == 401
-        assert await asyncio.to_thread(_status, base + "?token=wrong") == 401
-        assert await asyncio.to_thread(_status, base + "?token=s3cret-token") == 200
+        # The page holds no data: it opens without the token, and the feed asks for it.
+        assert await asyncio.to_thread(_status, base) == 200
         ws_base = base.replace("http", "ws") + "ws"
         for url in (ws_base, ws_base + "?token=wrong"):
             async with websockets.connect(url) as ws:
@@ -134,6 +158,26 @@ async def test_token_is_required_when_configured(models):
             assert closed.value.rcvd.code == 4401
         async with websockets.connect(ws_base + "?token=s3cret-token") as ws:
             assert json.loads(await ws.recv())["type"] == "snapshot"
+    finally:
+        await server.stop()
+
+
+async def test_the_token_leaves_the_address_bar_and_the_history_after_first_use(models):
+    """A dashboard URL with ?token= gets copied, bookmarked and screen-shared: the page keeps
+    the token in the tab's session storage and takes it out of its URL."""
+    settings = make_settings(dashboard={"token": "s3cret-token"})
+    server = await RunningServer(settings, models).start()
+    try:
+        async with chromium(None) as browser:
+            page = await browser.new_page()
+            await page.goto(server.http_url + "/dashboard/?token=s3cret-token&view=1")
+            await page.wait_for_function("window.dashboard.connected", timeout=15000)
+            assert "s3cret" not in page.url and page.url.endswith("/dashboard/?view=1")
+            await page.reload()  # the tab still has it
+            await page.wait_for_function("window.dashboard.connected", timeout=15000)
+            assert "s3cret" not in page.url
+            await page.go_back()  # the entry was replaced: no step back to the token's URL
+            assert page.url == "about:blank"
     finally:
         await server.stop()
 

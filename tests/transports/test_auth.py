@@ -30,9 +30,11 @@ def keys(tmp_path_factory):
     store = KeyStore(tmp_path_factory.mktemp("keys") / "keys.json")
     live = store.create("live")[1]
     other = store.create("other")[1]
+    operator = store.create("ops", role="operator")[1]
     revoked_record, revoked = store.create("revoked")
     store.revoke(revoked_record.id)
-    return {"store": store, "live": live, "other": other, "revoked": revoked}
+    return {"store": store, "live": live, "other": other, "revoked": revoked,
+            "operator": operator}
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +42,7 @@ async def keyed(models, keys):
     settings = make_settings(
         auth={"enabled": True, "keys_file": keys["store"].path},
         server={"allowed_origins": [LISTED_ORIGIN]},
+        limits={"auth_failures_per_minute_per_ip": 0},  # the tests here fail keys on purpose
         dashboard={"token": DASHBOARD_TOKEN},
         webrtc={"ice_host_addresses": ["127.0.0.1"]},
     )
@@ -110,7 +113,6 @@ async def test_ws_with_a_valid_key_gets_a_session(keyed, keys, how):
     ("POST", "/api/offer", BAD_SDP_OFFER),
     ("PATCH", "/api/offer", {"pc_id": "nobody", "candidates": []}),
     ("GET", "/api/config", None),
-    ("GET", "/dashboard/", None),
 ])
 async def test_http_endpoints_refuse_without_a_valid_key(keyed, keys, method, path, body):
     for headers in ({}, bearer(keys["revoked"]), bearer("vxl_live_nope"),
@@ -135,17 +137,49 @@ async def test_http_endpoints_let_a_valid_key_in(keyed, keys):
     assert (await http("GET", url + "/", None))[0] == 200  # the page itself holds no secret
 
 
-async def test_dashboard_takes_an_api_key_or_its_own_token(keyed, keys):
-    page = keyed.http_url + "/dashboard/"
-    assert (await asyncio.to_thread(_request, "GET", f"{page}?token={keys['live']}"))[0] == 200
-    assert (await asyncio.to_thread(_request, "GET", f"{page}?token={DASHBOARD_TOKEN}"))[0] == 200
-    feed = page.replace("http", "ws") + "ws"
+async def test_dashboard_takes_an_operator_key_or_its_own_token_not_a_client_key(keyed, keys):
+    """A client key (a kiosk's, a web page's) talks; the dashboard shows every conversation and
+    sends commands, so it needs an operator's credential."""
+    feed = keyed.http_url.replace("http", "ws") + "/dashboard/ws"
     for token in (None, keys["revoked"], "wrong"):
         url = feed + (f"?token={token}" if token else "")
         await refused_ws(url, 4401, None)
-    for token in (keys["live"], DASHBOARD_TOKEN):
+    for token in (keys["live"], keys["other"]):
+        assert await refused_ws(f"{feed}?token={token}", 4403, None) == \
+            "operator credential required"
+    for token in (keys["operator"], DASHBOARD_TOKEN):
         async with websockets.connect(f"{feed}?token={token}") as ws:
             assert json.loads(await ws.recv())["type"] == "snapshot"
+    # An operator key is still a key: it may talk too.
+    async with websockets.connect(f"{keyed.ws_url}?token={keys['operator']}") as ws:
+        await start(ws)
+    await wait_for_no_sessions(keyed)
+
+
+async def test_failed_credentials_from_one_address_are_refused_before_any_check(models, keys):
+    """Each wrong key used to cost a scrypt (~50 ms of CPU), without limit."""
+    settings = make_settings(auth={"enabled": True, "keys_file": keys["store"].path},
+                             limits={"auth_failures_per_minute_per_ip": 3})
+    server = await RunningServer(settings, models).start()
+    try:
+        for _ in range(3):
+            await refused_ws(f"{server.ws_url}?token={keys['live'][:-4]}abcd", 4401,
+                             "unauthorized")
+        # Now even the right key is refused from this address, for a while...
+        reason = await refused_ws(f"{server.ws_url}?token={keys['live']}", 4429,
+                                  "too_many_failures")
+        assert "invalid credentials" in reason
+        status, headers, answer = await asyncio.to_thread(
+            _request, "POST", server.http_url + "/api/offer", BAD_SDP_OFFER, bearer(keys["live"]))
+        assert (status, answer["error"]) == (429, "too_many_failures")
+        assert int(headers["retry-after"]) >= 1
+        # ...but not from another one.
+        async with websockets.connect(f"{server.ws_url}?token={keys['live']}",
+                                      local_addr=("127.0.0.2", 0)) as ws:
+            await start(ws)
+        await wait_for_no_sessions(server)
+    finally:
+        await server.stop()
 
 
 async def test_a_key_revoked_while_the_server_runs_is_refused_at_once(keyed, keys):
