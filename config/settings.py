@@ -267,8 +267,9 @@ class VoxlineSettings(BaseSettings):
 
     def redacted(self) -> dict:
         """The effective settings as plain data, with secrets masked (for logs and dashboards):
-        `SecretStr` fields and the password in `bus.url`."""
+        `SecretStr` fields and the passwords in `bus.url` and `llm.base_url`."""
         data = self.model_dump(mode="json")
         if self.bus.url:
             data["bus"]["url"] = mask_url_credentials(self.bus.url)
+        data["llm"]["base_url"] = mask_url_credentials(self.llm.base_url)
         return data

@@ -167,6 +167,9 @@ class AgentSettings(Section):
     greeting: str | None = Field(default=None, description="Spoken when a session starts")
     max_history_messages: int = Field(default=12, ge=2, le=200)
     enable_interruptions: bool = Field(default=True, description="Barge-in")
+    allow_client_prompt: bool = Field(
+        default=True, description="Clients may set their session's system_prompt and greeting "
+                                  "in `start`; false: only the operator's apply")
     incomplete_grace_secs: float = Field(
         default=1.5, ge=0, le=5.0,
         description="Extra wait (after vad.stop_secs) when the user's words sound unfinished "

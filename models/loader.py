@@ -9,7 +9,7 @@ from typing import Protocol
 import onnxruntime
 from loguru import logger
 
-from voxline.config.settings import VoxlineSettings
+from voxline.config.settings import VoxlineSettings, mask_url_credentials
 from voxline.models import catalog
 from voxline.models.compute import ComputeArbiter
 from voxline.models.llama import LlamaEngine
@@ -111,7 +111,7 @@ def _stt_label(settings: VoxlineSettings) -> str:
 def _llm_label(settings: VoxlineSettings) -> str:
     llm = settings.llm
     if llm.provider == "openai":
-        return f"remote {llm.remote_model} at {llm.base_url}"
+        return f"remote {llm.remote_model} at {mask_url_credentials(llm.base_url)}"
     return str(llm.model_path or llm.model)
 
 

@@ -139,7 +139,8 @@ class RemoteLLMService(OpenAILLMService):
         finally:
             self._first_token_deadline = None
         self._breaker.record_failure(str(error))
-        logger.warning("{}: {} at {}; circuit {}", self, error, self._client.base_url,
+        logger.warning("{}: {} at {}; circuit {}", self, error,
+                       self._client.base_url.copy_with(username=None, password=None),
                        self._breaker.state)
         await self._push_llm_text(self._apology)
         raise error from cause

@@ -117,6 +117,12 @@ async def _receive_start(websocket: WebSocket, settings: VoxlineSettings) -> Sta
             if message.get("text") is None:
                 raise ProtocolError("not_started", "send the JSON start message before audio")
             start = parse_start(parse_text(message["text"], max_bytes=server.max_text_bytes))
+            if (start.system_prompt is not None or start.greeting is not None) and \
+                    not settings.agent.allow_client_prompt:
+                raise ProtocolError(
+                    "client_prompt_not_allowed",
+                    "this server keeps its own system prompt and greeting "
+                    "(agent.allow_client_prompt is false); send start without them")
             if start.record and not settings.privacy.allow_recording:
                 raise ProtocolError(
                     "recording_not_allowed",

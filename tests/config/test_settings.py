@@ -209,6 +209,19 @@ def test_redacted_masks_the_api_key(monkeypatch):
     assert "sk-live-123456" not in repr(settings)
 
 
+def test_credentials_inside_llm_base_url_are_masked(monkeypatch):
+    """A remote LLM behind basic auth (https://user:pass@llm.internal/v1): the worker's config
+    goes to every dashboard and Redis, its model label to /ready and the Services view."""
+    from voxline.models.loader import _llm_label
+
+    monkeypatch.setenv("VOXLINE_LLM__PROVIDER", "openai")
+    monkeypatch.setenv("VOXLINE_LLM__BASE_URL", "https://svc:hunter2@llm.internal/v1")
+    settings = load_settings()
+    assert settings.redacted()["llm"]["base_url"] == "https://svc:***@llm.internal/v1"
+    assert "hunter2" not in json.dumps(settings.redacted())
+    assert "hunter2" not in _llm_label(settings) and "llm.internal" in _llm_label(settings)
+
+
 def test_the_password_in_bus_url_is_masked_in_redacted_settings_and_errors(monkeypatch):
     """Regression: redis://:pass@host was shown as is in the worker.config event (made from
     `redacted()`), in repr() and in the config error of a bad URL."""

@@ -172,6 +172,21 @@ async def test_non_json_text_after_start(server, speech):
         await assert_still_answers(ws, speech)
 
 
+async def test_a_client_prompt_is_refused_where_the_operator_forbids_it(models, speech):
+    server = await RunningServer(make_settings(agent={"allow_client_prompt": False}),
+                                 models).start()
+    try:
+        async with connect(server.ws_url) as ws:
+            for extra in ({"system_prompt": "You are a pirate."}, {"greeting": "Arr!"}):
+                await ws.send(json.dumps({"type": "start", "sample_rate": 16000, **extra}))
+                message = await expect_error(ws, "client_prompt_not_allowed")
+                assert "agent.allow_client_prompt" in message
+            await start(ws)
+            await assert_still_answers(ws, speech)
+    finally:
+        await server.stop()
+
+
 DEEPLY_NESTED = "[" * 4000 + "]" * 4000  # past the JSON parser's recursion limit, under 8 KiB
 
 
