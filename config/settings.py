@@ -44,6 +44,11 @@ class ServerSettings(Section):
     max_frame_bytes: int = Field(default=65536, ge=320, description="Largest binary audio frame")
     max_text_bytes: int = Field(default=8192, ge=64, description="Largest JSON text message")
     start_timeout_secs: float = Field(default=10.0, gt=0, description="Wait for the start message")
+    max_audio_rate: float = Field(
+        default=2.0, ge=1.0, le=20.0,
+        description="Audio a client may send, in multiples of real time (plus a burst)")
+    max_audio_burst_secs: float = Field(
+        default=5.0, ge=0.5, le=60.0, description="Audio a client may send ahead at once")
     max_session_secs: float = Field(default=3600.0, gt=0)
     max_sessions: int = Field(default=8, ge=1, description="Concurrent sessions per worker")
     ssl_certfile: Path | None = Field(default=None, description="HTTPS (browsers need it off "

@@ -25,6 +25,7 @@ class ClientOutbox:
         self._task = asyncio.create_task(self._send_task_handler(), name="voxline-client-outbox")
         self.dropped = 0
         self._said_goodbye = False
+        self._codes_logged: set[str] = set()
 
     def put(self, message: dict) -> None:
         """Queue a message; drop it if the client is far behind (counted, warned once), or if
@@ -44,8 +45,12 @@ class ClientOutbox:
             self.put(message)
 
     def error(self, code: str, message: str) -> None:
-        """Queue an error for the client and note it in the log."""
-        logger.info("Client error {}: {}", code, message)
+        """Queue an error for the client and note it in the log: the first of each kind at
+        INFO, repeats at DEBUG (a client sending garbage must not flood the log, nor every
+        dashboard it is shown on)."""
+        first = code not in self._codes_logged
+        self._codes_logged.add(code)
+        logger.log("INFO" if first else "DEBUG", "Client error {}: {}", code, message)
         self.put(error_message(code, message))
 
     async def say_shutting_down(self) -> None:

@@ -12,6 +12,7 @@ from voxline.config.settings import SUPPORTED_SAMPLE_RATES
 
 # Close codes (RFC 6455 plus the 4000–4999 range for the application).
 CLOSE_NORMAL = 1000
+CLOSE_POLICY_VIOLATION = 1008  # audio faster than allowed, or too many unusable messages
 CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_BAD_START = 4400
 CLOSE_START_TIMEOUT = 4408

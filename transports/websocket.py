@@ -16,6 +16,7 @@ from voxline.transports.client_events import ClientOutbox
 from voxline.transports.protocol import (
     CLOSE_BAD_START,
     CLOSE_NORMAL,
+    CLOSE_POLICY_VIOLATION,
     CLOSE_START_TIMEOUT,
     CLOSE_TRY_AGAIN_LATER,
     ProtocolError,
@@ -24,7 +25,7 @@ from voxline.transports.protocol import (
     parse_start,
     parse_text,
 )
-from voxline.transports.serializer import PIPELINE_SAMPLE_RATE, PCMSerializer
+from voxline.transports.serializer import PIPELINE_SAMPLE_RATE, AudioBudget, PCMSerializer
 from voxline.worker import NoSlot, SessionHost
 
 MAX_BAD_STARTS = 5
@@ -73,6 +74,13 @@ def _transport(
     websocket: WebSocket, start: StartMessage, settings: VoxlineSettings, outbox: ClientOutbox
 ) -> FastAPIWebsocketTransport:
     server = settings.server
+
+    async def give_up(code: str, message: str) -> None:
+        """The client floods or only sends garbage: tell it, close; the session then ends."""
+        outbox.error(code, message)
+        await outbox.close()
+        await _close(websocket, CLOSE_POLICY_VIOLATION, message)
+
     transport = FastAPIWebsocketTransport(
         websocket,
         FastAPIWebsocketParams(
@@ -85,6 +93,9 @@ def _transport(
             serializer=PCMSerializer(
                 client_sample_rate=start.sample_rate, max_frame_bytes=server.max_frame_bytes,
                 max_text_bytes=server.max_text_bytes, report_error=outbox.error,
+                audio_budget=AudioBudget(rate=server.max_audio_rate,
+                                         burst_secs=server.max_audio_burst_secs),
+                give_up=give_up,
             ),
             session_timeout=max(1, math.ceil(server.max_session_secs)),
             allowed_origins=[],

@@ -7,6 +7,8 @@ import json
 import time
 
 import pytest
+import websockets
+from loguru import logger
 
 from tests.conftest import RunningServer, make_settings
 from tests.helpers import read_pcm, words
@@ -413,3 +415,45 @@ async def test_server_is_healthy_after_all_of_the_above(server):
     assert (status, body) == (200, {"status": "ok"})
     status, body = await asyncio.to_thread(http_get, f"{server.http_url}/ready")
     assert status == 200 and body["sessions"] == 0, body
+
+
+async def test_audio_far_faster_than_real_time_is_refused_without_filling_memory(server):
+    """60 MB of audio pushed at once used to queue unbounded (+55 MB RSS, 20 s to drain)."""
+    async with connect(server.ws_url) as ws:
+        await start(ws)
+        second = bytes(32000)  # one second of 16 kHz audio
+        for _ in range(120):  # two minutes of audio, as fast as the socket takes it
+            try:
+                await ws.send(second)
+            except websockets.ConnectionClosed:
+                break
+        error = await expect_error(ws, "audio_too_fast")
+        assert "real time" in error
+        closed = await expect_close(ws, 1008)
+        assert "real time" in closed.reason
+    await wait_for_no_sessions(server)
+
+
+async def test_a_client_sending_only_garbage_is_closed_after_fifty_bad_messages(server):
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="DEBUG", format="{level} {message}")
+    try:
+        async with connect(server.ws_url) as ws:
+            await start(ws)
+            for _ in range(60):
+                try:
+                    await ws.send('{"type": "bogus"}')
+                except websockets.ConnectionClosed:
+                    break
+            codes = []
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                while True:
+                    event = await next_event(ws)
+                    codes.append(event.get("code"))
+            assert codes.count("unknown_type") == 49 and codes[-1] == "too_many_errors", codes
+            assert closed.value.rcvd.code == 1008
+        await wait_for_no_sessions(server)
+    finally:
+        logger.remove(sink)
+    info = [line for line in lines if line.startswith("INFO Client error unknown_type")]
+    assert len(info) == 1, "a repeated client error is logged once at INFO (then DEBUG)"
