@@ -6,6 +6,8 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, Field
 
 SCHEMA_VERSION = 1
+# Ids are shown on dashboards and used as keys: letters, digits and _ . : @ - only.
+IDENTIFIER = r"^[A-Za-z0-9_.:@-]*$"
 
 
 class Event(BaseModel):
@@ -13,9 +15,11 @@ class Event(BaseModel):
 
     topic: ClassVar[str]
     v: int = SCHEMA_VERSION
-    session_id: str = Field(default="", description="Empty for worker-level events")
+    session_id: str = Field(default="", max_length=64, pattern=IDENTIFIER,
+                            description="Empty for worker-level events")
     ts: float = Field(default_factory=time.time, description="Unix seconds")
-    source: str = Field(default="", description="Worker that published it")
+    source: str = Field(default="", max_length=200, pattern=IDENTIFIER,
+                        description="Worker that published it")
 
 
 class SessionStarted(Event):
@@ -172,8 +176,8 @@ class LogLine(Event):
     """One log record of a worker (INFO and above), for the live log view."""
 
     topic: ClassVar[str] = "log"
-    level: str
-    message: str
+    level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"]
+    message: str = Field(max_length=20_000)
     name: str = ""
 
 
@@ -181,8 +185,8 @@ class ControlCommand(Event):
     """An operator's command to one worker (`target`), sent by the dashboard."""
 
     topic: ClassVar[str] = "control.command"
-    command_id: str
-    target: str
+    command_id: str = Field(max_length=64, pattern=IDENTIFIER)
+    target: str = Field(max_length=200, pattern=IDENTIFIER)
     action: Literal["end_session", "reload_model", "set_persona"]
     model_kind: Literal["stt", "llm", "tts"] | None = None
     system_prompt: str | None = Field(default=None, max_length=4000)

@@ -11,4 +11,6 @@ def create_bus(settings: BusSettings, *, origin: str) -> EventBus:
         return InProcessBus(queue_size=settings.queue_size)
     from voxline.bus.redis import RedisBus
 
-    return RedisBus(settings.url, queue_size=settings.queue_size, origin=origin)
+    return RedisBus(settings.url, queue_size=settings.queue_size, origin=origin,
+                    secret=settings.secret.get_secret_value().encode(),
+                    max_skew_secs=settings.max_skew_secs, tls_ca_file=settings.tls_ca_file)

@@ -2,20 +2,22 @@
 
 Local subscribers get local events at once, Redis or not: a conversation's own client never
 depends on Redis. Remote events arrive through PSUBSCRIBE `voxline.*`; our own come back too
-and are skipped by `origin`, so nothing is delivered twice.
+and are skipped by `origin`, so nothing is delivered twice. Every message is sealed with the
+shared secret (`bus/envelope.py`); one that is not, or not validly, is dropped and counted.
 """
 
 import asyncio
-import json
 import random
 from collections import deque
+from pathlib import Path
 
 import redis.asyncio as redis
 from loguru import logger
 from redis.exceptions import RedisError
 
 from voxline.bus.base import EventBus, EventFilter, Subscription
-from voxline.bus.events import EVENT_BY_TOPIC, Event
+from voxline.bus.envelope import EnvelopeOpener, RejectedEnvelope, seal
+from voxline.bus.events import Event
 from voxline.bus.inprocess import InProcessBus
 from voxline.config.settings import mask_url_credentials
 
@@ -28,9 +30,14 @@ PING_EVERY_SECS = 1.0
 class RedisBus(EventBus):
     """Publishes through a bounded queue drained by one task; reconnects with backoff."""
 
-    def __init__(self, url: str, *, queue_size: int, origin: str):
+    def __init__(self, url: str, *, queue_size: int, origin: str, secret: bytes,
+                 max_skew_secs: float = 30.0, tls_ca_file: Path | None = None):
         self._url = url
+        self._tls_ca_file = tls_ca_file
         self._origin = origin
+        self._secret = secret
+        self._opener = EnvelopeOpener(secret, max_skew_secs=max_skew_secs)
+        self.rejected = 0  # messages from Redis refused: unsigned, forged, stale, replayed
         self._local = InProcessBus(queue_size=queue_size)
         self._outbox: deque[Event] = deque()
         self._queue_size = queue_size
@@ -72,7 +79,9 @@ class RedisBus(EventBus):
 
     async def start(self) -> None:
         """Start the publisher and reader tasks (they connect, and reconnect, by themselves)."""
-        self._client = redis.from_url(self._url, socket_connect_timeout=1, socket_timeout=2)
+        tls = {"ssl_ca_certs": str(self._tls_ca_file)} if self._tls_ca_file else {}
+        self._client = redis.from_url(self._url, socket_connect_timeout=1, socket_timeout=2,
+                                      **tls)
         self._tasks = [
             asyncio.create_task(self._publish_task_handler(), name="redis-bus-publish"),
             asyncio.create_task(self._read_task_handler(), name="redis-bus-read"),
@@ -135,18 +144,19 @@ class RedisBus(EventBus):
                 await pubsub.aclose()
 
     def _envelope(self, event: Event) -> str:
-        return json.dumps({"origin": self._origin, "topic": event.topic,
-                           "event": event.model_dump(mode="json")})
+        return seal(event, origin=self._origin, secret=self._secret)
 
     def _deliver(self, data: bytes) -> None:
         try:
-            envelope = json.loads(data)
-            if envelope["origin"] == self._origin:
-                return  # our own event: already delivered locally
-            event_cls = EVENT_BY_TOPIC[envelope["topic"]]
-            self._local.publish_nowait(event_cls.model_validate(envelope["event"]))
-        except (ValueError, KeyError, TypeError, RecursionError) as e:
-            logger.debug("Redis bus: dropped an unreadable message: {}", e)
+            origin, event = self._opener.open(data)
+        except RejectedEnvelope as e:
+            self.rejected += 1
+            if self.rejected == 1 or self.rejected % 1000 == 0:
+                logger.warning("Redis bus: refused a message ({} so far): {}; is bus.secret "
+                               "the same on every worker and dashboard?", self.rejected, e)
+            return
+        if origin != self._origin:  # our own events were delivered locally already
+            self._local.publish_nowait(event)
 
     def _mark(self, *, publisher: bool | None = None, reader: bool | None = None,
               why: str = "") -> None:

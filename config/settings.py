@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from voxline.config.section import Section, expand_home
@@ -23,6 +23,7 @@ from voxline.config.voice import (
 
 SUPPORTED_SAMPLE_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
 LOOPBACK_HOST_NAMES = ("localhost", "127.0.0.1", "[::1]")
+MIN_BUS_SECRET_CHARS = 16
 
 
 def mask_url_credentials(url: str) -> str:
@@ -183,6 +184,16 @@ class BusSettings(Section):
     # Not in repr(): it may hold a password (redacted() masks it).
     url: str | None = Field(default=None, description="redis://host:port/db", repr=False)
     queue_size: int = Field(default=1000, ge=10)
+    secret: SecretStr | None = Field(
+        default=None, description="Shared by every worker and dashboard on the bus: signs "
+                                  "each message (required with url)")
+    max_skew_secs: float = Field(
+        default=30.0, ge=1.0, le=600.0,
+        description="A message older (or newer) than this is refused: clocks must agree")
+    tls_ca_file: Path | None = Field(
+        default=None, description="CA certificate(s) for a rediss:// server's certificate")
+
+    _expand_ca_file = field_validator("tls_ca_file")(expand_home)
 
     @field_validator("url")
     @classmethod
@@ -193,6 +204,17 @@ class BusSettings(Section):
                 "in-process bus)"
             )
         return url
+
+    @model_validator(mode="after")
+    def _secret_with_redis(self):
+        if self.url and (self.secret is None or
+                         len(self.secret.get_secret_value()) < MIN_BUS_SECRET_CHARS):
+            raise ValueError(
+                f"bus.secret (at least {MIN_BUS_SECRET_CHARS} characters, the same on every "
+                "worker and dashboard) is required with bus.url: it signs every message, so "
+                "that whoever else reaches Redis cannot publish commands or events; e.g. "
+                "VOXLINE_BUS__SECRET=$(openssl rand -hex 32)")
+        return self
 
 
 class DashboardSettings(Section):

@@ -194,29 +194,39 @@ function drawChart() {
   const width = svg.clientWidth || 600, height = 200, pad = 28;
   const top = Math.max(1, ...totals) * 1.1;
   const barWidth = Math.max(2, (width - pad) / Math.max(turns.length, 10) - 2);
+  // Built with DOM calls and text nodes, never markup: ids and labels come off the bus.
   const parts = [];
   for (let y = 0; y <= top; y += top > 4 ? 1 : 0.5) {
     const py = height - pad / 2 - ((height - pad) * y) / top;
-    parts.push(`<line x1="${pad}" x2="${width}" y1="${py}" y2="${py}" stroke="#e5e7eb"/>`,
-               `<text x="0" y="${py + 4}" font-size="10" fill="#6b7280">${y.toFixed(1)}s</text>`);
+    parts.push(svgEl("line", { x1: pad, x2: width, y1: py, y2: py, stroke: "#e5e7eb" }),
+               svgEl("text", { x: 0, y: py + 4, "font-size": 10, fill: "#6b7280" },
+                     `${y.toFixed(1)}s`));
   }
   turns.forEach((t, i) => {
     let y = height - pad / 2;
     const x = pad + i * (barWidth + 2);
     for (const [key, label, color] of STAGES) {
-      const h = ((height - pad) * t[key]) / top;
+      const h = ((height - pad) * Number(t[key])) / top;
       y -= h;
-      parts.push(`<rect class="bar" x="${x}" y="${y}" width="${barWidth}" height="${h}" fill="${color}">` +
-                 `<title>${label} ${t[key].toFixed(2)} s (${t.session_id})</title></rect>`);
+      const bar = svgEl("rect", { class: "bar", x, y, width: barWidth, height: h, fill: color });
+      bar.append(svgEl("title", {}, `${label} ${Number(t[key]).toFixed(2)} s (${t.session_id})`));
+      parts.push(bar);
     }
   });
   svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
-  svg.innerHTML = parts.join("");
+  svg.replaceChildren(...parts);
   $("chart-legend").replaceChildren(...STAGES.map(([, label, color]) => {
     const item = el("li", "", label);
     item.prepend(Object.assign(document.createElement("i"), { style: `background:${color}` }));
     return item;
   }));
+}
+
+function svgEl(name, attributes, text) {
+  const node = document.createElementNS("http://www.w3.org/2000/svg", name);
+  for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, String(value));
+  if (text !== undefined) node.textContent = text;
+  return node;
 }
 
 function drawWorkers() {

@@ -226,11 +226,14 @@ def test_the_password_in_bus_url_is_masked_in_redacted_settings_and_errors(monke
     """Regression: redis://:pass@host was shown as is in the worker.config event (made from
     `redacted()`), in repr() and in the config error of a bad URL."""
     monkeypatch.setenv("VOXLINE_BUS__URL", "redis://:hunter2@10.0.0.5:6379/0")
+    monkeypatch.setenv("VOXLINE_BUS__SECRET", "bus-secret-bus-secret-bus-secret")
     settings = load_settings()
     assert settings.bus.url == "redis://:hunter2@10.0.0.5:6379/0"  # the bus still gets it
     assert settings.redacted()["bus"]["url"] == "redis://:***@10.0.0.5:6379/0"
     assert "hunter2" not in json.dumps(settings.redacted())
     assert "hunter2" not in repr(settings)
+    assert "bus-secret" not in json.dumps(settings.redacted())
+    assert "bus-secret" not in repr(settings)
     monkeypatch.setenv("VOXLINE_BUS__URL", "http://admin:hunter2@10.0.0.5:6379/0")
     message = config_error()
     assert "hunter2" not in message and "http://admin:***@10.0.0.5:6379/0" in message, message

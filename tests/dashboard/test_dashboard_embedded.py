@@ -2,16 +2,18 @@
 
 import asyncio
 import json
+import time
 import urllib.error
 import urllib.request
 
 import pytest
 import websockets
+from pydantic import ValidationError
 
 from tests.browser import chromium
 from tests.conftest import RunningServer, make_settings
 from tests.helpers import wer
-from voxline.bus.events import ControlCommand
+from voxline.bus.events import ControlCommand, LogLine, TurnMetrics
 from voxline.talk import talk
 
 QUESTION = "What is the capital of France?"
@@ -55,6 +57,37 @@ async def test_monitor_shows_a_live_conversation_and_its_latency(worker, speech,
     assert delays and max(delays) < 1.0, f"events reached the page late: {delays}"
     for part in ("CPU", "RSS", "stt", "llm", "tts", "bus"):
         assert part in services, services
+
+
+MARKUP = '<img src=x onerror="window.pwned=1">'
+
+
+def test_event_ids_with_markup_are_refused_by_the_schema():
+    with pytest.raises(ValidationError):
+        TurnMetrics(session_id=MARKUP, turn=1, vad_secs=0, stt_secs=0, turn_secs=0,
+                    llm_secs=0, tts_secs=0, transport_secs=0, total_secs=0)
+    with pytest.raises(ValidationError):
+        LogLine(level="<b>INFO</b>", message="x")
+
+
+async def test_markup_in_an_event_is_shown_as_text_never_run(worker):
+    """A forged turn.metrics whose session_id held markup ran script in the dashboard (the
+    chart was built as an SVG string); the page must treat every field as text. The event is
+    built past the schema here, as if it had got through."""
+    async with chromium(None) as browser:
+        page = await browser.new_page()
+        await page.goto(worker.http_url + "/dashboard/")
+        await page.wait_for_function("window.dashboard.connected")
+        worker.worker.bus.publish_nowait(TurnMetrics.model_construct(
+            session_id=MARKUP, source="x", ts=time.time(), v=1, turn=1, vad_secs=0.1,
+            stt_secs=0.1, turn_secs=0.1, llm_secs=0.1, tts_secs=0.1, transport_secs=0.1,
+            total_secs=0.6, echo_guard_hits=0))
+        await page.wait_for_function(
+            "[...document.querySelectorAll('#latency-chart title')]"
+            ".some(t => t.textContent.includes('onerror'))", timeout=10000)
+        await asyncio.sleep(0.5)  # an injected image would have failed to load by now
+        assert await page.evaluate("window.pwned") is None
+        assert await page.locator("#latency-chart img").count() == 0
 
 
 async def test_end_session_from_the_dashboard(worker, speech):

@@ -14,6 +14,8 @@ from voxline.dashboard.collector import Collector
 from voxline.server import VoxlineServer, uvicorn_config
 from voxline.talk import talk
 
+BUS_SECRET = "dashboard-test-bus-secret-0123456789"
+
 QUESTIONS = ["What is the capital of France?", "Tell me something interesting about the ocean."]
 
 
@@ -21,7 +23,8 @@ class DashboardServer:
     """`voxline dashboard` in the test's loop: its own bus connection, collector and app."""
 
     def __init__(self, redis_url: str, port: int = 0):
-        self._settings = make_settings(bus={"url": redis_url}, server={"port": port})
+        self._settings = make_settings(bus={"url": redis_url, "secret": BUS_SECRET},
+                                       server={"port": port})
 
     async def start(self) -> "DashboardServer":
         """Start (again): a fresh bus connection, collector and server on the same port."""
@@ -36,7 +39,7 @@ class DashboardServer:
         self._task = asyncio.create_task(self._server.serve())
         await self._server.ready.wait()
         self.port = self._server.port
-        self._settings = make_settings(bus={"url": settings.bus.url},
+        self._settings = make_settings(bus={"url": settings.bus.url, "secret": BUS_SECRET},
                                        server={"port": self.port})
         self.url = f"http://127.0.0.1:{self.port}/"
         return self
@@ -51,7 +54,7 @@ class DashboardServer:
 @pytest.fixture(scope="module")
 async def cluster(models):
     async with RedisServer() as redis_server:
-        settings = make_settings(bus={"url": redis_server.url},
+        settings = make_settings(bus={"url": redis_server.url, "secret": BUS_SECRET},
                                  dashboard={"mount_in_serve": False})
         workers = [await RunningServer(settings, models).start() for _ in range(2)]
         dashboard = await DashboardServer(redis_server.url).start()

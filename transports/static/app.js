@@ -167,12 +167,15 @@ function showLatency(stages) {
   }));
   const legend = STAGES.map(([key, label, color]) => {
     const item = document.createElement("li");
-    item.innerHTML = `<i style="background:${color}"></i>`;
-    item.append(`${label} ${stages[key].toFixed(2)} s`);
+    const swatch = document.createElement("i");
+    swatch.style.background = color;
+    item.append(swatch, `${label} ${Number(stages[key]).toFixed(2)} s`);
     return item;
   });
   const total_item = document.createElement("li");
-  total_item.innerHTML = `<b>total ${total.toFixed(2)} s</b>`;
+  const bold = document.createElement("b");
+  bold.textContent = `total ${Number(total).toFixed(2)} s`;
+  total_item.append(bold);
   $("latency-legend").replaceChildren(...legend, total_item);
   $("latency").hidden = false;
   $("latency-empty").hidden = true;
