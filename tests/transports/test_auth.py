@@ -230,6 +230,7 @@ async def test_talk_page_with_a_key_in_its_url_gets_a_session(keyed, keys, tmp_p
         await page.wait_for_selector("#error:not([hidden])", timeout=10000)
         refusal = await page.locator("#error").inner_text()
         await page.goto(f"{keyed.http_url}/?token={keys['live']}")
+        assert "token" not in page.url  # kept in the tab, out of the address bar
         await page.click("#talk")
         await page.wait_for_function(
             "window.voxline.events.some(e => e.type === 'ready')", timeout=30000)

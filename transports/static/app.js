@@ -14,7 +14,20 @@ const STAGES = [
 const voxline = (window.voxline = { events: [], pc: null, sessionId: null, micLevel: 0 });
 // An API key given as the page's own ?token= (when the server requires keys) goes with every
 // request as a header, so it never lands in server or proxy request logs.
-const token = new URLSearchParams(location.search).get("token");
+const token = takeToken();
+
+// The key is kept in this tab's session storage and taken out of the address bar and the
+// history, so a copied link or a screenshot does not carry it.
+function takeToken() {
+  const url = new URL(location.href);
+  const fromUrl = url.searchParams.get("token");
+  if (fromUrl) {
+    sessionStorage.setItem("voxline-token", fromUrl);
+    url.searchParams.delete("token");
+    history.replaceState(null, "", url);
+  }
+  return sessionStorage.getItem("voxline-token");
+}
 let channel = null;
 let pingTimer = null;
 let meterFrame = null;
