@@ -24,6 +24,7 @@ CLOSE_FORBIDDEN = 4403  # the origin, or a client key where an operator's is nee
 CLOSE_ORIGIN_NOT_ALLOWED = 4403
 CLOSE_RATE_LIMITED = 4429
 DEFAULT_FAILURES_PER_MINUTE = 10
+REFUSALS_LOGGED_PER_MINUTE = 6  # per address, at INFO
 KEY_HELP = ("send `Authorization: Bearer <key>` or add ?token=<key> to the URL; the operator "
             "makes keys with `voxline keys create`")
 
@@ -107,6 +108,7 @@ class AccessGuard:
         self._allowed_origins = tuple(allowed_origins)
         self._per_ip = RateLimiter(limits.sessions_per_minute_per_ip if limits else 0)
         self._per_key = RateLimiter(limits.sessions_per_minute_per_key if limits else 0)
+        self._refusals_logged = RateLimiter(REFUSALS_LOGGED_PER_MINUTE)
         self._failures = RateLimiter(limits.auth_failures_per_minute_per_ip if limits
                                      else DEFAULT_FAILURES_PER_MINUTE)
 
@@ -179,12 +181,16 @@ class AccessGuard:
             self._per_key.take(grant.key_id)
         return None
 
-    @staticmethod
-    def _refuse(connection: HTTPConnection, refusal: Refusal) -> Refusal:
-        client = connection.client.host if connection.client else "?"
-        logger.info("Refused {} from {}: {}", connection.url.path, client, refusal.code)
+    def _refuse(self, connection: HTTPConnection, refusal: Refusal) -> Refusal:
+        """Log it (the first few a minute per address at INFO, the rest at DEBUG: a client
+        retrying in a loop must not flood the log and every dashboard), and return it."""
+        client = _address(connection) or "?"
+        quiet = self._refusals_logged.retry_after_secs(client) > 0
+        if not quiet:
+            self._refusals_logged.take(client)
+        logger.log("DEBUG" if quiet else "INFO", "Refused {} from {}: {}", connection.url.path,
+                   client, refusal.code)
         return refusal
-
 
 def _address(connection: HTTPConnection) -> str:
     return connection.client.host if connection.client else ""

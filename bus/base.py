@@ -25,6 +25,12 @@ class EventBus(ABC):
     def dropped(self) -> int:
         """Events dropped because a queue was full."""
 
+    @property
+    def rejected(self) -> int:
+        """Messages from other processes refused (unsigned, forged, stale, replayed); none
+        in-process."""
+        return 0
+
     async def start(self) -> None:  # noqa: B027 (optional hook: nothing to do in-process)
         """Connect (a no-op for the in-process bus)."""
 

@@ -37,7 +37,7 @@ class RedisBus(EventBus):
         self._origin = origin
         self._secret = secret
         self._opener = EnvelopeOpener(secret, max_skew_secs=max_skew_secs)
-        self.rejected = 0  # messages from Redis refused: unsigned, forged, stale, replayed
+        self._rejected = 0
         self._local = InProcessBus(queue_size=queue_size)
         self._outbox: deque[Event] = deque()
         self._queue_size = queue_size
@@ -66,6 +66,11 @@ class RedisBus(EventBus):
     def dropped(self) -> int:
         """Events dropped on the way to Redis plus by lagging local subscribers."""
         return self._dropped + self._local.dropped
+
+    @property
+    def rejected(self) -> int:
+        """Messages from Redis refused: unsigned, forged, stale, replayed, unreadable."""
+        return self._rejected
 
     @property
     def health(self) -> str:
@@ -150,10 +155,10 @@ class RedisBus(EventBus):
         try:
             origin, event = self._opener.open(data)
         except RejectedEnvelope as e:
-            self.rejected += 1
-            if self.rejected == 1 or self.rejected % 1000 == 0:
+            self._rejected += 1
+            if self._rejected == 1 or self._rejected % 1000 == 0:
                 logger.warning("Redis bus: refused a message ({} so far): {}; is bus.secret "
-                               "the same on every worker and dashboard?", self.rejected, e)
+                               "the same on every worker and dashboard?", self._rejected, e)
             return
         if origin != self._origin:  # our own events were delivered locally already
             self._local.publish_nowait(event)

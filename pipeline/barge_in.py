@@ -15,6 +15,7 @@ import time
 from collections import deque
 from collections.abc import Iterable
 
+from loguru import logger
 from pipecat.frames.frames import (
     BotStartedSpeakingFrame,
     BotStoppedSpeakingFrame,
@@ -61,6 +62,13 @@ class Backchannels:
         return True
 
 
+# What people say to stop a speaker: theirs even when the bot has just said the same word
+# ("I can't wait" in a story, then the user's "Wait, stop."). Missing a real stop is worse than
+# pausing for an echo.
+INTERRUPTING_WORDS = frozenset({"wait", "stop", "hold", "hang", "sorry", "excuse", "actually",
+                                "no"})
+
+
 class RecentBotWords:
     """The words the bot has been saying, as synthesized (a little ahead of what plays), so that
     its own voice coming back through a client's microphone — what echo cancellation left, or
@@ -80,7 +88,7 @@ class RecentBotWords:
         words = _words(text)
         if not words:
             return False
-        said = set(self._words)
+        said = set(self._words) - INTERRUPTING_WORDS
         return sum(w in said for w in words) >= min_share * len(words)
 
 
@@ -211,8 +219,11 @@ class BargeInUserTurnStartStrategy(BaseUserTurnStartStrategy):
                 await self.trigger_reset_aggregation()
             return ProcessFrameResult.STOP
         if not (self._backchannels.covers(frame.text) or self._bot_words.echoes(frame.text)):
+            logger.debug("{}: interrupted by {!r}", self, frame.text)
             await self._interrupt()
             return ProcessFrameResult.STOP
+        logger.debug("{}: {!r} over the bot is a {}", self, frame.text,
+                     "backchannel" if self._backchannels.covers(frame.text) else "bot's echo")
         if isinstance(frame, TranscriptionFrame) or self._is_user_pausing:
             await self._dismiss()
         if isinstance(frame, TranscriptionFrame):
@@ -231,10 +242,12 @@ class BargeInUserTurnStartStrategy(BaseUserTurnStartStrategy):
 
     async def _too_long(self):
         self._judge_task = None
+        logger.debug("{}: speech over the bot went on too long for a backchannel", self)
         await self._interrupt()
 
     async def _no_words(self):
         self._judge_task = None
+        logger.debug("{}: speech over the bot had no words; the reply goes on", self)
         await self._dismiss()
 
     async def _interrupt(self):

@@ -37,6 +37,10 @@ class WorkerMetrics:
         # A counter (exposed as voxline_bus_dropped_total): the bus counts, this follows it.
         self.bus_dropped = Counter("voxline_bus_dropped", "Bus events dropped", registry=r)
         self._bus_dropped_seen = 0
+        self.bus_rejected = Counter(
+            "voxline_bus_rejected", "Messages from Redis refused (unsigned, forged, stale, "
+            "replayed)", registry=r)
+        self._bus_rejected_seen = 0
         self.errors = Counter("voxline_errors_total", "Errors", ["kind"], registry=r)
         self.echo_guarded = Counter(
             "voxline_llm_echo_guard_total",
@@ -72,6 +76,9 @@ class WorkerMetrics:
         dropped = self._host.bus.dropped
         self.bus_dropped.inc(max(0, dropped - self._bus_dropped_seen))
         self._bus_dropped_seen = max(dropped, self._bus_dropped_seen)
+        rejected = self._host.bus.rejected
+        self.bus_rejected.inc(max(0, rejected - self._bus_rejected_seen))
+        self._bus_rejected_seen = max(rejected, self._bus_rejected_seen)
         breaker = self._host.llm_breaker
         self.llm_circuit_open.set(int(breaker is not None and breaker.state != "closed"))
         return generate_latest(self.registry)

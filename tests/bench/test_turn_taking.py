@@ -8,6 +8,7 @@ stretches voice-to-voice, and with it every "answered within 20 s"."""
 
 import numpy as np
 import pytest
+from loguru import logger
 
 from voxline.bench.prompts import SAMPLE_RATE
 from voxline.bench.turn_audio import (
@@ -28,14 +29,33 @@ from voxline.cli import _parser
 
 @pytest.fixture(scope="module")
 async def report(server):
-    """The short run (about 3 minutes): every scenario once against the test server."""
-    result = await run_scenarios(server.ws_url, TurnTakingOptions(short=True))
+    """The short run (about 3 minutes): every scenario once against the test server. What
+    the STT heard and the judge made of it is kept for failure messages (the run happens in
+    this fixture, whose log pytest shows for no test)."""
+    heard: list[str] = []
+    sink = logger.add(heard.append, level="DEBUG", format="{time:HH:mm:ss.SSS} {message}",
+                      filter=lambda r: r["name"] in ("voxline.pipeline.stt",
+                                                     "voxline.pipeline.barge_in",
+                                                     "voxline.bench.turn_taking"))
+    try:
+        result = await run_scenarios(server.ws_url, TurnTakingOptions(short=True))
+    finally:
+        logger.remove(sink)
     print(turn_taking_table(result))  # shown with -s, and on failure
+    result["heard"] = heard
     return result
 
 
 def _summary(report: dict, name: str) -> dict:
     return report["scenarios"][name]["summary"]
+
+
+def _heard_during(report: dict, name: str) -> str:
+    """The STT's transcripts and the judge's verdicts while scenario `name` ran."""
+    text = "".join(report["heard"])
+    start = text.find(f"turn-taking bench: {name}")
+    end = text.find("turn-taking bench:", start + 1)
+    return text[start: end if end > 0 else None]
 
 
 async def test_every_scenario_ran_without_call_errors(report):
@@ -63,7 +83,8 @@ async def test_an_interruption_silences_the_bot_and_is_answered(report):
     """(c) Talking over a long reply: the played audio stops within 0.5 s of the onset
     (p95), and the bot answers the interruption."""
     summary = _summary(report, "interruption")
-    assert summary["n"] == 2 and summary["stopped"] == 2, report["scenarios"]["interruption"]
+    assert summary["n"] == 2 and summary["stopped"] == 2, (
+        report["scenarios"]["interruption"], _heard_during(report, "interruption"))
     # The 0.5 s target is the bench's figure; here, a bound a loaded CI machine keeps.
     assert summary["stop_secs"]["max"] <= 1.0, summary["stop_secs"]
     assert summary["answered_rate"] == 1.0

@@ -5,6 +5,7 @@ import asyncio
 import json
 import time
 from contextlib import asynccontextmanager
+from types import SimpleNamespace
 
 import pytest
 import redis.asyncio as redis
@@ -17,6 +18,8 @@ from voxline.bus.events import ControlCommand, TranscriptPartial
 from voxline.bus.redis import RedisBus
 from voxline.config import ConfigError, load_settings
 from voxline.config.settings import BusSettings
+from voxline.models.compute import ComputeArbiter
+from voxline.worker.metrics import WorkerMetrics
 
 SECRET = b"a-test-secret-of-32-characters!!"
 
@@ -148,6 +151,73 @@ async def test_only_sealed_events_from_redis_are_delivered():
             await raw.publish("voxline.transcript.partial", sealed)  # a replay
             await _until(lambda: b.rejected == len(messages) + 1)
             assert _texts(at_b) == ["hello"]
+            metrics = WorkerMetrics(SimpleNamespace(
+                bus=b, live=0, llm_breaker=None, models=SimpleNamespace(compute=ComputeArbiter())))
+            assert f"voxline_bus_rejected_total {len(messages) + 1}.0" in \
+                metrics.render().decode()
         finally:
             await raw.aclose()
 
+
+
+def _certificates(folder) -> tuple:
+    """A private CA and a certificate for 127.0.0.1 signed by it (PEM files)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    def name(text):
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = (x509.CertificateBuilder().subject_name(name("test CA")).issuer_name(name("test CA"))
+          .public_key(ca_key.public_key()).serial_number(1).not_valid_before(now)
+          .not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    certificate = (x509.CertificateBuilder().subject_name(name("127.0.0.1"))
+                   .issuer_name(ca.subject).public_key(key.public_key()).serial_number(2)
+                   .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+                   .add_extension(x509.SubjectAlternativeName(
+                       [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+                   .sign(ca_key, hashes.SHA256()))
+    paths = folder / "server.pem", folder / "server.key", folder / "ca.pem"
+    paths[0].write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    paths[2].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    return paths
+
+
+async def test_the_bus_works_over_tls_with_a_password_and_a_private_ca(tmp_path):
+    """rediss:// with AUTH, the server's certificate signed by a private CA (bus.tls_ca_file),
+    as the settings build it."""
+    certificate, key, ca = _certificates(tmp_path)
+    async with RedisServer(password="s3cret-redis", tls=(certificate, key, ca)) as server:
+        settings = load_settings(bus={"url": server.url, "secret": SECRET.decode(),
+                                      "tls_ca_file": ca})
+        a, b = create_bus(settings.bus, origin="a"), create_bus(settings.bus, origin="b")
+        await a.start(), await b.start()
+        try:
+            await _until(lambda: a.health == b.health == "healthy")
+            at_b = b.subscribe()
+            a.publish_nowait(TranscriptPartial(session_id="s1", source="a", text="over tls"))
+            await _until(lambda: not at_b.empty())
+            assert _texts(at_b) == ["over tls"]
+        finally:
+            await a.close(), await b.close()
+        # Without the CA the server's certificate is not trusted: the bus stays degraded.
+        untrusting = create_bus(load_settings(bus={"url": server.url,
+                                                   "secret": SECRET.decode()}).bus, origin="c")
+        await untrusting.start()
+        try:
+            await asyncio.sleep(1.0)
+            assert untrusting.health == "degraded" and "certificate" in untrusting.health_detail
+        finally:
+            await untrusting.close()

@@ -280,6 +280,16 @@ def test_the_bots_own_words_coming_back_are_its_echo():
     assert not words.echoes("")
 
 
+def test_words_that_stop_a_speaker_are_the_users_even_if_the_bot_said_them():
+    """A story's "she could not wait" then the user's "Wait, stop.": the user's (a flaky
+    interruption in the turn-taking bench, when the interruption landed after that word)."""
+    words = RecentBotWords()
+    words.add("She could not wait to stop by the river, so she said no to the boat")
+    assert not words.echoes("Wait, stop.")
+    assert not words.echoes("No, wait.")
+    assert words.echoes("by the river")
+
+
 async def test_the_bots_echo_resumes_it_instead_of_interrupting():
     async with Judge() as judge:
         judge.bot_words.add("Once upon a time, a friendly dragon lived in a cave.")

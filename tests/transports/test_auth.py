@@ -182,6 +182,20 @@ async def test_failed_credentials_from_one_address_are_refused_before_any_check(
         await server.stop()
 
 
+async def test_a_client_refused_in_a_loop_does_not_flood_the_log(keyed):
+    """Each refusal was an INFO line, and every INFO line goes to every dashboard."""
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="DEBUG", format="{level} {message}")
+    try:
+        for _ in range(20):
+            await refused_ws(keyed.ws_url, 4401, "unauthorized", local_addr=("127.0.0.3", 0))
+    finally:
+        logger.remove(sink)
+    refusals = [line for line in lines if "Refused /ws from 127.0.0.3" in line]
+    assert len(refusals) == 20
+    assert sum(line.startswith("INFO") for line in refusals) == 6
+
+
 async def test_a_key_revoked_while_the_server_runs_is_refused_at_once(keyed, keys):
     cli = KeyStore(keys["store"].path)  # as `voxline keys` would, in another process
     record, key = cli.create("temporary")

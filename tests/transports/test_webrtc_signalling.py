@@ -8,9 +8,11 @@ import json
 
 import pytest
 from aiortc import RTCPeerConnection
+from pipecat.transports.smallwebrtc.request_handler import SmallWebRTCRequestHandler
 
 from tests.conftest import RunningServer, make_settings
 from voxline.bus.events import SessionStarted
+from voxline.transports.webrtc import CLOSE_TIMEOUT_SECS, WebRTCGateway
 
 CONNECT_TIMEOUT_SECS = 2.0
 
@@ -130,3 +132,19 @@ async def test_per_address_cap_on_live_sessions(models):
         await _until_no_sessions(server, CONNECT_TIMEOUT_SECS + 10)
     finally:
         await server.stop()
+
+
+async def test_shutdown_does_not_hang_on_a_peer_connection_that_never_closes(small_server,
+                                                                            monkeypatch):
+    """One shutdown waited over a minute on the WebRTC gateway: its close is bounded."""
+    closing = asyncio.Event()
+
+    async def hangs(_handler):
+        closing.set()
+        await asyncio.sleep(3600)
+
+    monkeypatch.setattr(SmallWebRTCRequestHandler, "close", hangs)
+    gateway = WebRTCGateway(small_server.host)
+    async with asyncio.timeout(CLOSE_TIMEOUT_SECS + 5):
+        await gateway.close()
+    assert closing.is_set()
