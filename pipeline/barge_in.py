@@ -161,6 +161,7 @@ class BargeInUserTurnStartStrategy(BaseUserTurnStartStrategy):
         elif isinstance(frame, EchoFoundFrame):
             self._echo_found_at = time.monotonic()
             if self._is_judging or self._is_dismissed:
+                logger.debug("{}: the speech over the bot was its echo", self)
                 self._is_echo = True
                 await self._dismiss()
         elif isinstance(frame, NoWordsFrame) and self._is_judging and self._is_user_pausing:
