@@ -95,6 +95,9 @@ class VoxlineDiscordBot(discord.Client):
         @self.tree.command(name="persona", description="Set who I am in this server")
         @app_commands.describe(text="Instructions, e.g. 'You are a pirate. Be brief.'")
         @app_commands.guild_only()
+        # It changes the bot for everyone on the server: only members who may manage the
+        # server see and run it (an admin can grant it to roles in Integrations).
+        @app_commands.default_permissions(manage_guild=True)
         async def persona(interaction: discord.Interaction, text: str) -> None:
             await self._set_persona(interaction, text)
 
@@ -145,12 +148,14 @@ class VoxlineDiscordBot(discord.Client):
         if not text or len(text) > MAX_SYSTEM_PROMPT_CHARS:
             await _reply(interaction, f"A persona is 1 to {MAX_SYSTEM_PROMPT_CHARS} characters.")
             return
+        # Ending the members' sessions can take longer than the 3 s Discord allows for the
+        # first response: acknowledge first.
+        await interaction.response.defer(thinking=True)
         persona = self._personas[interaction.guild_id] = Persona(text)
         session = self.channels.get(interaction.guild_id)
         if session is not None:
             await session.set_persona(persona)
-        await _reply(interaction, "Persona set; it applies from your next words.",
-                     ephemeral=False)
+        await interaction.followup.send("Persona set; it applies from your next words.")
 
     def _persona(self, guild_id: int) -> Persona:
         return self._personas.get(guild_id) or self.host.persona

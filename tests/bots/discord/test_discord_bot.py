@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from tests.bots.discord.fake import FakeDiscord
+from tests.bots.discord.fake.interactions import CommandNotPermitted
 from tests.conftest import make_settings
 from tests.helpers import read_pcm, rms, transcribe, words
 from voxline.bots.discord.bot import VoxlineDiscordBot
@@ -236,7 +237,7 @@ async def test_packets_before_the_speaking_event_are_held_then_heard(models, spe
 
 async def test_join_refusals_are_clear(models):
     async with FakeDiscord(dave=False, bot_can_connect=False) as fake:
-        alice, bob = fake.add_member("Alice"), fake.add_member("Bob")
+        alice, bob = fake.add_member("Alice"), fake.add_member("Bob", manage_guild=True)
         await fake.join_voice(bob)
         async with running_bot(fake, models):
             reply = await fake.slash(alice, "join", timeout=20)
@@ -246,6 +247,25 @@ async def test_join_refusals_are_clear(models):
             assert "Not in a voice channel" in await fake.slash(bob, "status", timeout=20)
             assert "not in a voice channel" in await fake.slash(bob, "leave", timeout=20)
             assert "Persona set" in await fake.slash(bob, "persona", text="Be a pirate.")
+
+
+async def test_persona_is_for_server_managers_and_acknowledged_within_discords_deadline(
+        models, speech):
+    """/persona changes the bot for the whole server: Manage Server only. It ends every
+    member's session, which can outlast the 3 s Discord gives the first response: it defers
+    first, then says it is done."""
+    async with alice_and_bot(models, dave=False) as (fake, alice, bot, worker):
+        ada = fake.add_member("Ada", manage_guild=True)
+        await joined(fake, alice)
+        await alice.speak(read_pcm(speech("Hello there.")), announce=True)
+        await eventually(lambda: bot.channels[fake.guild_id].speakers)
+        with pytest.raises(CommandNotPermitted):
+            await fake.slash(alice, "persona", text="Be a pirate.")
+        assert "Persona set" in await fake.slash(ada, "persona", text="Be a pirate.",
+                                                 timeout=20)
+        answers = [r for r in fake.interaction_responses if r.command == "persona"]
+        assert answers[0].kind == "callback" and answers[0].callback_type == 5, answers
+        assert answers[-1].kind == "followup" and "Persona set" in answers[-1].text
 
 
 async def test_already_in_another_channel_and_leaving_an_empty_channel(models):

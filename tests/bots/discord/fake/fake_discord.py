@@ -163,10 +163,12 @@ class FakeDiscord:
 
     # -- members and voice states ---------------------------------------------------------
 
-    def add_member(self, name: str, *, bot: bool = False) -> FakeMember:
-        """A new guild member (GUILD_MEMBER_ADD if the bot is connected)."""
+    def add_member(self, name: str, *, bot: bool = False,
+                   manage_guild: bool = False) -> FakeMember:
+        """A new guild member (GUILD_MEMBER_ADD if the bot is connected); `manage_guild`:
+        the Manage Server permission."""
         user_id = self.world.ids.next()
-        self.world.people[user_id] = Person(user_id, name, bot=bot)
+        self.world.people[user_id] = Person(user_id, name, bot=bot, manage_guild=manage_guild)
         ssrc = 200 + len(self.members)  # the bot's ssrc is >= 65536, so never the same
         member = FakeMember(user_id=user_id, name=name, ssrc=ssrc, bot=bot,
                             sender=self._require_sender())

@@ -22,6 +22,12 @@ FLAG_LOADING = 1 << 7
 OPTION_STRING = 3
 ATTACHMENT_SIZE_LIMIT_BYTES = 8 * 1024 * 1024
 
+FIRST_RESPONSE_DEADLINE_SECS = 3.0
+
+
+class CommandNotPermitted(Exception):
+    """The member lacks the command's `default_member_permissions`."""
+
 
 def message_text(body: dict[str, Any]) -> str:
     """What a user reads in a posted message body: content, else the embeds' text."""
@@ -64,6 +70,7 @@ class PendingInteraction:
     command: str
     message_id: int
     reply: asyncio.Future[str]
+    created_at: float = 0.0  # the loop's clock
     deferred: bool = False
     original: dict[str, Any] = field(default_factory=dict)
 
@@ -113,6 +120,11 @@ class InteractionBroker:
         if command is None:
             logger.warning("fake Discord: /{} was never synced; sending it as a global command",
                            name)
+        required = int((command or {}).get("default_member_permissions") or 0)
+        if required & ~payloads.permissions(world, user_id):
+            # Discord's client does not offer the command to this member, nor runs it.
+            raise CommandNotPermitted(f"/{name} needs permissions {required:#x}, which "
+                                      f"{world.people[user_id].name} does not have")
         option_types = {o["name"]: o.get("type", OPTION_STRING)
                         for o in (command or {}).get("options", [])}
         data: dict[str, Any] = {
@@ -136,8 +148,9 @@ class InteractionBroker:
             "authorizing_integration_owners": {"0": str(world.guild_id)},
             "attachment_size_limit": ATTACHMENT_SIZE_LIMIT_BYTES,
         }
+        loop = asyncio.get_running_loop()
         pending = PendingInteraction(interaction_id, token, name, world.ids.next(),
-                                     asyncio.get_running_loop().create_future())
+                                     loop.create_future(), created_at=loop.time())
         self._pending[token] = pending
         return payload, pending
 
@@ -163,6 +176,14 @@ class InteractionBroker:
         """POST /interactions/{id}/{token}/callback; None for an unknown interaction."""
         pending = self._pending.get(token)
         if pending is None or pending.interaction_id != interaction_id:
+            return None
+        late = asyncio.get_running_loop().time() - pending.created_at
+        if late > FIRST_RESPONSE_DEADLINE_SECS:
+            # Discord: the first response is due within 3 s, or the interaction is gone
+            # (error 10062 "Unknown interaction"); the user sees "The application did not
+            # respond".
+            logger.warning("fake Discord: /{} answered after {:.1f}s: unknown interaction",
+                           pending.command, late)
             return None
         kind = int(body.get("type", 0))
         response = self._record(pending, "callback", body, kind)

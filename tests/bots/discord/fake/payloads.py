@@ -8,7 +8,7 @@ are always present; leaving one out crashes the client's parser, not the fake.
 import datetime
 from typing import Any
 
-from .world import CONNECT, EVERYONE_PERMISSIONS, World
+from .world import CONNECT, EVERYONE_PERMISSIONS, MANAGE_GUILD, World
 
 JOINED_AT = "2024-01-01T00:00:00.000000+00:00"
 APP_FLAGS_GATEWAY_MEMBERS_AND_PRESENCE = (1 << 13) | (1 << 15)
@@ -26,6 +26,12 @@ def user(world: World, user_id: int) -> dict[str, Any]:
     }
 
 
+def permissions(world: World, user_id: int) -> int:
+    """A member's permissions in the text channel: @everyone's, plus Manage Server if given."""
+    person = world.people.get(user_id)
+    return EVERYONE_PERMISSIONS | (MANAGE_GUILD if person and person.manage_guild else 0)
+
+
 def member(world: World, user_id: int, *, with_permissions: bool = False) -> dict[str, Any]:
     data: dict[str, Any] = {
         "user": user(world, user_id), "nick": None, "avatar": None, "roles": [],
@@ -33,7 +39,7 @@ def member(world: World, user_id: int, *, with_permissions: bool = False) -> dic
         "flags": 0, "pending": False, "communication_disabled_until": None,
     }
     if with_permissions:
-        data["permissions"] = str(EVERYONE_PERMISSIONS)
+        data["permissions"] = str(permissions(world, user_id))
     return data
 
 

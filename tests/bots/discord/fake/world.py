@@ -20,6 +20,7 @@ CONNECT = 1 << 20
 SPEAK = 1 << 21
 USE_VOICE_ACTIVATION = 1 << 25
 USE_APPLICATION_COMMANDS = 1 << 31
+MANAGE_GUILD = 1 << 5
 EVERYONE_PERMISSIONS = (VIEW_CHANNEL | SEND_MESSAGES | EMBED_LINKS | READ_MESSAGE_HISTORY
                         | CONNECT | SPEAK | USE_VOICE_ACTIVATION | USE_APPLICATION_COMMANDS)
 
@@ -54,6 +55,7 @@ class Person:
     user_id: int
     name: str
     bot: bool = False
+    manage_guild: bool = False  # "Manage Server": may run commands that require it
 
 
 @dataclass
