@@ -4,10 +4,11 @@ from voxline.auth.guard import (
     AccessGuard,
     Grant,
     Refusal,
+    client_address,
     is_loopback,
     keys_required,
 )
 from voxline.auth.keys import KeyFileError, KeyStore
 
-__all__ = ["AccessGuard", "Grant", "KeyFileError", "KeyStore", "Refusal", "is_loopback",
-           "keys_required"]
+__all__ = ["AccessGuard", "Grant", "KeyFileError", "KeyStore", "Refusal", "client_address",
+           "is_loopback", "keys_required"]

@@ -23,7 +23,6 @@ CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN = 4403  # the origin, or a client key where an operator's is needed
 CLOSE_ORIGIN_NOT_ALLOWED = 4403
 CLOSE_RATE_LIMITED = 4429
-DEFAULT_FAILURES_PER_MINUTE = 10
 REFUSALS_LOGGED_PER_MINUTE = 6  # per address, at INFO
 KEY_HELP = ("send `Authorization: Bearer <key>` or add ?token=<key> to the URL; the operator "
             "makes keys with `voxline keys create`")
@@ -109,8 +108,7 @@ class AccessGuard:
         self._per_ip = RateLimiter(limits.sessions_per_minute_per_ip if limits else 0)
         self._per_key = RateLimiter(limits.sessions_per_minute_per_key if limits else 0)
         self._refusals_logged = RateLimiter(REFUSALS_LOGGED_PER_MINUTE)
-        self._failures = RateLimiter(limits.auth_failures_per_minute_per_ip if limits
-                                     else DEFAULT_FAILURES_PER_MINUTE)
+        self._failures = RateLimiter((limits or LimitsSettings()).auth_failures_per_minute_per_ip)
 
     async def admit(self, connection: HTTPConnection) -> Grant | Refusal:
         """Check the origin, the credential and its role. An address with too many failed
@@ -129,7 +127,7 @@ class AccessGuard:
             return self._refuse(connection, Refusal(
                 401, CLOSE_UNAUTHORIZED, "unauthorized", f"an API key is required: {self._help}",
                 "API key required"))
-        ip = _address(connection)
+        ip = client_address(connection)
         if wait := self._failures.retry_after_secs(ip):
             seconds = math.ceil(wait)
             return self._refuse(connection, Refusal(
@@ -163,7 +161,7 @@ class AccessGuard:
     def take_session(self, connection: HTTPConnection, grant: Grant) -> Refusal | None:
         """Count a new session against its client IP and key, or refuse it if either has used
         up its sessions for now (then nothing is counted)."""
-        ip = _address(connection)
+        ip = client_address(connection)
         waits = [(self._per_ip.retry_after_secs(ip), "address", self._per_ip.per_minute)]
         if grant.key_id is not None:
             waits.append((self._per_key.retry_after_secs(grant.key_id), "API key",
@@ -184,7 +182,7 @@ class AccessGuard:
     def _refuse(self, connection: HTTPConnection, refusal: Refusal) -> Refusal:
         """Log it (the first few a minute per address at INFO, the rest at DEBUG: a client
         retrying in a loop must not flood the log and every dashboard), and return it."""
-        client = _address(connection) or "?"
+        client = client_address(connection) or "?"
         quiet = self._refusals_logged.retry_after_secs(client) > 0
         if not quiet:
             self._refusals_logged.take(client)
@@ -192,5 +190,8 @@ class AccessGuard:
                    client, refusal.code)
         return refusal
 
-def _address(connection: HTTPConnection) -> str:
+def client_address(connection: HTTPConnection) -> str:
+    """The client's IP address ("" when the server does not know it): the peer's, or what a
+    proxy in `server.forwarded_allow_ips` said (uvicorn rewrites the scope), never a header a
+    client set itself."""
     return connection.client.host if connection.client else ""

@@ -14,7 +14,7 @@ from loguru import logger
 from pydantic import ValidationError
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from voxline.auth import AccessGuard, Refusal
+from voxline.auth import AccessGuard, Refusal, client_address
 from voxline.auth.ratelimit import RateLimiter
 from voxline.bus import EventBus
 from voxline.bus.events import ControlCommand
@@ -55,7 +55,7 @@ def create_dashboard_app(collector: Collector, bus: EventBus, *, source: str,
         viewer = collector.add_viewer()
         sender = asyncio.create_task(_send(websocket, viewer, collector), name="dashboard-send")
         try:
-            operator = Operator(grant.holder, websocket.client.host if websocket.client else "")
+            operator = Operator(grant.holder, client_address(websocket))
             while True:
                 message = _json_or_none(await websocket.receive_text())
                 if wait := commands.retry_after_secs(operator.holder):

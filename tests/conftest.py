@@ -1,8 +1,10 @@
 """Shared fixtures: real models (loaded once), a real server on 127.0.0.1, spoken test audio."""
 
 import asyncio
+import gc
 import shutil
 import subprocess
+import warnings
 import wave
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -19,6 +21,33 @@ from voxline.worker import Worker
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 SESSION_END_SECS = 10.0  # a session whose client left ends well within this
 TASK_END_SECS = 0.5  # tasks that were already ending (not waiting on anything) finish in this
+
+# Unclosed sockets, files and transports, as the interpreter reports them. The garbage collector
+# reports one in whichever test happens to run when it collects, not in the one that left it, so
+# they fail the run as a whole, each listed with the test it surfaced in.
+resource_warnings: list[str] = []
+
+
+def pytest_warning_recorded(warning_message, when, nodeid, location):
+    if issubclass(warning_message.category, ResourceWarning):
+        resource_warnings.append(f"{nodeid or when}: {warning_message.message}")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        gc.collect()
+    resource_warnings.extend(f"(collected at the end): {w.message}" for w in caught
+                             if issubclass(w.category, ResourceWarning))
+    if resource_warnings and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter):
+    if resource_warnings:
+        terminalreporter.section("resources left open (ResourceWarning)", red=True)
+        for line in resource_warnings:
+            terminalreporter.line(line)
 
 
 def make_settings(**overrides):

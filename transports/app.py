@@ -12,7 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from voxline.auth import AccessGuard, Refusal
+from voxline.auth import AccessGuard, Refusal, client_address
 from voxline.config.settings import WebRTCSettings
 from voxline.dashboard.app import create_dashboard_app
 from voxline.dashboard.auth import dashboard_access
@@ -119,7 +119,7 @@ async def _signalling(request: Request, access: AccessGuard, webrtc: WebRTCSetti
         return grant.response()
     if counts_as_session and (refusal := access.take_session(request, grant)):
         return refusal.response()
-    caller = Caller(request.client.host if request.client else "", grant.key_id)
+    caller = Caller(client_address(request), grant.key_id)
     try:
         body = await _read_json(request, max(MAX_SIGNALLING_BODY_BYTES, 2 * webrtc.max_sdp_bytes))
         result = await handle(body, caller)

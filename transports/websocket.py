@@ -9,7 +9,7 @@ from fastapi import WebSocket, WebSocketDisconnect
 from pipecat.transports.websocket.fastapi import FastAPIWebsocketParams, FastAPIWebsocketTransport
 
 from voxline.agent import SessionOptions
-from voxline.auth import AccessGuard, Grant, Refusal
+from voxline.auth import AccessGuard, Grant, Refusal, client_address
 from voxline.auth.guard import CLOSE_RATE_LIMITED
 from voxline.config.settings import VoxlineSettings
 from voxline.transports.client_events import ClientOutbox
@@ -44,8 +44,7 @@ async def websocket_endpoint(websocket: WebSocket, host: SessionHost,
         return
     # The slot is taken only now: other clients may have taken the free ones meanwhile.
     try:
-        slot = host.reserve(address=websocket.client.host if websocket.client else None,
-                            key_id=grant.key_id)
+        slot = host.reserve(address=client_address(websocket), key_id=grant.key_id)
     except NoSlot as e:
         await _refuse(websocket, CLOSE_TRY_AGAIN_LATER if e.code == "server_busy"
                       else CLOSE_RATE_LIMITED, e.code, e.message)
