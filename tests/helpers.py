@@ -37,6 +37,14 @@ def read_pcm(path: Path) -> bytes:
         return w.readframes(w.getnframes())
 
 
+def without_trailing_silence(pcm: bytes, *, peak: int = 64) -> bytes:
+    """16-bit PCM up to its last sample at or above `peak`: what a client that transmits only
+    while its user speaks (Discord's voice activity) sends of an utterance."""
+    samples = np.frombuffer(pcm, dtype=np.int16)
+    loud = np.flatnonzero(np.abs(samples.astype(np.int32)) >= peak)
+    return samples[: loud[-1] + 1 if loud.size else 0].tobytes()
+
+
 def transcribe(models, pcm: bytes, sample_rate: int) -> str:
     """Whisper transcript of 16-bit mono PCM at any rate (uses the shared test engine)."""
     import soxr

@@ -5,6 +5,7 @@ through the channel's `PlaybackFloor` so replies to different members never over
 """
 
 import asyncio
+import contextlib
 
 import numpy as np
 from pipecat.frames.frames import (
@@ -29,6 +30,12 @@ from voxline.bots.discord.receive import PIPELINE_SAMPLE_RATE
 
 DISCORD_SAMPLE_RATE = 48000
 MAX_QUEUED_INPUT_FRAMES = 250  # ~5 s of 20 ms packets; older audio is dropped if the loop lags
+PACKET_SECS = 0.02
+# No packet for this long: the member's client stopped transmitting (it does after five Opus
+# silence frames, when its voice activity ends), so silence stands in for what it no longer
+# sends. Long enough that ordinary network jitter does not insert silence into speech.
+STOPPED_SENDING_SECS = 0.06
+DEFAULT_SILENCE_FILL_SECS = 3.0  # the default vad.stop_secs + agent.incomplete_grace_secs, and more
 
 
 def speaker_transport_params() -> TransportParams:
@@ -44,12 +51,21 @@ def speaker_transport_params() -> TransportParams:
 
 
 class SpeakerInput(BaseInputTransport):
-    """Pushes the member's audio, fed from the loop by the channel, into the pipeline."""
+    """Pushes the member's audio, fed from the loop by the channel, into the pipeline.
 
-    def __init__(self, params: TransportParams, *, on_started, **kwargs):
+    A Discord client sends nothing while its member is quiet, but the VAD ends a turn on
+    silence it hears: from `STOPPED_SENDING_SECS` after the last packet, silence is pushed in
+    real time (as discord.js and discord-ext-voice-recv do) for up to `silence_fill_secs`,
+    enough for every end-of-turn wait; then nothing until the member speaks again.
+    """
+
+    def __init__(self, params: TransportParams, *, on_started, silence_fill_secs: float,
+                 **kwargs):
         super().__init__(params, **kwargs)
         self._on_started = on_started
+        self._silence_fill_secs = silence_fill_secs
         self._queue: asyncio.Queue[InputAudioRawFrame] = asyncio.Queue(MAX_QUEUED_INPUT_FRAMES)
+        self._fed = asyncio.Event()
         self._feed_task: asyncio.Task | None = None
 
     def feed(self, pcm: bytes) -> None:
@@ -60,6 +76,7 @@ class SpeakerInput(BaseInputTransport):
         self._queue.put_nowait(
             InputAudioRawFrame(audio=pcm, sample_rate=PIPELINE_SAMPLE_RATE, num_channels=1)
         )
+        self._fed.set()
 
     async def start(self, frame: StartFrame):
         await super().start(frame)
@@ -86,8 +103,32 @@ class SpeakerInput(BaseInputTransport):
             self._feed_task = None
 
     async def _feed_task_handler(self):
+        loop = asyncio.get_running_loop()
+        silence = bytes(int(PIPELINE_SAMPLE_RATE * PACKET_SECS) * 2)
+        heard_at: float | None = None  # when the member's last packet was pushed
+        filled_secs = 0.0  # silence pushed since
         while True:
-            await self.push_audio_frame(await self._queue.get())
+            if self._queue.empty():
+                self._fed.clear()
+                if heard_at is None or filled_secs >= self._silence_fill_secs:
+                    heard_at = None
+                    await self._fed.wait()
+                else:
+                    next_due = heard_at + max(STOPPED_SENDING_SECS, filled_secs + PACKET_SECS)
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout_at(next_due):
+                            await self._fed.wait()
+                    if self._queue.empty():
+                        # Whole packets of silence up to now, the first time the whole stall.
+                        due = round((loop.time() - heard_at - filled_secs) / PACKET_SECS)
+                        for _ in range(max(1, due)):
+                            await self.push_audio_frame(InputAudioRawFrame(
+                                audio=silence, sample_rate=PIPELINE_SAMPLE_RATE,
+                                num_channels=1))
+                            filled_secs += PACKET_SECS
+                        continue
+            await self.push_audio_frame(self._queue.get_nowait())
+            heard_at, filled_secs = loop.time(), 0.0
 
 
 class SpeakerOutput(BaseOutputTransport):
@@ -147,12 +188,13 @@ class SpeakerOutput(BaseOutputTransport):
 class SpeakerTransport(BaseTransport):
     """`run_session`'s transport for one member; `disconnect()` ends that session."""
 
-    def __init__(self, *, floor: PlaybackFloor, name: str):
+    def __init__(self, *, floor: PlaybackFloor, name: str,
+                 silence_fill_secs: float = DEFAULT_SILENCE_FILL_SECS):
         super().__init__(name=name)
         params = speaker_transport_params()
         self._disconnect_reason: str | None = None
         self._input = SpeakerInput(params, on_started=self._on_input_started,
-                                   name=f"{name}#input")
+                                   silence_fill_secs=silence_fill_secs, name=f"{name}#input")
         self._output = SpeakerOutput(params, floor=floor, name=f"{name}#output")
         self._register_event_handler("on_client_disconnected")
 

@@ -5,9 +5,17 @@ import asyncio
 
 import numpy as np
 import pytest
+from loguru import logger
 
 from tests.bots.discord.player import ThreadPlayer
-from tests.helpers import feed_speech, read_pcm, rms, transcribe, words
+from tests.helpers import (
+    feed_speech,
+    read_pcm,
+    rms,
+    transcribe,
+    without_trailing_silence,
+    words,
+)
 from voxline.agent import Persona, SessionOptions, run_session
 from voxline.bots.discord.floor import PlaybackFloor
 from voxline.bots.discord.transport import SpeakerTransport
@@ -70,3 +78,39 @@ async def test_a_member_who_leaves_while_their_session_starts_ends_it(models, se
         session.cancel()
         await asyncio.gather(session, return_exceptions=True)
         await floor.close()
+
+
+async def test_a_member_who_stops_sending_ends_their_turn(models, settings, speech):
+    """A Discord client sends nothing after its member's last words (five Opus silence frames,
+    then no packets): the transport's own silence ends the turn, as a WebSocket client's
+    microphone silence does. Regression: the VAD heard no silence, and the turn ended only on
+    pipecat's audio-idle fallback, a second after the last packet."""
+    warnings: list[str] = []
+    sink = logger.add(lambda m: warnings.append(m.record["message"]), level="WARNING")
+    bus = InProcessBus()
+    subscription = bus.subscribe()
+    floor = PlaybackFloor(ThreadPlayer())
+    transport = SpeakerTransport(floor=floor, name="discord-44")
+    options = SessionOptions(session_id="discord-quiet", transport="discord",
+                             persona=Persona("Answer in one sentence."),
+                             audio_out_sample_rate=48000)
+    session = asyncio.create_task(run_session(transport, models, settings, bus, options))
+    try:
+        question = without_trailing_silence(read_pcm(speech("What is the capital of France?")))
+        await feed_speech(transport, question, silence_secs=0)
+        final = None
+        async with asyncio.timeout(15):
+            async for event in subscription:
+                if isinstance(event, events.TranscriptFinal):
+                    final = event
+                if isinstance(event, events.BotStartedSpeaking):
+                    break
+        await transport.disconnect("left the channel")
+        await asyncio.wait_for(session, 10)
+    finally:
+        session.cancel()
+        await asyncio.gather(session, return_exceptions=True)
+        await floor.close()
+        logger.remove(sink)
+    assert final is not None and "france" in words(final.text)
+    assert not [w for w in warnings if "no audio received" in w], warnings

@@ -14,7 +14,7 @@ import numpy as np
 from discord.opus import Encoder
 from loguru import logger
 
-from .audio import FRAME_SAMPLES, FRAME_SECS, to_discord_frames
+from .audio import FRAME_SAMPLES, FRAME_SECS, is_voiced, to_discord_frames
 from .members import FakeMember
 from .rtp import AUDIO_LEVEL_EXTENSION, OPUS_SILENCE
 from .voice_ws import VoiceServer
@@ -32,6 +32,15 @@ class MemberStream:
     timestamp: int = field(default_factory=lambda: random.randrange(1 << 32))
     encoder: Encoder | None = None
     last_frame: bytes | None = None  # the last DAVE (or plain) payload sent
+
+
+def without_trailing_quiet(frames: list[bytes]) -> list[bytes]:
+    """What a client's voice activity gate transmits of an utterance: up to its last voiced
+    frame. Then five Opus silence frames, and nothing at all until the member speaks again."""
+    end = len(frames)
+    while end and not is_voiced(frames[end - 1]):
+        end -= 1
+    return frames[:end]
 
 
 class MediaSender:
@@ -79,7 +88,7 @@ class MediaSender:
     async def speak(self, member: FakeMember, pcm: bytes | np.ndarray, *, sample_rate: int,
                     header_extension: bool, announce: bool) -> int:
         self._check_connected(member)
-        frames = to_discord_frames(pcm, sample_rate)
+        frames = without_trailing_quiet(to_discord_frames(pcm, sample_rate))
         stream = self._stream(member)
         if stream.encoder is None:
             stream.encoder = Encoder(application="voip")
