@@ -204,6 +204,18 @@ def test_a_part_not_installed_says_how_to_install_it(command, module, extra):
                           f"voxline[{extra}]")
 
 
+def test_discord_without_libopus_says_how_to_install_it():
+    """discord.py loads libopus on the first voice packet; the bot checks at start-up."""
+    hide_opus = ("import ctypes.util, sys; find = ctypes.util.find_library; "
+                 "ctypes.util.find_library = lambda name: None if name == 'opus' else find(name); "
+                 "from voxline.cli import main; sys.exit(main(['discord']))")
+    env = {**os.environ, "DISCORD_TOKEN": "not-a-real-token"}
+    result = subprocess.run([sys.executable, "-c", hide_opus], capture_output=True, text=True,
+                            timeout=60, env=env, check=False)
+    assert result.returncode == 1
+    assert_one_error_line(result.stderr, "libopus is not installed", "apt install libopus0")
+
+
 async def _serve_until_listening(port: int, env: dict) -> asyncio.subprocess.Process:
     """Start `voxline serve` and return once it logs that it listens (its readiness line)."""
     process = await asyncio.create_subprocess_exec(

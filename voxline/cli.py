@@ -11,7 +11,13 @@ from loguru import logger
 
 from voxline.cli_bench import add_bench_parser
 from voxline.cli_keys import add_keys_parser
-from voxline.cli_support import UserFacingError, require_extra, run_loop, settings_from
+from voxline.cli_support import (
+    UserFacingError,
+    require_extra,
+    require_opus,
+    run_loop,
+    settings_from,
+)
 from voxline.config import ConfigError
 from voxline.logs import configure_logging
 
@@ -178,6 +184,7 @@ def _discord(args: argparse.Namespace) -> int:
     if settings.discord.token is None:  # before the imports below, which load pipecat
         raise UserFacingError(NO_DISCORD_TOKEN)
     require_extra("discord")
+    require_opus()
     from voxline.discord_bot import DiscordBotError, run_discord
     from voxline.models import ModelFileError
 

@@ -24,6 +24,19 @@ def require_extra(extra: str) -> None:
             f"install 'voxline[{extra}]')")
 
 
+def require_opus() -> None:
+    """Voice needs libopus, which discord.py loads only when a voice connection first decodes
+    or encodes: fail at start-up, with the fix, rather than on the first /join."""
+    import discord.opus
+
+    try:
+        discord.opus.Decoder()
+    except discord.opus.OpusNotLoaded:
+        raise UserFacingError(
+            "libopus is not installed, and the Discord bot needs it for voice: install it "
+            "(Debian and Ubuntu: apt install libopus0, as scripts/setup.sh does)") from None
+
+
 def settings_from(args: argparse.Namespace, **overrides):
     """The settings of `--config`, with the subcommand's flags (section__field=value) on top."""
     sections: dict = {}
