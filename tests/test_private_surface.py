@@ -80,6 +80,7 @@ def _pipecat():
 def _others():
     import aioice.ice
     import uvicorn
+    from discord.gateway import DiscordVoiceWebSocket
     from discord.voice_state import VoiceConnectionState
     from llama_cpp import _internals
     from llama_cpp._logger import set_verbose
@@ -95,6 +96,11 @@ def _others():
          lambda: "hook" in _parameters(VoiceConnectionState.__init__)
          and all(_assigned(VoiceConnectionState, n)
                  for n in ("secret_key", "mode", "dave_session", "dave_protocol_version"))),
+        ("bots/discord/voice_client.py", "VoiceConnectionState._runner (the voice poller "
+         "task) and ws; DiscordVoiceWebSocket.ws (aiohttp socket: close_code)",
+         lambda: _assigned(VoiceConnectionState, "_runner")
+         and _assigned(VoiceConnectionState, "ws")
+         and _assigned(DiscordVoiceWebSocket, "ws")),
         ("transports/webrtc.py", "aioice.ice.get_host_addresses(use_ipv4, use_ipv6) (replaced "
          "process-wide)",
          lambda: _parameters(aioice.ice.get_host_addresses) == ["use_ipv4", "use_ipv6"]),

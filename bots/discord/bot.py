@@ -67,8 +67,13 @@ class VoxlineDiscordBot(discord.Client):
         self, member: discord.Member, before: discord.VoiceState, after: discord.VoiceState
     ) -> None:
         session = self.channels.get(member.guild.id)
-        if session is None or member.id == self.user.id:
-            return  # the bot's own moves and reconnects are discord.py's (and the watchdog's)
+        if session is None:
+            return
+        if member.id == self.user.id:
+            # Reconnects are discord.py's (and the watchdog's); a move leaves members behind.
+            if after.channel is not None and after.channel != before.channel:
+                await session.end_speakers_outside(after.channel)
+            return
         if before.channel == session.channel and after.channel != session.channel:
             await session.end_speaker(member.id, "left the channel")
         elif after.self_mute or after.mute:

@@ -21,6 +21,7 @@ DISCORD_PROMPT = (
 )
 WATCHDOG_PERIOD_SECS = 1.0
 REJOIN_AFTER_SECS = 10.0  # discord.py retries a dropped voice connection itself first
+SILENCE_FILL_MARGIN_SECS = 1.0
 
 
 @dataclass
@@ -34,8 +35,9 @@ class VoiceChannelSession:
 
     Each member who speaks (not bots, not muted members) gets their own `run_session`: their own
     VAD, turn state and LLM context with their display name in it. Replies share one voice and
-    take turns (`PlaybackFloor`). If the voice connection is lost for good, the watchdog joins
-    again and the members' sessions go on.
+    take turns (`PlaybackFloor`). If the voice connection is lost and discord.py stops retrying,
+    the watchdog joins again and the members' sessions go on; if Discord ended it (a kick, a
+    do-not-reconnect close code), the bot leaves and ends them.
     """
 
     def __init__(
@@ -54,6 +56,8 @@ class VoiceChannelSession:
         self._closing = asyncio.Event()
         self._watchdog_task: asyncio.Task | None = None
         self._close_task: asyncio.Task | None = None
+        self._rejoin_failed = False  # the old connection was ours to end, the new one failed
+        self._turned_away: set[int] = set()  # members not listened to: max_speakers reached
 
     @property
     def channel(self) -> discord.VoiceChannel:
@@ -89,7 +93,8 @@ class VoiceChannelSession:
             await asyncio.gather(self._watchdog_task, return_exceptions=True)
         await asyncio.gather(*(self.end_speaker(uid, reason) for uid in list(self._speakers)))
         await self._floor.close()
-        await self.voice.disconnect(force=True)
+        if not self.voice.ended:  # else discord.py has left already, and would wait to hear so
+            await self.voice.disconnect(force=True)
         self._on_closed(self)
 
     async def set_persona(self, persona: Persona) -> None:
@@ -106,6 +111,14 @@ class VoiceChannelSession:
         await speaker.transport.disconnect(reason)
         await asyncio.gather(speaker.task, return_exceptions=True)
 
+    async def end_speakers_outside(self, channel: discord.abc.Connectable) -> None:
+        """The bot was moved to `channel`: members it can no longer hear are done."""
+        gone = [uid for uid in self._speakers
+                if (member := self.guild.get_member(uid)) is None or member.voice is None
+                or member.voice.channel != channel]
+        await asyncio.gather(*(self.end_speaker(uid, f"the bot moved to #{channel.name}")
+                               for uid in gone))
+
     def humans_present(self) -> list[discord.Member]:
         """Members in the channel other than bots."""
         return [m for m in self.channel.members if not m.bot]
@@ -120,8 +133,10 @@ class VoiceChannelSession:
         speaker = self._speakers.get(user_id)
         if speaker is None:
             if len(self._speakers) >= self._max_speakers:
-                logger.warning("Discord: {} speakers already; not listening to {}",
-                               self._max_speakers, member.display_name)
+                if user_id not in self._turned_away:  # once per member, not per packet
+                    self._turned_away.add(user_id)
+                    logger.warning("Discord: {} speakers already (discord.max_speakers); not "
+                                   "listening to {}", self._max_speakers, member.display_name)
                 return
             speaker = self._start_speaker(member)
         speaker.transport.feed(pcm)
@@ -135,8 +150,13 @@ class VoiceChannelSession:
 
     def _start_speaker(self, member: discord.Member) -> _Speaker:
         name = member.display_name
-        transport = SpeakerTransport(floor=self._floor, name=f"discord-{member.id}")
-        transport.output().configure(enable_barge_in=self._host.settings.agent.enable_interruptions)
+        settings = self._host.settings
+        # Silence after the member stops sending covers every wait before their turn ends.
+        silence_fill_secs = (settings.vad.stop_secs + settings.agent.incomplete_grace_secs
+                             + SILENCE_FILL_MARGIN_SECS)
+        transport = SpeakerTransport(floor=self._floor, name=f"discord-{member.id}",
+                                     silence_fill_secs=silence_fill_secs)
+        transport.output().configure(enable_barge_in=settings.agent.enable_interruptions)
         options = SessionOptions(
             session_id=f"discord-{uuid.uuid4().hex[:12]}", transport="discord",
             persona=Persona(self.persona.system_prompt + DISCORD_PROMPT.format(name=name)),
@@ -156,9 +176,12 @@ class VoiceChannelSession:
     def _forget(self, user_id: int, speaker: _Speaker) -> None:
         if self._speakers.get(user_id) is speaker:
             del self._speakers[user_id]
+            self._turned_away.clear()  # a place is free: whoever speaks next gets it
 
     async def _watchdog_task_handler(self) -> None:
-        """Leave an empty channel after the idle time; join again if the connection is gone."""
+        """Leave an empty channel after the idle time; leave when Discord ended the connection
+        (a kick, close codes 4014/4021/4022); join again if it is lost otherwise and
+        discord.py no longer retries."""
         empty_since: float | None = None
         disconnected_since: float | None = None
         loop = asyncio.get_running_loop()
@@ -169,9 +192,19 @@ class VoiceChannelSession:
             if empty_since is not None and now - empty_since >= self._idle_leave_secs:
                 await self.close("channel empty")
                 return
-            connected = self.voice.is_connected()
-            disconnected_since = None if connected else (disconnected_since or now)
-            if disconnected_since is not None and now - disconnected_since >= REJOIN_AFTER_SECS:
+            # Before the connection check: discord.py still counts as connected while it
+            # waits to learn whether a 4022 was a move.
+            reason = self.voice.final_close_reason()
+            if reason is not None or (self.voice.ended and not self._rejoin_failed):
+                await self.close(reason or "discord.py gave up the voice connection")
+                return
+            if self.voice.is_connected():
+                disconnected_since = None
+                continue
+            disconnected_since = disconnected_since or now
+            # Only once discord.py has stopped trying: a second join beside its own reconnect
+            # would fight it for the voice state.
+            if now - disconnected_since >= REJOIN_AFTER_SECS and not self.voice.is_reconnecting:
                 await self._rejoin()
                 disconnected_since = None
 
@@ -184,6 +217,8 @@ class VoiceChannelSession:
             self.voice = await channel.connect(cls=ListeningVoiceClient, reconnect=True)
         except (discord.DiscordException, TimeoutError, OSError) as e:
             logger.warning("Discord: joining #{} again failed: {}", channel.name, e)
+            self._rejoin_failed = True
             return
+        self._rejoin_failed = False
         self._floor.set_player(self.voice)
         self.voice.listen(self._on_audio)

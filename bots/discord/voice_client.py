@@ -11,6 +11,20 @@ from discord.voice_state import VoiceConnectionState
 from voxline.bots.discord.receive import ReceiveKeys, VoiceReceiver
 from voxline.bots.discord.rtp import SUPPORTED_MODE
 
+# The bot speaks, so its encoder is tuned for speech: Opus's VoIP mode at a bitrate where speech
+# is transparent (discord.py's default, 128 kbps "audio", is for music).
+SPEECH_BITRATE_KBPS = 48
+
+# Voice close codes after which Discord says not to reconnect.
+CLOSE_DISCONNECTED = 4014  # a moderator disconnected the bot, or the channel was deleted
+CLOSE_RATE_LIMITED = 4021
+CLOSE_CALL_TERMINATED = 4022
+FINAL_CLOSE_REASONS = {
+    CLOSE_DISCONNECTED: "disconnected from voice by a moderator (or the channel was deleted)",
+    CLOSE_RATE_LIMITED: "Discord rate-limited the voice connection; not reconnecting",
+    CLOSE_CALL_TERMINATED: "Discord ended the call; not reconnecting",
+}
+
 
 class ListeningVoiceClient(discord.VoiceClient):
     """Joins like any voice client; `listen(on_audio)` then delivers each member's speech.
@@ -22,6 +36,41 @@ class ListeningVoiceClient(discord.VoiceClient):
     def __init__(self, client: discord.Client, channel: discord.abc.Connectable):
         super().__init__(client, channel)
         self.receiver: VoiceReceiver | None = None
+        # Op 5s seen before `listen()`: members already speaking when the bot joined.
+        self._speaking_before_listen: dict[int, int] = {}  # ssrc → user id
+        self.ended = False  # discord.py is done with this connection: it will not reconnect
+
+    def play(self, source: discord.AudioSource, **kwargs: Any) -> None:
+        kwargs.setdefault("application", "voip")
+        kwargs.setdefault("bitrate", SPEECH_BITRATE_KBPS)
+        kwargs.setdefault("signal_type", "voice")
+        super().play(source, **kwargs)
+
+    def cleanup(self) -> None:
+        """discord.py calls this when it gives the connection up for good (a kick, a final
+        close code, a failed move, or our own disconnect), never between its retries."""
+        self.ended = True
+        super().cleanup()
+
+    @property
+    def close_code(self) -> int | None:
+        """The voice websocket's close code from Discord, once it is closed."""
+        socket = getattr(getattr(self._connection, "ws", None), "ws", None)
+        return getattr(socket, "close_code", None)
+
+    @property
+    def is_reconnecting(self) -> bool:
+        """discord.py's voice poller is alive: it resumes or reconnects by itself."""
+        runner = self._connection._runner
+        return runner is not None and not runner.done()
+
+    def final_close_reason(self) -> str | None:
+        """Why Discord said not to come back, if it did: a final close code (4014 only when
+        the bot is no longer in a voice channel: a move also closes with 4014)."""
+        code = self.close_code
+        if code == CLOSE_DISCONNECTED and self.guild.me.voice is not None:
+            return None
+        return FINAL_CLOSE_REASONS.get(code)
 
     def create_connection_state(self) -> VoiceConnectionState:
         return VoiceConnectionState(self, hook=self._on_voice_ws_message)
@@ -32,6 +81,8 @@ class ListeningVoiceClient(discord.VoiceClient):
             self.receiver = VoiceReceiver(
                 keys=self._receive_keys, on_audio=on_audio, loop=asyncio.get_running_loop()
             )
+            for ssrc, user_id in self._speaking_before_listen.items():
+                self.receiver.on_speaking(user_id, ssrc)
             self._connection.add_socket_listener(self.receiver.on_datagram)
         return self.receiver
 
@@ -45,10 +96,17 @@ class ListeningVoiceClient(discord.VoiceClient):
         return ReceiveKeys(secret_key=bytes(secret_key), dave_session=dave)
 
     async def _on_voice_ws_message(self, _ws: DiscordVoiceWebSocket, msg: dict[str, Any]) -> None:
-        if self.receiver is None:
-            return
         op, data = msg.get("op"), msg.get("d") or {}
         if op == DiscordVoiceWebSocket.SPEAKING and "ssrc" in data and "user_id" in data:
-            self.receiver.on_speaking(int(data["user_id"]), int(data["ssrc"]))
+            user_id, ssrc = int(data["user_id"]), int(data["ssrc"])
+            if self.receiver is None:
+                self._speaking_before_listen[ssrc] = user_id
+            else:
+                self.receiver.on_speaking(user_id, ssrc)
         elif op == DiscordVoiceWebSocket.CLIENT_DISCONNECT and "user_id" in data:
-            self.receiver.forget_user(int(data["user_id"]))
+            user_id = int(data["user_id"])
+            if self.receiver is None:
+                self._speaking_before_listen = {
+                    s: u for s, u in self._speaking_before_listen.items() if u != user_id}
+            else:
+                self.receiver.forget_user(user_id)

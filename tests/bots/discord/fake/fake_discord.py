@@ -301,6 +301,14 @@ class FakeDiscord:
         """Closes the bot's voice websocket with `code` (4015: discord.py resumes)."""
         await self._flow.drop_voice(code)
 
+    async def kick_bot(self, *, voice_ws_first: bool = False) -> None:
+        """A moderator disconnects the bot from voice (voice close 4014)."""
+        await self._flow.kick_bot(voice_ws_first=voice_ws_first)
+
+    async def move_bot(self, channel_id: int) -> None:
+        """A moderator moves the bot to another voice channel."""
+        await self._flow.move_bot(channel_id)
+
     async def change_voice_server(self, *, new_endpoint: bool = False) -> None:
         """VOICE_SERVER_UPDATE with a new token (and the other endpoint if new_endpoint)."""
         await self._flow.change_voice_server(new_endpoint=new_endpoint)

@@ -78,6 +78,41 @@ class BotVoiceFlow:
             await fake.gateway.dispatch("VOICE_SERVER_UPDATE", self._server_update())
         fake._changed.notify()
 
+    async def kick_bot(self, *, voice_ws_first: bool) -> None:
+        """A moderator's "Disconnect": the bot's voice state loses its channel and the voice
+        server closes with 4014. Discord documents no order between the two."""
+        fake, world = self._fake, self._fake.world
+        bot = world.bot_user_id
+        if bot not in world.voice:
+            raise RuntimeError("the bot is not in voice; nothing to kick it from")
+        if voice_ws_first and fake.voice.is_bot_connected:
+            await fake.voice.close_bot_ws(CLOSE_DISCONNECTED)
+        del world.voice[bot]
+        await fake.gateway.dispatch("VOICE_STATE_UPDATE", payloads.voice_state(world, bot))
+        if fake.mls is not None:
+            fake.mls.on_bot_left()
+        if not voice_ws_first and fake.voice.is_bot_connected:
+            await fake.voice.close_bot_ws(CLOSE_DISCONNECTED)
+        fake._changed.notify()
+
+    async def move_bot(self, channel_id: int) -> None:
+        """A moderator drags the bot to another channel: its voice state names the new
+        channel, the old voice connection closes with 4014, and a new voice server is
+        assigned (the order that keeps discord.py 2.7.1 out of its move race, above)."""
+        fake, world = self._fake, self._fake.world
+        bot = world.bot_user_id
+        current = world.voice.get(bot)
+        if current is None:
+            raise RuntimeError("the bot is not in voice; nothing to move")
+        world.voice[bot] = VoiceRecord(channel_id, current.session_id,
+                                       self_mute=current.self_mute, self_deaf=current.self_deaf)
+        await fake.gateway.dispatch("VOICE_STATE_UPDATE", payloads.voice_state(world, bot))
+        fake.voice.issue_token()
+        if fake.voice.is_bot_connected:
+            await fake.voice.close_bot_ws(CLOSE_DISCONNECTED)
+        await fake.gateway.dispatch("VOICE_SERVER_UPDATE", self._server_update())
+        fake._changed.notify()
+
     async def drop_voice(self, code: int) -> None:
         await self._fake.voice.close_bot_ws(code)
         self._fake._changed.notify()

@@ -1,0 +1,91 @@
+"""Discord ending the bot's voice connection: a moderator's Disconnect, the close codes that
+say "do not reconnect", and a move to another channel."""
+
+import asyncio
+
+import pytest
+
+from tests.bots.discord.fake import FakeDiscord
+from tests.bots.discord.test_discord_bot import (
+    Conversations,
+    alice_and_bot,
+    eventually,
+    joined,
+    running_bot,
+)
+from tests.helpers import read_pcm
+from voxline.bots.discord import channel as channel_module
+from voxline.bus import events
+
+pytestmark = pytest.mark.slow
+# Long past the watchdog's (shortened) rejoin time: a bot that would come back has by then.
+STAYS_GONE_SECS = 3.0
+
+
+def ended_sessions(talk: Conversations, name: str) -> list[events.SessionEnded]:
+    return [e for e in talk.by_speaker[name] if isinstance(e, events.SessionEnded)]
+
+
+@pytest.fixture
+def quick_rejoin(monkeypatch):
+    """The watchdog would rejoin a lost connection after 1 s instead of 10 s."""
+    monkeypatch.setattr(channel_module, "REJOIN_AFTER_SECS", 1.0)
+
+
+@pytest.mark.parametrize("voice_ws_first", [False, True], ids=["state-first", "ws-first"])
+async def test_a_moderators_disconnect_is_final(models, speech, quick_rejoin, voice_ws_first):
+    async with alice_and_bot(models, dave=True) as (fake, alice, bot, worker):
+        talk = Conversations(worker)
+        await joined(fake, alice)
+        await alice.speak(read_pcm(speech("Hello there.")))
+        await talk.until(lambda t: t.started, 30)
+
+        await fake.kick_bot(voice_ws_first=voice_ws_first)
+        await talk.until(lambda t: ended_sessions(t, "Alice"), 10)
+        await eventually(lambda: fake.guild_id not in bot.channels, 5)
+        await asyncio.sleep(STAYS_GONE_SECS)
+        assert fake.world.bot_user_id not in fake.world.voice, "the bot came back after a kick"
+        status = await fake.slash(alice, "status", timeout=20)
+        assert status.startswith("Not in a voice channel")
+        talk.close()
+
+
+@pytest.mark.parametrize("code", [4021, 4022])
+async def test_close_codes_that_say_do_not_reconnect(models, speech, quick_rejoin, code):
+    async with alice_and_bot(models, dave=False) as (fake, alice, bot, worker):
+        talk = Conversations(worker)
+        await joined(fake, alice)
+        await alice.speak(read_pcm(speech("Hello there.")))
+        await talk.until(lambda t: t.started, 30)
+
+        await fake.drop_voice(code=code)
+        await talk.until(lambda t: ended_sessions(t, "Alice"), 10)
+        await eventually(lambda: fake.guild_id not in bot.channels, 5)
+        await asyncio.sleep(STAYS_GONE_SECS)
+        assert not fake.is_bot_in_voice and fake.world.bot_user_id not in fake.world.voice
+        talk.close()
+
+
+async def test_a_move_ends_the_sessions_of_members_left_behind(models, speech, quick_rejoin):
+    async with FakeDiscord(dave=False) as fake:
+        alice, carol = fake.add_member("Alice"), fake.add_member("Carol")
+        await fake.join_voice(alice)
+        await fake.join_voice(carol, fake.other_voice_channel_id)
+        async with running_bot(fake, models) as (bot, worker):
+            talk = Conversations(worker)
+            await joined(fake, alice)
+            await alice.speak(read_pcm(speech("Hello there.")))
+            await talk.until(lambda t: t.started, 30)
+
+            await fake.move_bot(fake.other_voice_channel_id)
+            await talk.until(lambda t: ended_sessions(t, "Alice"), 10)
+            await fake.wait_bot_in_voice(timeout=20)
+            session = bot.channels[fake.guild_id]
+            assert session.channel.id == fake.other_voice_channel_id
+
+            await carol.speak(read_pcm(speech("What color is the sky?")))
+            await talk.until(lambda t: t.answered("Carol"), 60)
+            await asyncio.sleep(STAYS_GONE_SECS)
+            assert fake.world.voice[fake.world.bot_user_id].channel_id == \
+                fake.other_voice_channel_id, "the bot went back to the channel it was moved from"
+            talk.close()
