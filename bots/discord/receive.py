@@ -21,8 +21,11 @@ from loguru import logger
 from voxline.bots.discord.rtp import TransportDecryptError, decrypt_payload, parse_rtp
 
 PIPELINE_SAMPLE_RATE = 16000  # what VAD and Whisper take
-MAX_CONCEALED_PACKETS = 3  # a gap this short is filled by Opus loss concealment
+MAX_CONCEALED_PACKETS = 3  # a gap this short is filled (Opus in-band FEC, loss concealment)
 _HALF_SEQUENCE_SPACE = 0x8000
+# This many packets in a row, each following the one before, all "older" than what was played:
+# the sender's sequence numbers jumped (a client restart, a remapped SSRC), they are not late.
+RESYNC_AFTER_PACKETS = 3
 
 
 @dataclass
@@ -32,6 +35,7 @@ class ReceiveStats:
     packets: int = 0
     decoded: int = 0
     concealed: int = 0
+    recovered: int = 0  # lost packets rebuilt from the next one's in-band FEC
     held: int = 0  # waited for their SSRC's speaking event
     dropped_transport: int = 0  # failed transport authentication
     dropped_dave: int = 0  # replayed, corrupted or undecryptable end-to-end frames
@@ -61,24 +65,40 @@ class _SpeakerStream:
         self.resampler = soxr.ResampleStream(Decoder.SAMPLING_RATE, PIPELINE_SAMPLE_RATE, 1,
                                              dtype="int16")
         self.last_sequence: int | None = None
+        self._stale_run: list[int] = []  # consecutive sequence numbers refused as late
 
     def gap_before(self, sequence: int) -> int | None:
-        """Packets missing before `sequence`; None if it is a duplicate or late."""
+        """Packets missing before `sequence`; None if it is a duplicate or late. A run of
+        `RESYNC_AFTER_PACKETS` "late" packets that follow one another is a jump: the stream
+        goes on from there."""
         if self.last_sequence is None:
             return 0
         delta = (sequence - self.last_sequence) & 0xFFFF
         if delta == 0 or delta >= _HALF_SEQUENCE_SPACE:
-            return None
+            run = self._stale_run
+            if run and (sequence - run[-1]) & 0xFFFF != 1:
+                run.clear()
+            run.append(sequence)
+            if len(run) < RESYNC_AFTER_PACKETS:
+                return None
+            run.clear()
+            return 0
+        self._stale_run.clear()
         return delta - 1
 
     def decode(self, opus: bytes, gap: int) -> tuple[bytes, int]:
-        """16 kHz mono PCM for this frame (after concealing a short gap) and frames concealed."""
-        concealed = gap if 0 < gap <= MAX_CONCEALED_PACKETS else 0
-        pcm = b"".join(self.decoder.decode(None, fec=False) for _ in range(concealed))
+        """16 kHz mono PCM for this frame, after filling a short gap before it, and the number
+        of lost frames filled. Discord clients send in-band FEC: the packet after a loss
+        carries a coarse copy of the lost one, which rebuilds the last lost frame; any before
+        it are concealed (extrapolated)."""
+        filled = gap if 0 < gap <= MAX_CONCEALED_PACKETS else 0
+        pcm = b"".join(self.decoder.decode(None, fec=False) for _ in range(filled - 1))
+        if filled:
+            pcm += self.decoder.decode(opus, fec=True)
         pcm += self.decoder.decode(opus, fec=False)
         stereo = np.frombuffer(pcm, dtype=np.int16).reshape(-1, Decoder.CHANNELS)
         mono = stereo.mean(axis=1).astype(np.int16)
-        return self.resampler.resample_chunk(mono).tobytes(), concealed
+        return self.resampler.resample_chunk(mono).tobytes(), filled
 
 
 class VoiceReceiver:
@@ -110,6 +130,8 @@ class VoiceReceiver:
     def on_speaking(self, user_id: int, ssrc: int) -> None:
         """Voice op 5: `ssrc` belongs to `user_id`; play what was held for it."""
         with self._lock:
+            if self._user_by_ssrc.get(ssrc, user_id) != user_id:
+                self._streams.pop(ssrc, None)  # another member's stream now: start afresh
             self._user_by_ssrc[ssrc] = user_id
             held = self._held.pop(ssrc, ())
             if held:
@@ -168,14 +190,15 @@ class VoiceReceiver:
                 logger.debug("Discord receive: dropped a DAVE frame of user {}: {}", user_id, e)
                 return
         try:
-            pcm, concealed = stream.decode(opus, gap)
+            pcm, filled = stream.decode(opus, gap)
         except OpusError as e:
             self.stats.dropped_opus += 1
             logger.debug("Discord receive: undecodable Opus from user {}: {}", user_id, e)
             return
         stream.last_sequence = sequence
         self.stats.decoded += 1
-        self.stats.concealed += concealed
+        self.stats.recovered += min(filled, 1)
+        self.stats.concealed += max(filled - 1, 0)
         if pcm:
             try:
                 self._loop.call_soon_threadsafe(self._on_audio, user_id, pcm)

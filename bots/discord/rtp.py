@@ -15,7 +15,7 @@ SUPPORTED_MODE = "aead_xchacha20_poly1305_rtpsize"
 _FIXED_HEADER_BYTES = 12
 _NONCE_COUNTER_BYTES = 4
 _TAG_BYTES = 16
-_RTCP_PAYLOAD_TYPES = range(72, 77)  # 200-204 with the marker bit taken out
+OPUS_PAYLOAD_TYPE = 120  # Discord's audio; video (and its retransmissions) use others
 
 
 class TransportDecryptError(ValueError):
@@ -37,11 +37,12 @@ class RtpPacket:
 
 
 def parse_rtp(datagram: bytes) -> RtpPacket | None:
-    """The RTP packet in `datagram`, or None for anything else (IP discovery, RTCP, keepalive)."""
+    """The Opus RTP packet in `datagram`, or None for anything else (IP discovery, RTCP,
+    keepalives, video)."""
     if len(datagram) < _FIXED_HEADER_BYTES + _TAG_BYTES + _NONCE_COUNTER_BYTES:
         return None
     first, second = datagram[0], datagram[1]
-    if first >> 6 != 2 or (second & 0x7F) in _RTCP_PAYLOAD_TYPES:
+    if first >> 6 != 2 or (second & 0x7F) != OPUS_PAYLOAD_TYPE:
         return None
     sequence, timestamp, ssrc = struct.unpack_from(">HII", datagram, 2)
     header_bytes = _FIXED_HEADER_BYTES + 4 * (first & 0x0F)

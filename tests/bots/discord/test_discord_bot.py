@@ -162,6 +162,8 @@ async def test_without_dave_with_header_extensions_and_through_a_voice_reconnect
         await talk.until(lambda t: t.answered("Alice"), 60)
         assert "france" in words(" ".join(talk.texts("Alice", events.TranscriptFinal)))
         assert fake.audio.plain_frame_count > 0 and fake.audio.dave_frame_count == 0
+        # Encoded for speech (VoIP, 48 kbps: 120 bytes a frame), not as music at 128 kbps.
+        assert fake.audio.opus_bytes / fake.audio.plain_frame_count < 160
 
         await fake.drop_voice(code=4015)  # the voice server went away: discord.py resumes
         await fake.wait_bot_in_voice(timeout=20)

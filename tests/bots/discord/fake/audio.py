@@ -60,6 +60,7 @@ class BotAudio:
         self.plain_frame_count = 0  # non-silence frames that were not
         self.undecryptable_count = 0  # DAVE frames no fake member's session could open
         self.undecodable_count = 0  # frames libopus rejected
+        self.opus_bytes = 0  # of the non-silence frames (DAVE removed): the bitrate
 
     def on_frame(self, frame: bytes, *, was_encrypted: bool) -> None:
         """One Opus frame from the bot (DAVE already removed)."""
@@ -67,6 +68,7 @@ class BotAudio:
         if frame == OPUS_SILENCE:
             pcm = bytes(FRAME_BYTES)
         else:
+            self.opus_bytes += len(frame)
             if was_encrypted:
                 self.dave_frame_count += 1
             else:

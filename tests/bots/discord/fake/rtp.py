@@ -53,13 +53,13 @@ class RtpSizeCipher:
 
     def seal(
         self, *, sequence: int, timestamp: int, ssrc: int, payload: bytes,
-        extension: bytes = b"",
+        extension: bytes = b"", payload_type: int = PAYLOAD_TYPE_OPUS,
     ) -> bytes:
         """One datagram; `extension` is whole 4-byte words of extension elements (or empty)."""
         if len(extension) % 4:
             raise ValueError(f"extension has {len(extension)} bytes; it must be whole words")
         first = 0x90 if extension else 0x80
-        header = struct.pack(">BBHII", first, PAYLOAD_TYPE_OPUS, sequence & 0xFFFF,
+        header = struct.pack(">BBHII", first, payload_type, sequence & 0xFFFF,
                              timestamp & 0xFFFFFFFF, ssrc)
         if extension:
             header += b"\xbe\xde" + struct.pack(">H", len(extension) // 4)
