@@ -58,9 +58,11 @@ class VoxlineDiscordBot(discord.Client):
         """The bot as the dashboard's Services view shows it."""
         ready = self.is_ready() and not self.is_closed()
         voice = ", ".join(f"#{s.channel.name} ({s.guild.name})" for s in self.channels.values())
+        problems = [p for s in self.channels.values() if (p := s.receive_problem())]
+        detail = f"voice: {voice}" if voice else ("ready" if ready else "connecting")
         return events.ComponentStatus(
-            name="discord", health="ok" if ready else "down",
-            detail=f"voice: {voice}" if voice else ("ready" if ready else "connecting"),
+            name="discord", health="down" if not ready else "degraded" if problems else "ok",
+            detail="; ".join([detail, *problems]),
         )
 
     async def on_voice_state_update(
@@ -175,8 +177,9 @@ class VoxlineDiscordBot(discord.Client):
             f"In #{session.channel.name}; listening to {len(session.speakers)} member(s). "
             f"Voice: {'end-to-end encrypted (DAVE), privacy code ' + dave if dave else 'no DAVE'}"
             f", latency {session.voice.average_latency * 1000:.0f} ms. Received "
-            f"{stats.decoded} packets, dropped {stats.dropped}. Models: "
-            + ", ".join(f"{k} {v}" for k, v in self.host.models.describe().items())
+            f"{stats.decoded} packets ({session.members_heard()}), dropped {stats.dropped}. "
+            + (f"{problem}. " if (problem := session.receive_problem()) else "")
+            + "Models: " + ", ".join(f"{k} {v}" for k, v in self.host.models.describe().items())
         )
 
 

@@ -22,6 +22,8 @@ DISCORD_PROMPT = (
 WATCHDOG_PERIOD_SECS = 1.0
 REJOIN_AFTER_SECS = 10.0  # discord.py retries a dropped voice connection itself first
 SILENCE_FILL_MARGIN_SECS = 1.0
+# Discord announced a member speaking this long ago and not one of their packets came.
+UNHEARD_AFTER_SECS = 2.0
 
 
 @dataclass
@@ -118,6 +120,26 @@ class VoiceChannelSession:
                 or member.voice.channel != channel]
         await asyncio.gather(*(self.end_speaker(uid, f"the bot moved to #{channel.name}")
                                for uid in gone))
+
+    def receive_problem(self) -> str | None:
+        """Why receive looks broken, or None: members Discord says are speaking whose audio
+        does not arrive (a firewall or NAT dropping the voice server's UDP)."""
+        receiver = self.voice.receiver
+        unheard = receiver.unheard_speakers(UNHEARD_AFTER_SECS) if receiver else []
+        if not unheard:
+            return None
+        names = ", ".join(self._name(uid) for uid in unheard)
+        return (f"receive degraded: Discord says {names} started speaking, but no audio "
+                "arrived (is UDP from the voice server blocked?)")
+
+    def members_heard(self) -> str:
+        """Packets decoded per member, for /status."""
+        counts = self.receive_stats.decoded_by_member
+        return ", ".join(f"{self._name(uid)} {n}" for uid, n in counts.most_common()) or "nobody"
+
+    def _name(self, user_id: int) -> str:
+        member = self.guild.get_member(user_id)
+        return member.display_name if member else str(user_id)
 
     def humans_present(self) -> list[discord.Member]:
         """Members in the channel other than bots."""

@@ -8,9 +8,10 @@ any step is dropped and counted, never passed on as silence.
 
 import asyncio
 import threading
-from collections import deque
+import time
+from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import davey
 import numpy as np
@@ -42,6 +43,7 @@ class ReceiveStats:
     dropped_late: int = 0  # duplicates and packets older than one already played
     dropped_opus: int = 0
     dropped_unmapped: int = 0  # their SSRC never got a speaking event in time
+    decoded_by_member: Counter = field(default_factory=Counter)  # user id → packets decoded
 
     @property
     def dropped(self) -> int:
@@ -125,11 +127,22 @@ class VoiceReceiver:
         self._user_by_ssrc: dict[int, int] = {}
         self._streams: dict[int, _SpeakerStream] = {}
         self._held: dict[int, deque[tuple[int, bytes]]] = {}
+        self._announced: dict[int, float] = {}  # ssrc → when op 5 said it speaks, unheard since
         self.stats = ReceiveStats()
 
-    def on_speaking(self, user_id: int, ssrc: int) -> None:
+    def unheard_speakers(self, after_secs: float) -> list[int]:
+        """Members Discord said started speaking over `after_secs` ago, of whom not one packet
+        has arrived since: their audio is not reaching the bot."""
+        now = time.monotonic()
+        with self._lock:
+            return [self._user_by_ssrc[ssrc] for ssrc, at in self._announced.items()
+                    if now - at >= after_secs and ssrc in self._user_by_ssrc]
+
+    def on_speaking(self, user_id: int, ssrc: int, *, speaking: bool = True) -> None:
         """Voice op 5: `ssrc` belongs to `user_id`; play what was held for it."""
         with self._lock:
+            if speaking:  # cleared by their next packet (not by speaking 0: none came)
+                self._announced.setdefault(ssrc, time.monotonic())
             if self._user_by_ssrc.get(ssrc, user_id) != user_id:
                 self._streams.pop(ssrc, None)  # another member's stream now: start afresh
             self._user_by_ssrc[ssrc] = user_id
@@ -145,6 +158,7 @@ class VoiceReceiver:
             for ssrc in [s for s, u in self._user_by_ssrc.items() if u == user_id]:
                 del self._user_by_ssrc[ssrc]
                 self._streams.pop(ssrc, None)
+                self._announced.pop(ssrc, None)
 
     def on_datagram(self, datagram: bytes) -> None:
         """One UDP datagram from the voice server (socket thread; must not block)."""
@@ -154,6 +168,7 @@ class VoiceReceiver:
             return
         with self._lock:
             self.stats.packets += 1
+            self._announced.pop(packet.ssrc, None)
             try:
                 payload = decrypt_payload(packet, keys.secret_key)
             except TransportDecryptError as e:
@@ -197,6 +212,7 @@ class VoiceReceiver:
             return
         stream.last_sequence = sequence
         self.stats.decoded += 1
+        self.stats.decoded_by_member[user_id] += 1
         self.stats.recovered += min(filled, 1)
         self.stats.concealed += max(filled - 1, 0)
         if pcm:

@@ -1,12 +1,14 @@
 """discord.py's `VoiceClient` with receive: speaking events name each SSRC's member."""
 
 import asyncio
+import struct
 from collections.abc import Callable
 from typing import Any
 
 import discord
 from discord.gateway import DiscordVoiceWebSocket
 from discord.voice_state import VoiceConnectionState
+from loguru import logger
 
 from voxline.bots.discord.receive import ReceiveKeys, VoiceReceiver
 from voxline.bots.discord.rtp import SUPPORTED_MODE
@@ -14,6 +16,10 @@ from voxline.bots.discord.rtp import SUPPORTED_MODE
 # The bot speaks, so its encoder is tuned for speech: Opus's VoIP mode at a bitrate where speech
 # is transparent (discord.py's default, 128 kbps "audio", is for music).
 SPEECH_BITRATE_KBPS = 48
+
+# discord.py sends UDP only while it plays; a NAT forgets an idle mapping (often within 30 s)
+# and incoming audio then stops silently. discord.js sends this keepalive: 8 bytes, every 5 s.
+KEEPALIVE_SECS = 5.0
 
 # Voice close codes after which Discord says not to reconnect.
 CLOSE_DISCONNECTED = 4014  # a moderator disconnected the bot, or the channel was deleted
@@ -38,6 +44,7 @@ class ListeningVoiceClient(discord.VoiceClient):
         self.receiver: VoiceReceiver | None = None
         # Op 5s seen before `listen()`: members already speaking when the bot joined.
         self._speaking_before_listen: dict[int, int] = {}  # ssrc → user id
+        self._keepalive_task: asyncio.Task | None = None
         self.ended = False  # discord.py is done with this connection: it will not reconnect
 
     def play(self, source: discord.AudioSource, **kwargs: Any) -> None:
@@ -50,6 +57,8 @@ class ListeningVoiceClient(discord.VoiceClient):
         """discord.py calls this when it gives the connection up for good (a kick, a final
         close code, a failed move, or our own disconnect), never between its retries."""
         self.ended = True
+        if self._keepalive_task is not None:
+            self._keepalive_task.cancel()
         super().cleanup()
 
     @property
@@ -82,9 +91,23 @@ class ListeningVoiceClient(discord.VoiceClient):
                 keys=self._receive_keys, on_audio=on_audio, loop=asyncio.get_running_loop()
             )
             for ssrc, user_id in self._speaking_before_listen.items():
-                self.receiver.on_speaking(user_id, ssrc)
+                self.receiver.on_speaking(user_id, ssrc, speaking=False)
             self._connection.add_socket_listener(self.receiver.on_datagram)
+            self._keepalive_task = asyncio.create_task(
+                self._keepalive_task_handler(), name=f"discord-udp-keepalive-{self.guild.id}")
         return self.receiver
+
+    async def _keepalive_task_handler(self) -> None:
+        count = 0
+        while True:
+            await asyncio.sleep(KEEPALIVE_SECS)
+            if not self.is_connected():
+                continue
+            try:
+                self._connection.send_packet(struct.pack("<I", count) + bytes(4))
+            except OSError as e:  # a reconnect is replacing the socket: the next one goes
+                logger.debug("Discord: UDP keepalive not sent: {}", e)
+            count = (count + 1) & 0xFFFFFFFF
 
     def _receive_keys(self) -> ReceiveKeys | None:
         """Read on the socket thread: the current transport key and DAVE session, if any."""
@@ -102,7 +125,7 @@ class ListeningVoiceClient(discord.VoiceClient):
             if self.receiver is None:
                 self._speaking_before_listen[ssrc] = user_id
             else:
-                self.receiver.on_speaking(user_id, ssrc)
+                self.receiver.on_speaking(user_id, ssrc, speaking=bool(data.get("speaking", 1)))
         elif op == DiscordVoiceWebSocket.CLIENT_DISCONNECT and "user_id" in data:
             user_id = int(data["user_id"])
             if self.receiver is None:

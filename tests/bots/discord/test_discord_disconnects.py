@@ -1,5 +1,6 @@
-"""Discord ending the bot's voice connection: a moderator's Disconnect, the close codes that
-say "do not reconnect", and a move to another channel."""
+"""The bot's voice connection as real networks and Discord treat it: a moderator's Disconnect,
+the close codes that say "do not reconnect", a move to another channel, and a NAT that forgets
+an idle UDP mapping."""
 
 import asyncio
 
@@ -15,6 +16,7 @@ from tests.bots.discord.test_discord_bot import (
 )
 from tests.helpers import read_pcm
 from voxline.bots.discord import channel as channel_module
+from voxline.bots.discord import voice_client as voice_client_module
 from voxline.bus import events
 
 pytestmark = pytest.mark.slow
@@ -89,3 +91,34 @@ async def test_a_move_ends_the_sessions_of_members_left_behind(models, speech, q
             assert fake.world.voice[fake.world.bot_user_id].channel_id == \
                 fake.other_voice_channel_id, "the bot went back to the channel it was moved from"
             talk.close()
+
+
+async def test_a_listening_bot_keeps_its_nat_mapping_open(models, speech, monkeypatch):
+    """Behind a NAT that forgets an idle UDP mapping, a bot that only listens stops hearing
+    anyone unless it sends something: its keepalive."""
+    monkeypatch.setattr(voice_client_module, "KEEPALIVE_SECS", 0.3)
+    async with alice_and_bot(models, dave=False) as (fake, alice, bot, worker):
+        talk = Conversations(worker)
+        fake.voice.nat_idle_secs = 1.0
+        await joined(fake, alice)
+        await asyncio.sleep(2.0)  # listening, not playing: the mapping would have expired
+        await alice.speak(read_pcm(speech("What color is the sky?")))
+        await talk.until(lambda t: t.answered("Alice"), 60)
+        assert fake.voice.udp.keepalive_count > 0 and fake.voice.nat_dropped_count == 0
+        talk.close()
+
+
+async def test_speakers_whose_audio_never_arrives_show_as_degraded_receive(
+        models, speech, monkeypatch):
+    monkeypatch.setattr(voice_client_module, "KEEPALIVE_SECS", 1000.0)  # none sent
+    async with alice_and_bot(models, dave=False) as (fake, alice, bot, worker):
+        fake.voice.nat_idle_secs = 1.0
+        await joined(fake, alice)
+        assert bot.component_status().health == "ok"
+        await asyncio.sleep(1.5)
+        await alice.speak(read_pcm(speech("What color is the sky?")))  # op 5, then dropped
+        assert fake.voice.nat_dropped_count > 0
+        await eventually(lambda: bot.component_status().health == "degraded", 5)
+        assert "Alice" in bot.component_status().detail
+        status = await fake.slash(alice, "status", timeout=20)
+        assert "receive degraded" in status and "Alice" in status

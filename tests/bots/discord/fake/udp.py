@@ -2,11 +2,14 @@
 
 discord.py `connect()`s its UDP socket to the READY ip:port, so everything the bot
 receives must come from this one socket. Datagrams that are neither a 74-byte
-discovery request nor RTP (voice_recv's 8-byte keepalive, for one) are ignored.
+discovery request nor RTP are ignored; 8-byte ones (the keepalive discord.js and voice_recv
+send) are counted. When and from where each datagram came is kept: a NAT in front of the bot
+forwards to it only while it has sent something recently.
 """
 
 import asyncio
 import struct
+import time
 from collections.abc import Callable
 
 from loguru import logger
@@ -17,6 +20,7 @@ from .tls import LOOPBACK
 DISCOVERY_BYTES = 74
 DISCOVERY_REQUEST = 1
 DISCOVERY_RESPONSE = 2
+KEEPALIVE_BYTES = 8
 
 Address = tuple[str, int]
 
@@ -30,6 +34,8 @@ class VoiceUdp(asyncio.DatagramProtocol):
         self._on_rtp = on_rtp
         self._transport: asyncio.DatagramTransport | None = None
         self.port = 0
+        self.keepalive_count = 0
+        self.last_received_at: dict[Address, float] = {}  # time.monotonic()
 
     def __repr__(self) -> str:
         return f"VoiceUdp(port={self.port})"
@@ -41,6 +47,7 @@ class VoiceUdp(asyncio.DatagramProtocol):
         self.port = self._transport.get_extra_info("sockname")[1]
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
+        self.last_received_at[addr] = time.monotonic()
         if len(data) == DISCOVERY_BYTES and struct.unpack_from(">H", data)[0] == DISCOVERY_REQUEST:
             ssrc = struct.unpack_from(">I", data, 4)[0]
             reply = bytearray(DISCOVERY_BYTES)
@@ -52,6 +59,8 @@ class VoiceUdp(asyncio.DatagramProtocol):
             self._on_discovery(ssrc, addr)
         elif is_rtp(data):
             self._on_rtp(data, addr)
+        elif len(data) == KEEPALIVE_BYTES:
+            self.keepalive_count += 1
         else:
             logger.trace("{}: ignored a {}-byte datagram from {}", self, len(data), addr)
 

@@ -14,6 +14,7 @@ import json
 import secrets
 import socket
 import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -78,6 +79,10 @@ class VoiceServer:
         self.token: str | None = None
         self.identify_count = 0
         self.resume_count = 0
+        # A NAT between the voice server and the bot that forgets the bot's mapping after
+        # this long without a datagram from it (None: no NAT); what it drops is counted.
+        self.nat_idle_secs: float | None = None
+        self.nat_dropped_count = 0
         self.bad_packet_count = 0
         self._sockets: set[web.WebSocketResponse] = set()
         self._tasks = TaskSet("fake-voice")
@@ -294,4 +299,9 @@ class VoiceServer:
         s = self.session
         if s is None or s.udp_addr is None:
             raise ConnectionError("fake Discord: the bot has no UDP address yet")
+        if self.nat_idle_secs is not None:
+            idle_secs = time.monotonic() - self.udp.last_received_at.get(s.udp_addr, 0.0)
+            if idle_secs > self.nat_idle_secs:
+                self.nat_dropped_count += 1
+                return
         self.udp.send(datagram, s.udp_addr)
