@@ -118,8 +118,13 @@ class ListeningVoiceClient(discord.VoiceClient):
         dave = state.dave_session if state.dave_protocol_version else None
         return ReceiveKeys(secret_key=bytes(secret_key), dave_session=dave)
 
-    async def _on_voice_ws_message(self, _ws: DiscordVoiceWebSocket, msg: dict[str, Any]) -> None:
+    async def _on_voice_ws_message(self, ws: DiscordVoiceWebSocket, msg: dict[str, Any]) -> None:
         op, data = msg.get("op"), msg.get("d") or {}
+        if op == DiscordVoiceWebSocket.RESUMED and ws.secret_key is None:
+            # A resumed session keeps its key, and Discord sends no new SESSION_DESCRIPTION;
+            # discord.py waits for one on every new websocket and would give up the resume.
+            ws.secret_key = self._connection.secret_key
+            return
         if op == DiscordVoiceWebSocket.SPEAKING and "ssrc" in data and "user_id" in data:
             user_id, ssrc = int(data["user_id"]), int(data["ssrc"])
             if self.receiver is None:

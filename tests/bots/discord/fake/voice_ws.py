@@ -3,9 +3,10 @@
 Flow, as discord.py 2.7.1 drives it: HELLO; IDENTIFY → READY {ssrc, ip, port, modes};
 the client does IP discovery over UDP, then SELECT_PROTOCOL → SESSION_DESCRIPTION
 {mode, secret_key, dave_protocol_version} and, with DAVE, op 25 (the external sender).
-Binary DAVE ops go to the MLS coordinator. RESUME → RESUMED, then SESSION_DESCRIPTION
-again: discord.py's `_handshake_websocket` waits for a secret key on every new
-websocket, resumed or not, so without it a resume would hang until its timeout.
+Binary DAVE ops go to the MLS coordinator. RESUME {…, seq_ack} → RESUMED, then the
+messages the bot missed (sequence numbers after its seq_ack, buffered while it was away),
+and nothing else, as Discord documents it: the session's key and DAVE group carry over.
+(discord.py 2.7.1 waits for a SESSION_DESCRIPTION on every new websocket; the bot copes.)
 
 Two TLS listeners give `change_voice_server(new_endpoint=True)` somewhere to move to.
 """
@@ -16,7 +17,7 @@ import socket
 import struct
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import nacl.exceptions
 from aiohttp import WSMsgType, web
@@ -38,6 +39,7 @@ CLOSE_AUTHENTICATION_FAILED = 4004
 CLOSE_SESSION_NO_LONGER_VALID = 4006
 CLOSE_UNKNOWN_ENCRYPTION_MODE = 4016
 HEARTBEAT_INTERVAL_MS = 13750
+MAX_BUFFERED_MESSAGES = 100  # what a resume can replay
 # discord.py takes the first mode it supports, so an unsupported one goes first.
 OFFERED_MODES = ["aead_aes256_gcm_rtpsize", MODE]
 
@@ -59,6 +61,7 @@ class BotVoiceSession:
     has_secret: bool = False
     described: bool = False  # SESSION_DESCRIPTION sent, op 5 not seen yet
     seq: int = 0
+    sent: list[tuple[int, str | bytes]] = field(default_factory=list)  # (seq, message), recent
 
     def __post_init__(self) -> None:
         self.cipher = RtpSizeCipher(self.secret_key)
@@ -133,14 +136,29 @@ class VoiceServer:
         return s
 
     async def send_json(self, op: int, data: object) -> None:
-        s = self._live_session()
+        s = self._session_to_send()
         s.seq += 1
-        await s.ws.send_str(json.dumps({"op": op, "d": data, "seq": s.seq}))
+        await self._send(s, json.dumps({"op": op, "d": data, "seq": s.seq}))
 
     async def send_binary(self, op: int, payload: bytes) -> None:
-        s = self._live_session()
+        s = self._session_to_send()
         s.seq += 1
-        await s.ws.send_bytes(struct.pack(">HB", s.seq & 0xFFFF, op) + payload)
+        await self._send(s, struct.pack(">HB", s.seq & 0xFFFF, op) + payload)
+
+    def _session_to_send(self) -> BotVoiceSession:
+        if self.session is None:
+            raise ConnectionError("fake Discord: the bot has no voice session")
+        return self.session
+
+    async def _send(self, s: BotVoiceSession, message: str | bytes) -> None:
+        """Sends now, or only buffers while the bot's websocket is down: a RESUME replays."""
+        s.sent = [*s.sent[-(MAX_BUFFERED_MESSAGES - 1):], (s.seq, message)]
+        if s.ws is None or s.ws.closed:
+            return
+        if isinstance(message, str):
+            await s.ws.send_str(message)
+        else:
+            await s.ws.send_bytes(message)
 
     async def close_bot_ws(self, code: int) -> None:
         s = self._live_session()
@@ -239,10 +257,15 @@ class VoiceServer:
             logger.warning("{}: RESUME of an unknown session, closing", self)
             await ws.close(code=CLOSE_SESSION_NO_LONGER_VALID)
             return
-        s.ws, s.has_secret, s.described = ws, False, False
+        # The session, its key and its DAVE group carry over: in voice again at once.
+        s.ws, s.has_secret, s.described = ws, True, False
         self.resume_count += 1
+        seq_ack = int(data.get("seq_ack", -1))
+        missed = [message for seq, message in s.sent if seq > seq_ack]
         await self.send_json(OP_RESUMED, None)
-        await self._describe_session(s)
+        for message in missed:
+            await (ws.send_str(message) if isinstance(message, str) else ws.send_bytes(message))
+        self._changed.notify()
 
     async def _select_protocol(self, ws: web.WebSocketResponse, data: dict) -> None:
         s = self.session
