@@ -44,9 +44,9 @@ async def running_bot(fake: FakeDiscord, models, **discord_settings):
 
 
 @contextlib.asynccontextmanager
-async def alice_and_bot(models, *, dave: bool):
+async def alice_and_bot(models, *, dave: bool, server_update_first: bool = False):
     """A fake Discord with Alice already in its voice channel, and our bot logged in."""
-    async with FakeDiscord(dave=dave) as fake:
+    async with FakeDiscord(dave=dave, server_update_first=server_update_first) as fake:
         alice = fake.add_member("Alice")
         await fake.join_voice(alice)
         async with running_bot(fake, models) as (bot, worker):
@@ -153,8 +153,12 @@ async def test_two_members_are_heard_and_answered_in_turn_with_dave(models, spee
             talk.close()
 
 
-async def test_without_dave_with_header_extensions_and_through_a_voice_reconnect(models, speech):
-    async with alice_and_bot(models, dave=False) as (fake, alice, bot, worker):
+@pytest.mark.parametrize("server_update_first", [False, True],
+                         ids=["state-update-first", "server-update-first"])
+async def test_without_dave_with_header_extensions_and_through_a_voice_reconnect(
+        models, speech, server_update_first):
+    async with alice_and_bot(models, dave=False, server_update_first=server_update_first) as (
+            fake, alice, bot, worker):
         talk = Conversations(worker)
         await joined(fake, alice)
         question = read_pcm(speech(ALICE_ASKS))

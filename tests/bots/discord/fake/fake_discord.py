@@ -45,8 +45,11 @@ class FakeDiscord:
     """
 
     def __init__(self, *, dave: bool = True, bot_name: str = "Voxline",
-                 bot_can_connect: bool = True, reply_timeout_secs: float = 5.0) -> None:
+                 bot_can_connect: bool = True, reply_timeout_secs: float = 5.0,
+                 server_update_first: bool = False) -> None:
         self.dave = dave
+        # Discord documents no order between the two updates that answer a join.
+        self.server_update_first = server_update_first
         self.world = World(bot_name=bot_name, bot_can_connect=bot_can_connect)
         self.members: dict[int, FakeMember] = {}
         self.bot_speaking_events: list[dict[str, Any]] = []

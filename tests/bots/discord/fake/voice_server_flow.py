@@ -3,11 +3,14 @@
 Op 4 from the bot → VOICE_STATE_UPDATE (session_id = the gateway session, as on
 Discord) and VOICE_SERVER_UPDATE {token, guild_id, endpoint: '127.0.0.1:PORT'}.
 
-Order matters to discord.py 2.7.1 when the bot re-sends op 4 for the channel it is
-already in, which its 4015 resume path does: while `connected`, a VOICE_SERVER_UPDATE
-moves it to `got_voice_server_update` and only a VOICE_STATE_UPDATE after that reaches
-`got_both_voice_updates`. So for the same channel the fake sends the server update
-first (same token, so RESUME still matches); for a new join, state then server as usual.
+Discord documents no order between the two updates. For a new join the fake sends them in
+either (`FakeDiscord(server_update_first=...)`). Order matters to discord.py 2.7.1 when
+the bot re-sends op 4 for the channel it is already in, which its 4015 resume path does:
+while `connected`, a VOICE_SERVER_UPDATE moves it to `got_voice_server_update` and only a
+VOICE_STATE_UPDATE after that reaches `got_both_voice_updates`. So for the same channel
+the fake sends the server update first (same token, so RESUME still matches): the other
+order leaves discord.py waiting until its connect timeout, then the bot's watchdog joins
+again (not tested: it takes over a minute).
 
 A voice-server change closes the old voice websocket with 4014 *before* sending the
 VOICE_SERVER_UPDATE. The other order races inside discord.py: its handler awaits
@@ -74,8 +77,10 @@ class BotVoiceFlow:
             await fake.gateway.dispatch("VOICE_STATE_UPDATE", payloads.voice_state(world, bot))
         else:
             fake.voice.issue_token()
-            await fake.gateway.dispatch("VOICE_STATE_UPDATE", payloads.voice_state(world, bot))
-            await fake.gateway.dispatch("VOICE_SERVER_UPDATE", self._server_update())
+            state = ("VOICE_STATE_UPDATE", payloads.voice_state(world, bot))
+            server = ("VOICE_SERVER_UPDATE", self._server_update())
+            for event, payload in (server, state) if fake.server_update_first else (state, server):
+                await fake.gateway.dispatch(event, payload)
         fake._changed.notify()
 
     async def kick_bot(self, *, voice_ws_first: bool) -> None:
