@@ -22,6 +22,9 @@ from loguru import logger
 from voxline.bots.discord.rtp import TransportDecryptError, decrypt_payload, parse_rtp
 
 PIPELINE_SAMPLE_RATE = 16000  # what VAD and Whisper take
+# This many DAVE frames of one member in a row that do not decrypt (0.7 s of speech): the bot's
+# group state is out of step (a commit it missed); it asks to be added again, as discord.js does.
+DAVE_FAILURES_BEFORE_RECOVERY = 36
 MAX_CONCEALED_PACKETS = 3  # a gap this short is filled (Opus in-band FEC, loss concealment)
 _HALF_SEQUENCE_SPACE = 0x8000
 # This many packets in a row, each following the one before, all "older" than what was played:
@@ -118,9 +121,12 @@ class VoiceReceiver:
         on_audio: Callable[[int, bytes], None],
         loop: asyncio.AbstractEventLoop,
         max_held_packets: int = 50,
+        on_undecryptable: Callable[[int], None] = lambda _user_id: None,
     ):
         self._keys = keys
         self._on_audio = on_audio
+        self._on_undecryptable = on_undecryptable  # called on the loop with the member's id
+        self._dave_failures: Counter = Counter()  # user id → DAVE failures in a row
         self._loop = loop
         self._max_held = max_held_packets
         self._lock = threading.Lock()
@@ -203,7 +209,12 @@ class VoiceReceiver:
             except ValueError as e:  # davey raises ValueError for every failure, naming it
                 self.stats.dropped_dave += 1
                 logger.debug("Discord receive: dropped a DAVE frame of user {}: {}", user_id, e)
+                self._dave_failures[user_id] += 1
+                if self._dave_failures[user_id] == DAVE_FAILURES_BEFORE_RECOVERY:
+                    self._dave_failures[user_id] = 0
+                    self._call_on_loop(self._on_undecryptable, user_id)
                 return
+            self._dave_failures.pop(user_id, None)
         try:
             pcm, filled = stream.decode(opus, gap)
         except OpusError as e:
@@ -216,7 +227,10 @@ class VoiceReceiver:
         self.stats.recovered += min(filled, 1)
         self.stats.concealed += max(filled - 1, 0)
         if pcm:
-            try:
-                self._loop.call_soon_threadsafe(self._on_audio, user_id, pcm)
-            except RuntimeError:  # the loop closed while the socket thread was still reading
-                pass
+            self._call_on_loop(self._on_audio, user_id, pcm)
+
+    def _call_on_loop(self, callback: Callable, *args) -> None:
+        try:
+            self._loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError:  # the loop closed while the socket thread was still reading
+            pass

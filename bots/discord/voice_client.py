@@ -45,6 +45,9 @@ class ListeningVoiceClient(discord.VoiceClient):
         # Op 5s seen before `listen()`: members already speaking when the bot joined.
         self._speaking_before_listen: dict[int, int] = {}  # ssrc → user id
         self._keepalive_task: asyncio.Task | None = None
+        self._dave_recovery_task: asyncio.Task | None = None
+        self._last_transition_id = 0  # of the DAVE transitions announced in JSON (ops 21, 22)
+        self.dave_recoveries = 0
         self.ended = False  # discord.py is done with this connection: it will not reconnect
 
     def play(self, source: discord.AudioSource, **kwargs: Any) -> None:
@@ -57,8 +60,9 @@ class ListeningVoiceClient(discord.VoiceClient):
         """discord.py calls this when it gives the connection up for good (a kick, a final
         close code, a failed move, or our own disconnect), never between its retries."""
         self.ended = True
-        if self._keepalive_task is not None:
-            self._keepalive_task.cancel()
+        for task in (self._keepalive_task, self._dave_recovery_task):
+            if task is not None:
+                task.cancel()
         super().cleanup()
 
     @property
@@ -88,7 +92,8 @@ class ListeningVoiceClient(discord.VoiceClient):
         """Start receiving: `on_audio(user_id, pcm_16k_mono)` is called on the event loop."""
         if self.receiver is None:
             self.receiver = VoiceReceiver(
-                keys=self._receive_keys, on_audio=on_audio, loop=asyncio.get_running_loop()
+                keys=self._receive_keys, on_audio=on_audio, loop=asyncio.get_running_loop(),
+                on_undecryptable=self._recover_dave,
             )
             for ssrc, user_id in self._speaking_before_listen.items():
                 self.receiver.on_speaking(user_id, ssrc, speaking=False)
@@ -96,6 +101,23 @@ class ListeningVoiceClient(discord.VoiceClient):
             self._keepalive_task = asyncio.create_task(
                 self._keepalive_task_handler(), name=f"discord-udp-keepalive-{self.guild.id}")
         return self.receiver
+
+    def _recover_dave(self, user_id: int) -> None:
+        """A member's audio stopped decrypting: leave and rejoin the DAVE group (op 31 for the
+        last transition, then a new key package), once at a time."""
+        if self._dave_recovery_task is not None and not self._dave_recovery_task.done():
+            return
+        logger.warning("Discord: audio of user {} does not decrypt (DAVE); asking to be added "
+                       "to the group again", user_id)
+        self.dave_recoveries += 1
+        self._dave_recovery_task = asyncio.create_task(
+            self._dave_recovery_task_handler(), name=f"discord-dave-recovery-{self.guild.id}")
+
+    async def _dave_recovery_task_handler(self) -> None:
+        try:
+            await self._connection._recover_from_invalid_commit(self._last_transition_id)
+        except Exception as e:  # a closed websocket, a davey error: the next failures retry
+            logger.warning("Discord: DAVE recovery failed: {}", e)
 
     async def _keepalive_task_handler(self) -> None:
         count = 0
@@ -120,6 +142,9 @@ class ListeningVoiceClient(discord.VoiceClient):
 
     async def _on_voice_ws_message(self, ws: DiscordVoiceWebSocket, msg: dict[str, Any]) -> None:
         op, data = msg.get("op"), msg.get("d") or {}
+        if op in (DiscordVoiceWebSocket.DAVE_PREPARE_TRANSITION,
+                  DiscordVoiceWebSocket.DAVE_EXECUTE_TRANSITION) and "transition_id" in data:
+            self._last_transition_id = int(data["transition_id"])
         if op == DiscordVoiceWebSocket.RESUMED and ws.secret_key is None:
             # A resumed session keeps its key, and Discord sends no new SESSION_DESCRIPTION;
             # discord.py waits for one on every new websocket and would give up the resume.

@@ -122,3 +122,22 @@ async def test_speakers_whose_audio_never_arrives_show_as_degraded_receive(
         assert "Alice" in bot.component_status().detail
         status = await fake.slash(alice, "status", timeout=20)
         assert "receive degraded" in status and "Alice" in status
+
+
+async def test_a_bot_its_dave_group_left_behind_asks_to_be_added_again(models, speech):
+    """Regression: a member whose frames stopped decrypting (the bot missed a commit) was not
+    heard again for the rest of the call."""
+    async with FakeDiscord(dave=True) as fake:
+        alice, bob = fake.add_member("Alice"), fake.add_member("Bob")
+        for member in (alice, bob):
+            await fake.join_voice(member)
+        async with running_bot(fake, models) as (bot, worker):
+            talk = Conversations(worker)
+            await joined(fake, alice)
+            fake.mls.leave_bot_behind()
+            await alice.speak(read_pcm(speech("Hello there, how are you doing today?")))
+            await fake.wait_bot_in_voice(timeout=20)  # added to the members' group again
+            assert fake.mls.invalid_commit_count == 1
+            await alice.speak(read_pcm(speech("What color is the sky?")))
+            await talk.until(lambda t: t.answered("Alice"), 60)
+            talk.close()

@@ -112,6 +112,13 @@ class MlsCoordinator:
             self.epoch = 1
         logger.debug("{}: rebuilt the fake members' group", self)
 
+    def leave_bot_behind(self) -> None:
+        """The members' group moves on through a commit the bot never gets (a lost message):
+        their frames stop decrypting for the bot until it asks to be added again (op 31, then
+        a new key package)."""
+        self._rebuild(self.channel_id)
+        self._set_bot(BotMls.ABSENT)
+
     # -- events from the bot's voice websocket -------------------------------------------
 
     def on_session_started(self) -> None:

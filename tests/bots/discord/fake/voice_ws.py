@@ -61,7 +61,7 @@ class BotVoiceSession:
     has_secret: bool = False
     described: bool = False  # SESSION_DESCRIPTION sent, op 5 not seen yet
     seq: int = 0
-    sent: list[tuple[int, str | bytes]] = field(default_factory=list)  # (seq, message), recent
+    sent: list[tuple[int, str | bytes]] = field(default_factory=list, repr=False)  # recent
 
     def __post_init__(self) -> None:
         self.cipher = RtpSizeCipher(self.secret_key)
