@@ -101,6 +101,11 @@ def _others():
          lambda: _assigned(VoiceConnectionState, "_runner")
          and _assigned(VoiceConnectionState, "ws")
          and _assigned(DiscordVoiceWebSocket, "ws")),
+        ("bots/discord/voice_client.py", "VoiceConnectionState._recover_from_invalid_commit("
+         "transition_id) (op 31, then a new key package); DiscordVoiceWebSocket.secret_key "
+         "(set on an op-9 resume)",
+         lambda: _parameters(VoiceConnectionState._recover_from_invalid_commit)
+         == ["self", "transition_id"] and _assigned(DiscordVoiceWebSocket, "secret_key")),
         ("transports/webrtc.py", "aioice.ice.get_host_addresses(use_ipv4, use_ipv6) (replaced "
          "process-wide)",
          lambda: _parameters(aioice.ice.get_host_addresses) == ["use_ipv4", "use_ipv6"]),

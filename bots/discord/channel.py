@@ -220,6 +220,13 @@ class VoiceChannelSession:
             if reason is not None or (self.voice.ended and not self._rejoin_failed):
                 await self.close(reason or "discord.py gave up the voice connection")
                 return
+            if self.voice.is_connected() and not self.voice.is_reconnecting:
+                # discord.py's voice poller died of an exception (one in its DAVE proposal
+                # handling, say) while it still reports connected: nothing would be heard.
+                logger.warning("Discord: the voice connection to #{} stopped working ({!r}); "
+                               "joining again", self.channel.name, self.voice.poller_error())
+                await self._rejoin()
+                continue
             if self.voice.is_connected():
                 disconnected_since = None
                 continue

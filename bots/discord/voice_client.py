@@ -77,6 +77,14 @@ class ListeningVoiceClient(discord.VoiceClient):
         runner = self._connection._runner
         return runner is not None and not runner.done()
 
+    def poller_error(self) -> BaseException | None:
+        """What killed discord.py's voice poller, if an exception did (taking it marks it
+        handled: unretrieved, asyncio would log it whenever the task is collected)."""
+        runner = self._connection._runner
+        if runner is None or not runner.done() or runner.cancelled():
+            return None
+        return runner.exception()
+
     def final_close_reason(self) -> str | None:
         """Why Discord said not to come back, if it did: a final close code (4014 only when
         the bot is no longer in a voice channel: a move also closes with 4014)."""

@@ -141,3 +141,22 @@ async def test_a_bot_its_dave_group_left_behind_asks_to_be_added_again(models, s
             await alice.speak(read_pcm(speech("What color is the sky?")))
             await talk.until(lambda t: t.answered("Alice"), 60)
             talk.close()
+
+
+async def test_an_error_inside_discord_py_s_dave_handling_is_survived(models, speech):
+    """Regression: malformed proposals killed discord.py's voice poller while it still said
+    connected, and the bot heard no one again."""
+    async with FakeDiscord(dave=True) as fake:
+        alice, bob = fake.add_member("Alice"), fake.add_member("Bob")
+        for member in (alice, bob):
+            await fake.join_voice(member)
+        async with running_bot(fake, models) as (bot, worker):
+            talk = Conversations(worker)
+            await joined(fake, alice)
+            identified = fake.voice.identify_count
+            await fake.mls.send_malformed_proposals()
+            await eventually(lambda: fake.voice.identify_count > identified, 10)
+            await fake.wait_bot_in_voice(timeout=20)
+            await alice.speak(read_pcm(speech("What color is the sky?")))
+            await talk.until(lambda t: t.answered("Alice"), 60)
+            talk.close()

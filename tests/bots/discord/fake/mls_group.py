@@ -112,6 +112,10 @@ class MlsCoordinator:
             self.epoch = 1
         logger.debug("{}: rebuilt the fake members' group", self)
 
+    async def send_malformed_proposals(self) -> None:
+        """Op 27 whose proposals no MLS library can parse (a server bug, a newer format)."""
+        await self._link.send_binary(OP_PROPOSALS, b"\x00" + b"\x05not-mls")
+
     def leave_bot_behind(self) -> None:
         """The members' group moves on through a commit the bot never gets (a lost message):
         their frames stop decrypting for the bot until it asks to be added again (op 31, then
