@@ -82,7 +82,8 @@ async def test_a_pause_mid_sentence_is_answered_once_after_the_end(report):
     assert summary["whole_rate"] == 1.0 and summary["extra_wait_secs"] is not None
 
 
-async def test_an_interruption_silences_the_bot_and_is_answered(report, server):
+async def test_an_interruption_silences_the_bot_and_is_answered(report, server, artifacts,
+                                                                request):
     """(c) Talking over a long reply: the played audio stops within 0.5 s of the onset
     (p95), and the bot answers the interruption.
 
@@ -91,10 +92,15 @@ async def test_an_interruption_silences_the_bot_and_is_answered(report, server):
     is printed in full (what the STT heard, what the judge decided) and the scenario runs once
     more; a miss both times fails."""
     summary = _summary(report, "interruption")
-    if summary["stopped"] != 2:  # printed in full (an assertion message is cut short)
-        print("MISSED INTERRUPTION (#18), first run:")
-        print(json.dumps(report["scenarios"]["interruption"]["items"], indent=1, default=str))
-        print(_heard_during(report, "interruption"))
+    if summary["stopped"] != 2:
+        # Kept in full (an assertion message is cut short) and announced in the run's output,
+        # so a miss that the second run hides is still seen.
+        details = artifacts / "missed-interruption.txt"
+        details.write_text(json.dumps(report["scenarios"]["interruption"]["items"], indent=1,
+                                      default=str) + "\n" + _heard_during(report, "interruption"))
+        request.config.pluginmanager.get_plugin("terminalreporter").write_line(
+            f"\nNOTE: an interruption was missed (open #18), running it once more; what the "
+            f"STT heard and the judge decided: {details}")
         again = await run_scenarios(server.ws_url, TurnTakingOptions(short=True,
                                                                      scenarios=("interruption",)))
         summary = again["scenarios"]["interruption"]["summary"]
