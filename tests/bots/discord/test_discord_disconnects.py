@@ -3,6 +3,7 @@ the close codes that say "do not reconnect", a move to another channel, and a NA
 an idle UDP mapping."""
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -34,37 +35,44 @@ def quick_rejoin(monkeypatch):
     monkeypatch.setattr(channel_module, "REJOIN_AFTER_SECS", 1.0)
 
 
-@pytest.mark.parametrize("voice_ws_first", [False, True], ids=["state-first", "ws-first"])
-async def test_a_moderators_disconnect_is_final(models, speech, quick_rejoin, voice_ws_first):
-    async with alice_and_bot(models, dave=True) as (fake, alice, bot, worker):
-        talk = Conversations(worker)
-        await joined(fake, alice)
-        await alice.speak(read_pcm(speech("Hello there.")))
-        await talk.until(lambda t: t.started, 30)
+async def alice_talking(fake, alice, talk: Conversations, speech) -> None:
+    """The bot joined, and Alice's session started."""
+    await joined(fake, alice)
+    await alice.speak(read_pcm(speech("Hello there.")))
+    await talk.until(lambda t: t.started, 30)
 
-        await fake.kick_bot(voice_ws_first=voice_ws_first)
-        await talk.until(lambda t: ended_sessions(t, "Alice"), 10)
-        await eventually(lambda: fake.guild_id not in bot.channels, 5)
-        await asyncio.sleep(STAYS_GONE_SECS)
-        assert fake.world.bot_user_id not in fake.world.voice, "the bot came back after a kick"
+
+async def gone_for_good(fake, bot, talk: Conversations) -> None:
+    """Alice's session ended, the bot left, and it stays out of voice."""
+    await talk.until(lambda t: ended_sessions(t, "Alice"), 10)
+    await eventually(lambda: fake.guild_id not in bot.channels, 5)
+    await asyncio.sleep(STAYS_GONE_SECS)
+    assert not fake.is_bot_in_voice and fake.world.bot_user_id not in fake.world.voice, \
+        "the bot came back"
+
+
+# How Discord ends the call, and whether it has DAVE.
+ENDINGS = {
+    "kick, state update first": (True, lambda fake: fake.kick_bot(voice_ws_first=False)),
+    "kick, voice close first": (True, lambda fake: fake.kick_bot(voice_ws_first=True)),
+    "4021 rate limited": (False, lambda fake: fake.drop_voice(code=4021)),
+    "4022 call terminated": (False, lambda fake: fake.drop_voice(code=4022)),
+}
+
+
+@pytest.mark.parametrize("ending", list(ENDINGS))
+async def test_when_discord_says_do_not_come_back_the_bot_leaves(models, speech, quick_rejoin,
+                                                                 ending):
+    """A moderator's Disconnect (voice close 4014) and close codes 4021/4022: leave, end the
+    members' sessions, and do not rejoin (the watchdog used to, within seconds)."""
+    dave, end_call = ENDINGS[ending]
+    async with alice_and_bot(models, dave=dave) as (fake, alice, bot, worker):
+        talk = Conversations(worker)
+        await alice_talking(fake, alice, talk, speech)
+        await end_call(fake)
+        await gone_for_good(fake, bot, talk)
         status = await fake.slash(alice, "status", timeout=20)
         assert status.startswith("Not in a voice channel")
-        talk.close()
-
-
-@pytest.mark.parametrize("code", [4021, 4022])
-async def test_close_codes_that_say_do_not_reconnect(models, speech, quick_rejoin, code):
-    async with alice_and_bot(models, dave=False) as (fake, alice, bot, worker):
-        talk = Conversations(worker)
-        await joined(fake, alice)
-        await alice.speak(read_pcm(speech("Hello there.")))
-        await talk.until(lambda t: t.started, 30)
-
-        await fake.drop_voice(code=code)
-        await talk.until(lambda t: ended_sessions(t, "Alice"), 10)
-        await eventually(lambda: fake.guild_id not in bot.channels, 5)
-        await asyncio.sleep(STAYS_GONE_SECS)
-        assert not fake.is_bot_in_voice and fake.world.bot_user_id not in fake.world.voice
         talk.close()
 
 
@@ -124,39 +132,42 @@ async def test_speakers_whose_audio_never_arrives_show_as_degraded_receive(
         assert "receive degraded" in status and "Alice" in status
 
 
-async def test_a_bot_its_dave_group_left_behind_asks_to_be_added_again(models, speech):
-    """Regression: a member whose frames stopped decrypting (the bot missed a commit) was not
-    heard again for the rest of the call."""
+@contextlib.asynccontextmanager
+async def two_members_in_a_dave_call(models):
+    """Alice and Bob in a DAVE call (a real MLS group of two), the bot joined by Alice."""
     async with FakeDiscord(dave=True) as fake:
         alice, bob = fake.add_member("Alice"), fake.add_member("Bob")
         for member in (alice, bob):
             await fake.join_voice(member)
-        async with running_bot(fake, models) as (bot, worker):
+        async with running_bot(fake, models) as (_bot, worker):
             talk = Conversations(worker)
             await joined(fake, alice)
-            fake.mls.leave_bot_behind()
-            await alice.speak(read_pcm(speech("Hello there, how are you doing today?")))
-            await fake.wait_bot_in_voice(timeout=20)  # added to the members' group again
-            assert fake.mls.invalid_commit_count == 1
-            await alice.speak(read_pcm(speech("What color is the sky?")))
-            await talk.until(lambda t: t.answered("Alice"), 60)
+            yield fake, alice, talk
             talk.close()
+
+
+async def still_answers(alice, talk: Conversations, speech) -> None:
+    await alice.speak(read_pcm(speech("What color is the sky?")))
+    await talk.until(lambda t: t.answered("Alice"), 60)
+
+
+async def test_a_bot_its_dave_group_left_behind_asks_to_be_added_again(models, speech):
+    """Regression: a member whose frames stopped decrypting (the bot missed a commit) was not
+    heard again for the rest of the call."""
+    async with two_members_in_a_dave_call(models) as (fake, alice, talk):
+        fake.mls.leave_bot_behind()
+        await alice.speak(read_pcm(speech("Hello there, how are you doing today?")))
+        await fake.wait_bot_in_voice(timeout=20)  # added to the members' group again
+        assert fake.mls.invalid_commit_count == 1
+        await still_answers(alice, talk, speech)
 
 
 async def test_an_error_inside_discord_py_s_dave_handling_is_survived(models, speech):
     """Regression: malformed proposals killed discord.py's voice poller while it still said
     connected, and the bot heard no one again."""
-    async with FakeDiscord(dave=True) as fake:
-        alice, bob = fake.add_member("Alice"), fake.add_member("Bob")
-        for member in (alice, bob):
-            await fake.join_voice(member)
-        async with running_bot(fake, models) as (bot, worker):
-            talk = Conversations(worker)
-            await joined(fake, alice)
-            identified = fake.voice.identify_count
-            await fake.mls.send_malformed_proposals()
-            await eventually(lambda: fake.voice.identify_count > identified, 10)
-            await fake.wait_bot_in_voice(timeout=20)
-            await alice.speak(read_pcm(speech("What color is the sky?")))
-            await talk.until(lambda t: t.answered("Alice"), 60)
-            talk.close()
+    async with two_members_in_a_dave_call(models) as (fake, alice, talk):
+        identified = fake.voice.identify_count
+        await fake.mls.send_malformed_proposals()
+        await eventually(lambda: fake.voice.identify_count > identified, 10)
+        await fake.wait_bot_in_voice(timeout=20)
+        await still_answers(alice, talk, speech)

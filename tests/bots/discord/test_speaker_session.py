@@ -2,6 +2,7 @@
 their speech in at 16 kHz, the bot's answer out through the floor at 48 kHz stereo."""
 
 import asyncio
+import contextlib
 
 import numpy as np
 import pytest
@@ -25,18 +26,32 @@ from voxline.bus.inprocess import InProcessBus
 pytestmark = pytest.mark.slow
 
 
+@contextlib.asynccontextmanager
+async def member_session(models, settings, bus, options: SessionOptions, name: str,
+                         player: ThreadPlayer | None = None):
+    """One member's session on its own transport and floor; the member leaves at the end."""
+    floor = PlaybackFloor(player or ThreadPlayer())
+    transport = SpeakerTransport(floor=floor, name=name)
+    session = asyncio.create_task(run_session(transport, models, settings, bus, options))
+    try:
+        yield transport
+        await transport.disconnect("left the channel")
+        await asyncio.wait_for(session, 10)
+    finally:
+        session.cancel()
+        await asyncio.gather(session, return_exceptions=True)
+        await floor.close()
+
+
 async def test_a_member_is_heard_and_answered_through_the_floor(models, settings, speech):
     bus = InProcessBus()
     subscription = bus.subscribe()
     player = ThreadPlayer()
-    floor = PlaybackFloor(player)
-    transport = SpeakerTransport(floor=floor, name="discord-42")
     options = SessionOptions(
         session_id="discord-test", transport="discord", persona=Persona("Answer in one sentence."),
         audio_out_sample_rate=48000, guild="Guild", channel="General", speaker="Alice",
     )
-    session = asyncio.create_task(run_session(transport, models, settings, bus, options))
-    try:
+    async with member_session(models, settings, bus, options, "discord-42", player) as transport:
         speech_pcm = read_pcm(speech("What is the capital of France?"))
         await feed_speech(transport, speech_pcm, silence_secs=1.0)
         seen: dict[type, events.Event] = {}
@@ -45,12 +60,6 @@ async def test_a_member_is_heard_and_answered_through_the_floor(models, settings
                 seen.setdefault(type(event), event)
                 if isinstance(event, events.BotStoppedSpeaking):
                     break
-        await transport.disconnect("left the channel")
-        await asyncio.wait_for(session, 10)
-    finally:
-        session.cancel()
-        await asyncio.gather(session, return_exceptions=True)
-        await floor.close()
     started = seen[events.SessionStarted]
     assert (started.transport, started.guild, started.channel, started.speaker) == (
         "discord", "Guild", "General", "Alice")
@@ -89,28 +98,22 @@ async def test_a_member_who_stops_sending_ends_their_turn(models, settings, spee
     sink = logger.add(lambda m: warnings.append(m.record["message"]), level="WARNING")
     bus = InProcessBus()
     subscription = bus.subscribe()
-    floor = PlaybackFloor(ThreadPlayer())
-    transport = SpeakerTransport(floor=floor, name="discord-44")
     options = SessionOptions(session_id="discord-quiet", transport="discord",
                              persona=Persona("Answer in one sentence."),
                              audio_out_sample_rate=48000)
-    session = asyncio.create_task(run_session(transport, models, settings, bus, options))
     try:
-        question = without_trailing_silence(read_pcm(speech("What is the capital of France?")))
-        await feed_speech(transport, question, silence_secs=0)
-        final = None
-        async with asyncio.timeout(15):
-            async for event in subscription:
-                if isinstance(event, events.TranscriptFinal):
-                    final = event
-                if isinstance(event, events.BotStartedSpeaking):
-                    break
-        await transport.disconnect("left the channel")
-        await asyncio.wait_for(session, 10)
+        async with member_session(models, settings, bus, options, "discord-44") as transport:
+            question = without_trailing_silence(
+                read_pcm(speech("What is the capital of France?")))
+            await feed_speech(transport, question, silence_secs=0)
+            final = None
+            async with asyncio.timeout(15):
+                async for event in subscription:
+                    if isinstance(event, events.TranscriptFinal):
+                        final = event
+                    if isinstance(event, events.BotStartedSpeaking):
+                        break
     finally:
-        session.cancel()
-        await asyncio.gather(session, return_exceptions=True)
-        await floor.close()
         logger.remove(sink)
     assert final is not None and "france" in words(final.text)
     assert not [w for w in warnings if "no audio received" in w], warnings
