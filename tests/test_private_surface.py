@@ -81,7 +81,7 @@ def _others():
     import aioice.ice
     import uvicorn
     from discord.gateway import DiscordVoiceWebSocket
-    from discord.voice_state import VoiceConnectionState
+    from discord.voice_state import ConnectionFlowState, VoiceConnectionState
     from llama_cpp import _internals
     from llama_cpp._logger import set_verbose
 
@@ -106,6 +106,16 @@ def _others():
          "(set on an op-9 resume)",
          lambda: _parameters(VoiceConnectionState._recover_from_invalid_commit)
          == ["self", "transition_id"] and _assigned(DiscordVoiceWebSocket, "secret_key")),
+        ("bots/discord/voice_client.py", "VoiceConnectionState._voice_connect(*, self_deaf, "
+         "self_mute), voice_state_update(data), voice_server_update(data), the `state` setter "
+         "and ConnectionFlowState.connected/got_voice_server_update/got_both_voice_updates",
+         lambda: _parameters(VoiceConnectionState._voice_connect)
+         == ["self", "self_deaf", "self_mute"]
+         and _parameters(VoiceConnectionState.voice_state_update) == ["self", "data"]
+         and _parameters(VoiceConnectionState.voice_server_update) == ["self", "data"]
+         and VoiceConnectionState.state.fset is not None
+         and all(hasattr(ConnectionFlowState, n) for n in (
+             "connected", "got_voice_server_update", "got_both_voice_updates"))),
         ("transports/webrtc.py", "aioice.ice.get_host_addresses(use_ipv4, use_ipv6) (replaced "
          "process-wide)",
          lambda: _parameters(aioice.ice.get_host_addresses) == ["use_ipv4", "use_ipv6"]),

@@ -7,7 +7,7 @@ from typing import Any
 
 import discord
 from discord.gateway import DiscordVoiceWebSocket
-from discord.voice_state import VoiceConnectionState
+from discord.voice_state import ConnectionFlowState, VoiceConnectionState
 from loguru import logger
 
 from voxline.bots.discord.receive import ReceiveKeys, VoiceReceiver
@@ -30,6 +30,37 @@ FINAL_CLOSE_REASONS = {
     CLOSE_RATE_LIMITED: "Discord rate-limited the voice connection; not reconnecting",
     CLOSE_CALL_TERMINATED: "Discord ended the call; not reconnecting",
 }
+
+
+class EitherOrderConnectionState(VoiceConnectionState):
+    """discord.py's voice connection state, taking the two updates that answer op 4 in either
+    order when it re-sends op 4 for the channel it is in (its resume path, after close 4015).
+    Discord documents no order; discord.py 2.7.1 there counts the state update only after the
+    server update, and otherwise waits out its connect timeout."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._resending_op4 = False  # op 4 sent again while connected
+        self._state_update_seen = False  # ... and the state update for it came first
+
+    async def _voice_connect(self, **kwargs: Any) -> None:
+        self._resending_op4 = self.state is ConnectionFlowState.connected
+        self._state_update_seen = False
+        await super()._voice_connect(**kwargs)
+
+    async def voice_state_update(self, data: Any) -> None:
+        if (self._resending_op4 and self.state is ConnectionFlowState.connected
+                and data.get("channel_id") is not None):
+            self._state_update_seen = True
+        await super().voice_state_update(data)
+
+    async def voice_server_update(self, data: Any) -> None:
+        await super().voice_server_update(data)
+        if (self._resending_op4 and self._state_update_seen
+                and self.state is ConnectionFlowState.got_voice_server_update):
+            self.state = ConnectionFlowState.got_both_voice_updates
+        if self.state is ConnectionFlowState.got_both_voice_updates:
+            self._resending_op4 = False
 
 
 class ListeningVoiceClient(discord.VoiceClient):
@@ -94,7 +125,7 @@ class ListeningVoiceClient(discord.VoiceClient):
         return FINAL_CLOSE_REASONS.get(code)
 
     def create_connection_state(self) -> VoiceConnectionState:
-        return VoiceConnectionState(self, hook=self._on_voice_ws_message)
+        return EitherOrderConnectionState(self, hook=self._on_voice_ws_message)
 
     def listen(self, on_audio: Callable[[int, bytes], None]) -> VoiceReceiver:
         """Start receiving: `on_audio(user_id, pcm_16k_mono)` is called on the event loop."""

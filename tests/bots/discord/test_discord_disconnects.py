@@ -151,6 +151,20 @@ async def still_answers(alice, talk: Conversations, speech) -> None:
     await talk.until(lambda t: t.answered("Alice"), 60)
 
 
+@pytest.mark.parametrize("server_update_first", [False, True],
+                         ids=["state-update-first", "server-update-first"])
+async def test_a_dave_call_survives_a_voice_resume(models, speech, server_update_first):
+    """Close 4015: discord.py re-sends op 4 (the two updates in either order), resumes (op 9
+    and nothing else), and the call's key and DAVE group carry over."""
+    async with two_members_in_a_dave_call(models) as (fake, alice, talk):
+        fake.server_update_first = server_update_first
+        await fake.drop_voice(code=4015)
+        await eventually(lambda: fake.voice.resume_count == 1, 10)
+        await fake.wait_bot_in_voice(timeout=20)
+        await still_answers(alice, talk, speech)
+        assert fake.voice.identify_count == 1 and fake.mls.invalid_commit_count == 0
+
+
 async def test_a_bot_its_dave_group_left_behind_asks_to_be_added_again(models, speech):
     """Regression: a member whose frames stopped decrypting (the bot missed a commit) was not
     heard again for the rest of the call."""

@@ -3,14 +3,10 @@
 Op 4 from the bot → VOICE_STATE_UPDATE (session_id = the gateway session, as on
 Discord) and VOICE_SERVER_UPDATE {token, guild_id, endpoint: '127.0.0.1:PORT'}.
 
-Discord documents no order between the two updates. For a new join the fake sends them in
-either (`FakeDiscord(server_update_first=...)`). Order matters to discord.py 2.7.1 when
-the bot re-sends op 4 for the channel it is already in, which its 4015 resume path does:
-while `connected`, a VOICE_SERVER_UPDATE moves it to `got_voice_server_update` and only a
-VOICE_STATE_UPDATE after that reaches `got_both_voice_updates`. So for the same channel
-the fake sends the server update first (same token, so RESUME still matches): the other
-order leaves discord.py waiting until its connect timeout, then the bot's watchdog joins
-again (not tested: it takes over a minute).
+Discord documents no order between the two updates: the fake sends them in either
+(`FakeDiscord(server_update_first=...)`), for a new join and for op 4 re-sent for the
+channel the bot is in (discord.py's 4015 resume path; same token, so RESUME matches).
+Stock discord.py 2.7.1 handles only server-first there; the bot's voice client takes both.
 
 A voice-server change closes the old voice websocket with 4014 *before* sending the
 VOICE_SERVER_UPDATE. The other order races inside discord.py: its handler awaits
@@ -72,15 +68,12 @@ class BotVoiceFlow:
         world.voice[bot] = VoiceRecord(channel_id, fake.gateway.session_id,
                                        self_mute=bool(data.get("self_mute")),
                                        self_deaf=bool(data.get("self_deaf")))
-        if same_channel and fake.voice.token is not None:
-            await fake.gateway.dispatch("VOICE_SERVER_UPDATE", self._server_update())
-            await fake.gateway.dispatch("VOICE_STATE_UPDATE", payloads.voice_state(world, bot))
-        else:
-            fake.voice.issue_token()
-            state = ("VOICE_STATE_UPDATE", payloads.voice_state(world, bot))
-            server = ("VOICE_SERVER_UPDATE", self._server_update())
-            for event, payload in (server, state) if fake.server_update_first else (state, server):
-                await fake.gateway.dispatch(event, payload)
+        if not (same_channel and fake.voice.token is not None):
+            fake.voice.issue_token()  # the same channel again keeps its token: RESUME matches
+        state = ("VOICE_STATE_UPDATE", payloads.voice_state(world, bot))
+        server = ("VOICE_SERVER_UPDATE", self._server_update())
+        for event, payload in (server, state) if fake.server_update_first else (state, server):
+            await fake.gateway.dispatch(event, payload)
         fake._changed.notify()
 
     async def kick_bot(self, *, voice_ws_first: bool) -> None:
