@@ -95,8 +95,7 @@ class VoiceChannelSession:
             await asyncio.gather(self._watchdog_task, return_exceptions=True)
         await asyncio.gather(*(self.end_speaker(uid, reason) for uid in list(self._speakers)))
         await self._floor.close()
-        if not self.voice.ended:  # else discord.py has left already, and would wait to hear so
-            await self.voice.disconnect(force=True)
+        await self._leave_voice()
         self._on_closed(self)
 
     async def set_persona(self, persona: Persona) -> None:
@@ -140,6 +139,12 @@ class VoiceChannelSession:
     def _name(self, user_id: int) -> str:
         member = self.guild.get_member(user_id)
         return member.display_name if member else str(user_id)
+
+    async def _leave_voice(self) -> None:
+        # An ended connection is left already: discord.py would wait for a confirmation that
+        # never comes.
+        if not self.voice.ended:
+            await self.voice.disconnect(force=True)
 
     def humans_present(self) -> list[discord.Member]:
         """Members in the channel other than bots."""
@@ -220,20 +225,20 @@ class VoiceChannelSession:
             if reason is not None or (self.voice.ended and not self._rejoin_failed):
                 await self.close(reason or "discord.py gave up the voice connection")
                 return
-            if self.voice.is_connected() and not self.voice.is_reconnecting:
-                # discord.py's voice poller died of an exception (one in its DAVE proposal
-                # handling, say) while it still reports connected: nothing would be heard.
-                logger.warning("Discord: the voice connection to #{} stopped working ({!r}); "
-                               "joining again", self.channel.name, self.voice.poller_error())
-                await self._rejoin()
-                continue
             if self.voice.is_connected():
                 disconnected_since = None
+                if not self.voice.is_polling:
+                    # discord.py's voice poller died of an exception (one in its DAVE proposal
+                    # handling, say) while it still reports connected: nothing would be heard.
+                    logger.warning("Discord: the voice connection to #{} stopped working "
+                                   "({!r}); joining again", self.channel.name,
+                                   self.voice.poller_error())
+                    await self._rejoin()
                 continue
             disconnected_since = disconnected_since or now
             # Only once discord.py has stopped trying: a second join beside its own reconnect
             # would fight it for the voice state.
-            if now - disconnected_since >= REJOIN_AFTER_SECS and not self.voice.is_reconnecting:
+            if now - disconnected_since >= REJOIN_AFTER_SECS and not self.voice.is_polling:
                 await self._rejoin()
                 disconnected_since = None
 
@@ -242,7 +247,7 @@ class VoiceChannelSession:
         channel = self.channel
         logger.warning("Discord: voice connection to #{} lost; joining again", channel.name)
         try:
-            await self.voice.disconnect(force=True)
+            await self._leave_voice()
             self.voice = await channel.connect(cls=ListeningVoiceClient, reconnect=True)
         except (discord.DiscordException, TimeoutError, OSError) as e:
             logger.warning("Discord: joining #{} again failed: {}", channel.name, e)

@@ -78,7 +78,6 @@ class ListeningVoiceClient(discord.VoiceClient):
         self._keepalive_task: asyncio.Task | None = None
         self._dave_recovery_task: asyncio.Task | None = None
         self._last_transition_id = 0  # of the DAVE transitions announced in JSON (ops 21, 22)
-        self.dave_recoveries = 0
         self.ended = False  # discord.py is done with this connection: it will not reconnect
 
     def play(self, source: discord.AudioSource, **kwargs: Any) -> None:
@@ -103,8 +102,9 @@ class ListeningVoiceClient(discord.VoiceClient):
         return getattr(socket, "close_code", None)
 
     @property
-    def is_reconnecting(self) -> bool:
-        """discord.py's voice poller is alive: it resumes or reconnects by itself."""
+    def is_polling(self) -> bool:
+        """discord.py's voice poller is alive: it reads the voice websocket and resumes or
+        reconnects by itself. Dead, nothing is heard, whatever `is_connected()` says."""
         runner = self._connection._runner
         return runner is not None and not runner.done()
 
@@ -148,7 +148,6 @@ class ListeningVoiceClient(discord.VoiceClient):
             return
         logger.warning("Discord: audio of user {} does not decrypt (DAVE); asking to be added "
                        "to the group again", user_id)
-        self.dave_recoveries += 1
         self._dave_recovery_task = asyncio.create_task(
             self._dave_recovery_task_handler(), name=f"discord-dave-recovery-{self.guild.id}")
 
