@@ -92,10 +92,12 @@ def _others():
                      for n in ("LlamaModel", "LlamaContext", "LlamaBatch", "LlamaSampler"))),
         ("models/llama.py", "llama_cpp._logger.set_verbose(bool)", lambda: callable(set_verbose)),
         ("bots/discord/voice_client.py", "discord.voice_state.VoiceConnectionState(client, "
-         "hook=...) and its secret_key, mode, dave_session, dave_protocol_version",
+         "hook=...) and its secret_key, mode, dave_session, dave_protocol_version, "
+         "dave_downgraded",
          lambda: "hook" in _parameters(VoiceConnectionState.__init__)
          and all(_assigned(VoiceConnectionState, n)
-                 for n in ("secret_key", "mode", "dave_session", "dave_protocol_version"))),
+                 for n in ("secret_key", "mode", "dave_session", "dave_protocol_version",
+                           "dave_downgraded"))),
         ("bots/discord/voice_client.py", "VoiceConnectionState._runner (the voice poller "
          "task) and ws; DiscordVoiceWebSocket.ws (aiohttp socket: close_code)",
          lambda: _assigned(VoiceConnectionState, "_runner")

@@ -172,7 +172,7 @@ class VoxlineDiscordBot(discord.Client):
         if session is None:
             return "Not in a voice channel here. Use /join from a voice channel."
         stats = session.receive_stats
-        dave = session.voice.voice_privacy_code
+        dave = session.voice.end_to_end_privacy_code
         return (
             f"In #{session.channel.name}; listening to {len(session.speakers)} member(s). "
             f"Voice: {'end-to-end encrypted (DAVE), privacy code ' + dave if dave else 'no DAVE'}"

@@ -54,12 +54,31 @@ class ReceiveStats:
                 + self.dropped_opus + self.dropped_unmapped)
 
 
+# DAVE frames end with this marker; anything else is plain Opus (or Opus silence, never encrypted).
+DAVE_MAGIC_MARKER = b"\xfa\xfa"
+
+
 @dataclass(frozen=True)
 class ReceiveKeys:
-    """What decrypting needs right now; both change on reconnects and DAVE transitions."""
+    """What decrypting needs right now; all change on reconnects and DAVE transitions."""
 
     secret_key: bytes
-    dave_session: davey.DaveSession | None  # None: the call has no DAVE (passthrough)
+    dave_session: davey.DaveSession | None  # None: the call never had DAVE
+    dave_protocol_version: int = 0  # 0: transport encryption only (never had DAVE, or left it)
+
+    def end_to_end(self, user_id: int) -> davey.DaveSession | None:
+        """The session that opens `user_id`'s frames, or None when they come as plain Opus.
+
+        After a downgrade to version 0, frames sent just before the switch still arrive
+        encrypted: the session keeps its previous keys briefly and passes plain frames through
+        (discord.py turns passthrough on when the downgrade is announced), so it stays in the
+        path while it allows that, as in discord.js."""
+        session = self.dave_session
+        if session is None or not session.ready:
+            return None
+        if self.dave_protocol_version == 0 and not session.can_passthrough(user_id):
+            return None
+        return session
 
 
 class _SpeakerStream:
@@ -202,19 +221,9 @@ class VoiceReceiver:
         if gap is None:
             self.stats.dropped_late += 1
             return
-        opus = payload
-        if keys is not None and keys.dave_session is not None:
-            try:
-                opus = keys.dave_session.decrypt(user_id, davey.MediaType.audio, payload)
-            except ValueError as e:  # davey raises ValueError for every failure, naming it
-                self.stats.dropped_dave += 1
-                logger.debug("Discord receive: dropped a DAVE frame of user {}: {}", user_id, e)
-                self._dave_failures[user_id] += 1
-                if self._dave_failures[user_id] == DAVE_FAILURES_BEFORE_RECOVERY:
-                    self._dave_failures[user_id] = 0
-                    self._call_on_loop(self._on_undecryptable, user_id)
-                return
-            self._dave_failures.pop(user_id, None)
+        opus = self._open_end_to_end(user_id, payload, keys)
+        if opus is None:
+            return
         try:
             pcm, filled = stream.decode(opus, gap)
         except OpusError as e:
@@ -228,6 +237,33 @@ class VoiceReceiver:
         self.stats.concealed += max(filled - 1, 0)
         if pcm:
             self._call_on_loop(self._on_audio, user_id, pcm)
+
+    def _open_end_to_end(self, user_id: int, payload: bytes,
+                         keys: ReceiveKeys | None) -> bytes | None:
+        """The Opus frame inside a DAVE frame, the frame itself if it is plain, or None (dropped
+        and counted). Plain frames pass while no group is ready: members send them until a
+        transition to DAVE executes, and the group forms (welcome, commit) before that."""
+        session = keys.end_to_end(user_id) if keys is not None else None
+        if session is None:
+            if keys is not None and keys.dave_session is not None \
+                    and payload.endswith(DAVE_MAGIC_MARKER):
+                # A DAVE frame before the bot's group is ready (joining, re-keying): no key
+                # yet, and no reason to ask to be added again.
+                self.stats.dropped_dave += 1
+                return None
+            return payload
+        try:
+            opus = session.decrypt(user_id, davey.MediaType.audio, payload)
+        except ValueError as e:  # davey raises ValueError for every failure, naming it
+            self.stats.dropped_dave += 1
+            logger.debug("Discord receive: dropped a DAVE frame of user {}: {}", user_id, e)
+            self._dave_failures[user_id] += 1
+            if self._dave_failures[user_id] == DAVE_FAILURES_BEFORE_RECOVERY:
+                self._dave_failures[user_id] = 0
+                self._call_on_loop(self._on_undecryptable, user_id)
+            return None
+        self._dave_failures.pop(user_id, None)
+        return opus
 
     def _call_on_loop(self, callback: Callable, *args) -> None:
         try:

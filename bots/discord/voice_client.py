@@ -116,6 +116,16 @@ class ListeningVoiceClient(discord.VoiceClient):
             return None
         return runner.exception()
 
+    @property
+    def end_to_end_privacy_code(self) -> str | None:
+        """The DAVE group's privacy code while the call is end-to-end encrypted, else None.
+        discord.py's `voice_privacy_code` still shows the old group's code after the call went
+        back to transport encryption only (a member without DAVE joined)."""
+        state = self._connection
+        if not state.dave_protocol_version or state.dave_downgraded:
+            return None
+        return self.voice_privacy_code
+
     def final_close_reason(self) -> str | None:
         """Why Discord said not to come back, if it did: a final close code (4014 only when
         the bot is no longer in a voice channel: a move also closes with 4014)."""
@@ -175,8 +185,11 @@ class ListeningVoiceClient(discord.VoiceClient):
         secret_key = state.secret_key
         if state.mode != SUPPORTED_MODE or not secret_key or secret_key is discord.utils.MISSING:
             return None
-        dave = state.dave_session if state.dave_protocol_version else None
-        return ReceiveKeys(secret_key=bytes(secret_key), dave_session=dave)
+        # discord.py counts a call as downgraded from a downgrade's execution until an upgrade
+        # executes; before that, members send plain frames even though the version says 1.
+        version = 0 if state.dave_downgraded else state.dave_protocol_version
+        return ReceiveKeys(secret_key=bytes(secret_key), dave_session=state.dave_session,
+                           dave_protocol_version=version)
 
     async def _on_voice_ws_message(self, ws: DiscordVoiceWebSocket, msg: dict[str, Any]) -> None:
         op, data = msg.get("op"), msg.get("d") or {}

@@ -3,11 +3,11 @@ the close codes that say "do not reconnect", a move to another channel, and a NA
 an idle UDP mapping."""
 
 import asyncio
-import contextlib
 
 import pytest
 
 from tests.bots.discord.fake import FakeDiscord
+from tests.bots.discord.test_dave_group import still_answers, two_members_in_a_dave_call
 from tests.bots.discord.test_discord_bot import (
     Conversations,
     alice_and_bot,
@@ -132,56 +132,15 @@ async def test_speakers_whose_audio_never_arrives_show_as_degraded_receive(
         assert "receive degraded" in status and "Alice" in status
 
 
-@contextlib.asynccontextmanager
-async def two_members_in_a_dave_call(models):
-    """Alice and Bob in a DAVE call (a real MLS group of two), the bot joined by Alice."""
-    async with FakeDiscord(dave=True) as fake:
-        alice, bob = fake.add_member("Alice"), fake.add_member("Bob")
-        for member in (alice, bob):
-            await fake.join_voice(member)
-        async with running_bot(fake, models) as (_bot, worker):
-            talk = Conversations(worker)
-            await joined(fake, alice)
-            yield fake, alice, talk
-            talk.close()
-
-
-async def still_answers(alice, talk: Conversations, speech) -> None:
-    await alice.speak(read_pcm(speech("What color is the sky?")))
-    await talk.until(lambda t: t.answered("Alice"), 60)
-
-
 @pytest.mark.parametrize("server_update_first", [False, True],
                          ids=["state-update-first", "server-update-first"])
 async def test_a_dave_call_survives_a_voice_resume(models, speech, server_update_first):
     """Close 4015: discord.py re-sends op 4 (the two updates in either order), resumes (op 9
     and nothing else), and the call's key and DAVE group carry over."""
-    async with two_members_in_a_dave_call(models) as (fake, alice, talk):
+    async with two_members_in_a_dave_call(models) as (fake, alice, _bot, talk):
         fake.server_update_first = server_update_first
         await fake.drop_voice(code=4015)
         await eventually(lambda: fake.voice.resume_count == 1, 10)
         await fake.wait_bot_in_voice(timeout=20)
         await still_answers(alice, talk, speech)
         assert fake.voice.identify_count == 1 and fake.mls.invalid_commit_count == 0
-
-
-async def test_a_bot_its_dave_group_left_behind_asks_to_be_added_again(models, speech):
-    """Regression: a member whose frames stopped decrypting (the bot missed a commit) was not
-    heard again for the rest of the call."""
-    async with two_members_in_a_dave_call(models) as (fake, alice, talk):
-        fake.mls.leave_bot_behind()
-        await alice.speak(read_pcm(speech("Hello there, how are you doing today?")))
-        await fake.wait_bot_in_voice(timeout=20)  # added to the members' group again
-        assert fake.mls.invalid_commit_count == 1
-        await still_answers(alice, talk, speech)
-
-
-async def test_an_error_inside_discord_py_s_dave_handling_is_survived(models, speech):
-    """Regression: malformed proposals killed discord.py's voice poller while it still said
-    connected, and the bot heard no one again."""
-    async with two_members_in_a_dave_call(models) as (fake, alice, talk):
-        identified = fake.voice.identify_count
-        await fake.mls.send_malformed_proposals()
-        await eventually(lambda: fake.voice.identify_count > identified, 10)
-        await fake.wait_bot_in_voice(timeout=20)
-        await still_answers(alice, talk, speech)

@@ -3,9 +3,11 @@
 davey can be a group member but not the voice server: it cannot make the external
 sender or sign external proposals. Discord's server does both, so the fake does them
 here with `cryptography`, byte for byte as RFC 9420 lays them out (ciphersuite 2:
-P-256, ECDSA with SHA-256). Only what the fake needs: Add and Remove proposals.
+P-256, ECDSA with SHA-256). Only what the fake needs: Add and Remove proposals, and the
+references that revoke them.
 """
 
+import hashlib
 import struct
 
 from cryptography.hazmat.primitives import hashes
@@ -60,15 +62,19 @@ class ExternalSender:
 
     def add_proposals(self, channel_id: int, epoch: int, key_packages: list[bytes]) -> bytes:
         """Op 27's payload after the optype byte: signed Adds for these key packages."""
-        return self._proposals(channel_id, epoch, [PROPOSAL_ADD + kp for kp in key_packages])
+        return proposals_payload(self.add_messages(channel_id, epoch, key_packages))
+
+    def add_messages(self, channel_id: int, epoch: int, key_packages: list[bytes]) -> list[bytes]:
+        """One signed Add proposal (an MLSMessage) per key package."""
+        return self._messages(channel_id, epoch, [PROPOSAL_ADD + kp for kp in key_packages])
 
     def remove_proposals(self, channel_id: int, epoch: int, leaf_indexes: list[int]) -> bytes:
         """Op 27's payload after the optype byte: signed Removes for these leaves."""
         bodies = [PROPOSAL_REMOVE + struct.pack(">I", leaf) for leaf in leaf_indexes]
-        return self._proposals(channel_id, epoch, bodies)
+        return proposals_payload(self._messages(channel_id, epoch, bodies))
 
-    def _proposals(self, channel_id: int, epoch: int, bodies: list[bytes]) -> bytes:
-        out = b""
+    def _messages(self, channel_id: int, epoch: int, bodies: list[bytes]) -> list[bytes]:
+        out = []
         for body in bodies:
             # MLSMessage(mls10, public_message) / FramedContent from the external sender 0.
             content = (
@@ -78,8 +84,24 @@ class ExternalSender:
             )
             # SignWithLabel(key, "FramedContentTBS", content): DER ECDSA over the labelled TBS.
             tbs = opaque(b"MLS 1.0 FramedContentTBS") + opaque(content)
-            out += content + opaque(self._key.sign(tbs, ec.ECDSA(hashes.SHA256())))
-        return opaque(out)
+            out.append(content + opaque(self._key.sign(tbs, ec.ECDSA(hashes.SHA256()))))
+        return out
+
+
+def proposals_payload(messages: list[bytes]) -> bytes:
+    """Op 27 (append)'s payload after the optype byte: the proposals, one opaque<V>."""
+    return opaque(b"".join(messages))
+
+
+def revoke_payload(messages: list[bytes]) -> bytes:
+    """Op 27 (revoke)'s payload after the optype byte: the ProposalRefs of `messages`.
+
+    RFC 9420: ProposalRef = RefHash("MLS 1.0 Proposal Reference", AuthenticatedContent), and
+    an external sender's AuthenticatedContent is its MLSMessage less the 2-byte version.
+    """
+    refs = [hashlib.sha256(opaque(b"MLS 1.0 Proposal Reference") + opaque(m[2:])).digest()
+            for m in messages]
+    return opaque(b"".join(opaque(ref) for ref in refs))
 
 
 def split_commit_welcome(data: bytes) -> tuple[bytes, bytes | None]:

@@ -83,11 +83,11 @@ class FakeDiscord:
         self.voice = VoiceServer(self.world, self._cert, self._changed, dave=self.dave,
                                  on_rtp=self._on_bot_rtp,
                                  on_bot_speaking=self.bot_speaking_events.append)
+        self._sender = MediaSender(self.voice)
         if self.dave:
             self.mls = MlsCoordinator(self.world, self.members, self.voice, self._changed,
-                                      reply_timeout_secs=self._reply_timeout_secs)
+                                      self._sender, reply_timeout_secs=self._reply_timeout_secs)
             self.voice.mls = self.mls
-        self._sender = MediaSender(self.voice)
         app = web.Application(middlewares=[self.rest.log_middleware])
         self.rest.add_routes(app)
         self.gateway.add_routes(app)
@@ -210,6 +210,20 @@ class FakeDiscord:
         if self.mls is not None:
             await self.mls.remove_member(member)
         self._changed.notify()
+
+    async def join_voice_briefly(self, member: FakeMember) -> None:
+        """The member joins the bot's voice channel and leaves again before the DAVE group
+        has committed their Add (the voice server revokes the proposal)."""
+        if self.mls is None:
+            raise RuntimeError("join_voice_briefly needs DAVE (FakeDiscord(dave=True))")
+        self.world.voice[member.user_id] = VoiceRecord(self.world.bot_channel_id(),
+                                                       secrets.token_hex(16))
+        await self.gateway.dispatch("VOICE_STATE_UPDATE",
+                                    payloads.voice_state(self.world, member.user_id))
+        try:
+            await self.mls.add_member_briefly(member)
+        finally:
+            await self.leave_voice(member)
 
     async def set_voice_flags(self, member: FakeMember, **flags: bool) -> None:
         """Changes self_mute / self_deaf / mute / deaf and dispatches VOICE_STATE_UPDATE."""

@@ -4,10 +4,18 @@ What a real Discord client does before the voice server forwards its audio: each
 member encrypts end to end with its own DaveSession; the server then seals the RTP
 with the bot's transport key and sends it from the socket the bot is connected to.
 Frames are paced on absolute 20 ms deadlines, so a slow tick does not drift the stream.
+
+Key changes (a commit, a protocol downgrade or upgrade) take effect for sending only when the
+voice server executes the transition (op 22), while receiving switches as the commit is
+processed: before a member's session takes a commit, what it has left to say is sealed with
+the keys it has (`hold_keys`), and those frames go out until the switch (`switch_keys`),
+the last few of them arriving after it, as frames in flight do.
 """
 
 import asyncio
 import random
+from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,6 +30,9 @@ from .voice_ws import VoiceServer
 OP_SPEAKING = 5
 SPEAKING_MICROPHONE = 1
 TRAILING_SILENCE_FRAMES = 5
+# Frames a member sent just before a key switch that reach the bot after it (100 ms): the
+# voice server forwards media by UDP while it announces the switch on the websockets.
+IN_FLIGHT_FRAMES = 5
 
 
 @dataclass
@@ -32,6 +43,8 @@ class MemberStream:
     timestamp: int = field(default_factory=lambda: random.randrange(1 << 32))
     encoder: Encoder | None = None
     last_frame: bytes | None = None  # the last DAVE (or plain) payload sent
+    upcoming: deque[bytes] = field(default_factory=deque)  # Opus of this utterance, unsent
+    sealed_ahead: deque[bytes] = field(default_factory=deque)  # the first of those, sealed
 
 
 def without_trailing_quiet(frames: list[bytes]) -> list[bytes]:
@@ -61,8 +74,8 @@ class MediaSender:
 
     def _e2ee(self, member: FakeMember, opus: bytes) -> bytes:
         """DAVE-encrypts with the member's session; plain Opus when DAVE is off."""
-        session = self._voice.session
-        if session is None or not session.dave:
+        session, mls = self._voice.session, self._voice.mls
+        if session is None or not session.dave or (mls is not None and not mls.protocol_version):
             return opus
         if member.session is None or not member.session.ready:
             raise RuntimeError(f"{member} is not in the bot's MLS group (is it in the bot's "
@@ -85,25 +98,54 @@ class MediaSender:
             "user_id": str(member.user_id), "ssrc": member.ssrc,
             "speaking": SPEAKING_MICROPHONE if speaking else 0})
 
+    def hold_keys(self, members: Iterable[FakeMember]) -> None:
+        """Seals what each member has left to say with its current keys (or none), before its
+        session takes a commit or the call changes protocol."""
+        for member in members:
+            stream = self._streams.get(member.user_id)
+            if stream is None or not stream.upcoming or stream.sealed_ahead:
+                continue
+            try:
+                stream.sealed_ahead = deque(self._e2ee(member, opus) for opus in stream.upcoming)
+            except RuntimeError:  # not in a group yet: nothing it could send anyway
+                continue
+
+    def switch_keys(self, members: Iterable[FakeMember]) -> None:
+        """The transition executed: after the frames already in flight, members send with
+        their new keys."""
+        for member in members:
+            stream = self._streams.get(member.user_id)
+            if stream is not None:
+                while len(stream.sealed_ahead) > IN_FLIGHT_FRAMES:
+                    stream.sealed_ahead.pop()
+
     async def speak(self, member: FakeMember, pcm: bytes | np.ndarray, *, sample_rate: int,
                     header_extension: bool, announce: bool) -> int:
         self._check_connected(member)
         frames = without_trailing_quiet(to_discord_frames(pcm, sample_rate))
         stream = self._stream(member)
-        if stream.encoder is None:
-            stream.encoder = Encoder(application="voip")
+        if stream.upcoming:
+            raise RuntimeError(f"{member} is already speaking")
+        encoder = stream.encoder = stream.encoder or Encoder(application="voip")
+        stream.upcoming = deque(await asyncio.to_thread(
+            lambda: [encoder.encode(frame, FRAME_SAMPLES) for frame in frames]))
         if announce:
             await self.announce(member, speaking=True)
         loop = asyncio.get_running_loop()
         next_at = loop.time()
-        for frame in frames:
-            opus = stream.encoder.encode(frame, FRAME_SAMPLES)
-            member.sent_opus.append(opus)
-            payload = self._e2ee(member, opus)
-            self._send(member, payload, extension=header_extension)
-            stream.last_frame = payload
-            next_at += FRAME_SECS
-            await asyncio.sleep(max(0.0, next_at - loop.time()))
+        try:
+            while stream.upcoming:
+                opus = stream.upcoming.popleft()
+                member.sent_opus.append(opus)
+                sealed = stream.sealed_ahead.popleft() if stream.sealed_ahead else None
+                payload = sealed or self._e2ee(member, opus)
+                self._send(member, payload, extension=header_extension)
+                stream.last_frame = payload
+                next_at += FRAME_SECS
+                await asyncio.sleep(max(0.0, next_at - loop.time()))
+        finally:  # cancelled mid-utterance: the member may speak again
+            stream.upcoming.clear()
+            stream.sealed_ahead.clear()
         for _ in range(TRAILING_SILENCE_FRAMES):
             self._send(member, OPUS_SILENCE, extension=header_extension)
             next_at += FRAME_SECS

@@ -290,12 +290,16 @@ class VoiceServer:
         await self.send_json(OP_SESSION_DESCRIPTION, {
             "mode": s.mode, "secret_key": list(s.secret_key), "audio_codec": "opus",
             "video_codec": "H264", "media_session_id": secrets.token_hex(16),
-            "dave_protocol_version": 1 if s.dave else 0,
+            "dave_protocol_version": self._protocol_version(s),
         })
-        if s.dave and self.mls is not None:
+        if self._protocol_version(s):
             self.mls.on_session_started()  # discord.py now makes a new DaveSession
             await self.send_binary(OP_EXTERNAL_SENDER, self.mls.sender.package)
         s.has_secret, s.described = False, True
+
+    def _protocol_version(self, s: BotVoiceSession) -> int:
+        """The call's DAVE version: 0 without DAVE, or after a downgrade."""
+        return self.mls.protocol_version if s.dave and self.mls is not None else 0
 
     # -- UDP ---------------------------------------------------------------------------
 
