@@ -50,6 +50,12 @@ def add_bench_parser(sub) -> None:
                        help="measure turn taking instead: pauses mid-sentence, backchannels, "
                             "interruptions, loudspeaker echo, noise, voice-to-voice (about 15 "
                             "minutes on 2 cores)")
+    bench.add_argument("--discord-turns", action="store_true",
+                       help="measure when a Discord member's turn ends instead: the same "
+                            "prompts through the bot's member transport, as a microphone "
+                            "(silence keeps coming) and as a Discord client (nothing after "
+                            "the speech); --turns passes over the prompts (needs the discord "
+                            "extra)")
     bench.add_argument("--echo-cancellation-field", action="store_true",
                        help='--turn-taking: send "echo_cancellation": true in the echo '
                             "scenario's start (dropped if the server refuses it)")
@@ -103,12 +109,37 @@ def _bench_turn_taking(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_discord_turns(args: argparse.Namespace) -> int:
+    require_extra("discord")
+    from voxline.bench.discord_turns import (
+        DiscordTurnsOptions,
+        discord_turns_table,
+        run_discord_turns,
+    )
+    from voxline.bench.prompts import PromptError
+    from voxline.bench.report import write_json
+    from voxline.models.registry import ModelFileError
+
+    options = DiscordTurnsOptions(turns=args.turns, manifest=args.manifest)
+    try:
+        report = asyncio.run(run_discord_turns(settings_from(args, llm__model=args.llm),
+                                               options))
+    except (PromptError, ModelFileError, RuntimeError, OSError) as e:
+        raise UserFacingError(str(e)) from None
+    print(discord_turns_table(report))
+    if args.json:
+        write_json(report, args.json)
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     require_extra("bench")
     if args.replies:
         return _bench_replies(args)
     if args.turn_taking:
         return _bench_turn_taking(args)
+    if args.discord_turns:
+        return _bench_discord_turns(args)
     from voxline.bench.prompts import PromptError
     from voxline.bench.report import table, write_html, write_json
     from voxline.bench.runner import BenchOptions, run_bench

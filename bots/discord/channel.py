@@ -11,7 +11,11 @@ from loguru import logger
 from voxline.agent import Persona, SessionOptions
 from voxline.bots.discord.floor import PlaybackFloor
 from voxline.bots.discord.receive import ReceiveStats
-from voxline.bots.discord.transport import DISCORD_SAMPLE_RATE, SpeakerTransport
+from voxline.bots.discord.transport import (
+    DISCORD_SAMPLE_RATE,
+    SpeakerTransport,
+    silence_fill_secs,
+)
 from voxline.bots.discord.voice_client import ListeningVoiceClient
 from voxline.worker import SessionHost
 
@@ -21,7 +25,6 @@ DISCORD_PROMPT = (
 )
 WATCHDOG_PERIOD_SECS = 1.0
 REJOIN_AFTER_SECS = 10.0  # discord.py retries a dropped voice connection itself first
-SILENCE_FILL_MARGIN_SECS = 1.0
 # Discord announced a member speaking this long ago and not one of their packets came.
 UNHEARD_AFTER_SECS = 2.0
 
@@ -178,11 +181,8 @@ class VoiceChannelSession:
     def _start_speaker(self, member: discord.Member) -> _Speaker:
         name = member.display_name
         settings = self._host.settings
-        # Silence after the member stops sending covers every wait before their turn ends.
-        silence_fill_secs = (settings.vad.stop_secs + settings.agent.incomplete_grace_secs
-                             + SILENCE_FILL_MARGIN_SECS)
         transport = SpeakerTransport(floor=self._floor, name=f"discord-{member.id}",
-                                     silence_fill_secs=silence_fill_secs)
+                                     silence_fill=silence_fill_secs(settings.vad, settings.agent))
         transport.output().configure(enable_barge_in=settings.agent.enable_interruptions)
         options = SessionOptions(
             session_id=f"discord-{uuid.uuid4().hex[:12]}", transport="discord",

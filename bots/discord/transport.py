@@ -27,6 +27,7 @@ from pipecat.transports.base_transport import BaseTransport, TransportParams
 
 from voxline.bots.discord.floor import PlaybackFloor
 from voxline.bots.discord.receive import PIPELINE_SAMPLE_RATE
+from voxline.config.voice import AgentSettings, VADSettings
 
 DISCORD_SAMPLE_RATE = 48000
 MAX_QUEUED_INPUT_FRAMES = 250  # ~5 s of 20 ms packets; older audio is dropped if the loop lags
@@ -35,7 +36,13 @@ PACKET_SECS = 0.02
 # silence frames, when its voice activity ends), so silence stands in for what it no longer
 # sends. Long enough that ordinary network jitter does not insert silence into speech.
 STOPPED_SENDING_SECS = 0.06
-DEFAULT_SILENCE_FILL_SECS = 3.0  # the default vad.stop_secs + agent.incomplete_grace_secs, and more
+SILENCE_FILL_MARGIN_SECS = 1.0
+
+
+def silence_fill_secs(vad: VADSettings, agent: AgentSettings) -> float:
+    """How long to feed silence after a member stops sending: past every wait before their
+    turn ends (the VAD's stop time, the grace after an unfinished sentence), and a margin."""
+    return vad.stop_secs + agent.incomplete_grace_secs + SILENCE_FILL_MARGIN_SECS
 
 
 def speaker_transport_params() -> TransportParams:
@@ -189,12 +196,14 @@ class SpeakerTransport(BaseTransport):
     """`run_session`'s transport for one member; `disconnect()` ends that session."""
 
     def __init__(self, *, floor: PlaybackFloor, name: str,
-                 silence_fill_secs: float = DEFAULT_SILENCE_FILL_SECS):
+                 silence_fill: float | None = None):
         super().__init__(name=name)
         params = speaker_transport_params()
         self._disconnect_reason: str | None = None
+        if silence_fill is None:  # as the default settings would have it
+            silence_fill = silence_fill_secs(VADSettings(), AgentSettings())
         self._input = SpeakerInput(params, on_started=self._on_input_started,
-                                   silence_fill_secs=silence_fill_secs, name=f"{name}#input")
+                                   silence_fill_secs=silence_fill, name=f"{name}#input")
         self._output = SpeakerOutput(params, floor=floor, name=f"{name}#output")
         self._register_event_handler("on_client_disconnected")
 
