@@ -49,9 +49,12 @@ class EnvelopeOpener:
             body, signature = outer["body"], outer["sig"]
             if not isinstance(body, str) or not isinstance(signature, str):
                 raise TypeError("body and sig must be strings")
+            # A lone surrogate (an escape JSON allows) cannot be encoded, and compare_digest
+            # refuses non-ASCII strings: neither can be an envelope we sealed.
+            is_signed = hmac.compare_digest(signature, _signature(self._secret, body))
         except (ValueError, KeyError, TypeError, RecursionError) as e:
             raise RejectedEnvelope(f"not a signed envelope ({type(e).__name__})") from None
-        if not hmac.compare_digest(signature, _signature(self._secret, body)):
+        if not is_signed:
             raise RejectedEnvelope("bad signature (another bus.secret, or forged)")
         try:
             inner = json.loads(body)

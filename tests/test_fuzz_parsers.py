@@ -9,6 +9,7 @@ import json
 import string
 import time
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pipecat.frames.frames import Frame
@@ -185,3 +186,14 @@ def test_any_dashboard_message_gets_a_reply_never_an_exception(raw):
     reply = _command(_json_or_none(raw), InProcessBus(), "dashboard", Operator("local", "::1"))
     assert reply["type"] in {"sent", "error"}
     assert reply["type"] == "sent" or reply["message"]
+
+
+@pytest.mark.parametrize("envelope", [
+    '{"body": "\\ud800 lone surrogate", "sig": "00"}',
+    '{"body": "{}", "sig": "\\u00e9t\\u00e9"}',
+], ids=["lone surrogate in the body", "non-ASCII signature"])
+def test_an_envelope_no_one_could_have_sealed_is_rejected(envelope):
+    """Regression (found by the fuzz test above): these raised UnicodeEncodeError and
+    TypeError out of `open` instead of being rejected."""
+    with pytest.raises(RejectedEnvelope, match="not a signed envelope"):
+        EnvelopeOpener(SECRET, max_skew_secs=30).open(envelope)

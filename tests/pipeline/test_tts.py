@@ -37,7 +37,10 @@ async def test_speech_is_intelligible_at_the_transport_rate(models):
     assert {f.sample_rate for f in audio} == {24000}, "resampled to the transport's rate"
     pcm = b"".join(f.audio for f in audio)
     assert rms(pcm) > 0.02
-    assert wer(TEXT, transcribe(models, pcm, 24000)) <= 0.2
+    # Whisper tiny.en sometimes repeats the start of a clip that ends right after the speech
+    # ("... today? Hello? How"): only as many words as were said are compared.
+    heard = transcribe(models, pcm, 24000).split()[:len(TEXT.split())]
+    assert wer(TEXT, " ".join(heard)) <= 0.2, heard
 
 
 async def test_text_over_max_text_chars_is_cut_at_a_word(models):
