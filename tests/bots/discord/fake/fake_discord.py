@@ -21,6 +21,8 @@ import yarl
 from aiohttp import web
 from loguru import logger
 
+from tests.loopback_tls import LOOPBACK, LoopbackCertificate
+
 from . import payloads
 from .audio import BotAudio
 from .gateway import GatewayServer
@@ -31,7 +33,6 @@ from .rest import API_PREFIX, RestApi
 from .rtp import RtpPacket
 from .sender import MediaSender
 from .signals import Changed
-from .tls import LOOPBACK, LoopbackCertificate
 from .voice_server_flow import BotVoiceFlow
 from .voice_ws import VoiceServer
 from .world import Person, VoiceRecord, World

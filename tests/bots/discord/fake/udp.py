@@ -14,8 +14,9 @@ from collections.abc import Callable
 
 from loguru import logger
 
+from tests.loopback_tls import LOOPBACK
+
 from .rtp import is_rtp
-from .tls import LOOPBACK
 
 DISCOVERY_BYTES = 74
 DISCOVERY_REQUEST = 1

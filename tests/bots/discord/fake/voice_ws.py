@@ -23,10 +23,11 @@ import nacl.exceptions
 from aiohttp import WSMsgType, web
 from loguru import logger
 
+from tests.loopback_tls import LOOPBACK, LoopbackCertificate
+
 from .mls_group import MlsCoordinator
 from .rtp import MODE, RtpPacket, RtpSizeCipher
 from .signals import Changed, TaskSet
-from .tls import LOOPBACK, LoopbackCertificate
 from .udp import Address, VoiceUdp
 from .world import World
 
