@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 import websockets
-from aiortc import RTCPeerConnection
 
 from tests.browser import chromium, mic_file
 from tests.deploy.cluster import REPO, start_deployment, stop_deployment
 from tests.helpers import wer
+from tests.sdp import audio_offer_sdp
 from tests.ws_client import ask, expect_close, expect_error, start
 
 pytestmark = pytest.mark.slow
@@ -79,16 +79,6 @@ async def https(deployment, method: str, body: dict, source: str) -> tuple[int, 
     return await asyncio.to_thread(_https, deployment, method, "/api/offer", body, source)
 
 
-async def offer_sdp() -> str:
-    """A browser-like audio offer; its peer never answers, so the session ends by itself."""
-    pc = RTCPeerConnection()
-    pc.addTransceiver("audio", direction="sendrecv")
-    await pc.setLocalDescription(await pc.createOffer())
-    sdp = pc.localDescription.sdp
-    await pc.close()
-    return sdp
-
-
 def upstream_statuses(deployment) -> list[str]:
     """`$upstream_status` of each request nginx proxied ("503, 200": tried twice)."""
     log = deployment.folder / "upstream.log"
@@ -121,7 +111,7 @@ async def test_the_talk_page_calls_through_nginx(idle, speech, tmp_path):
 async def test_a_call_s_later_signalling_reaches_the_worker_that_holds_it(idle):
     """Trickled candidates (PATCH) and a renegotiation (POST with the pc_id) go through the
     balancer, which may pick another worker: that one answers 404 and nginx tries the next."""
-    sdp = await offer_sdp()
+    sdp = await audio_offer_sdp()
     status, answer = await https(idle, "POST", {"sdp": sdp, "type": "offer"}, "127.0.0.20")
     assert status == 200, answer
     for _ in range(4):
@@ -155,7 +145,7 @@ async def test_a_full_worker_s_signalling_is_passed_to_another(idle):
     async with straight_to(first, "127.0.0.5") as a, straight_to(first, "127.0.0.6") as b:
         await start(a)
         await start(b)
-        sdp = await offer_sdp()
+        sdp = await audio_offer_sdp()
         for source in ("127.0.0.8", "127.0.0.9"):
             status, answer = await https(idle, "POST", {"sdp": sdp, "type": "offer"}, source)
             assert status == 200, answer

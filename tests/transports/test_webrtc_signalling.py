@@ -7,10 +7,10 @@ import http.client
 import json
 
 import pytest
-from aiortc import RTCPeerConnection
 from pipecat.transports.smallwebrtc.request_handler import SmallWebRTCRequestHandler
 
 from tests.conftest import RunningServer, make_settings
+from tests.sdp import audio_offer_sdp
 from voxline.bus.events import SessionStarted
 from voxline.transports.webrtc import CLOSE_TIMEOUT_SECS, WebRTCGateway
 
@@ -27,16 +27,6 @@ async def small_server(models):
     server = await RunningServer(settings, models).start()
     yield server
     await server.stop()
-
-
-async def _offer_sdp() -> str:
-    """A browser-like audio offer (its peer never answers: the server's peer never connects)."""
-    pc = RTCPeerConnection()
-    pc.addTransceiver("audio", direction="sendrecv")
-    await pc.setLocalDescription(await pc.createOffer())
-    sdp = pc.localDescription.sdp
-    await pc.close()
-    return sdp
 
 
 def _call(server, method: str, body: dict, source: str = "127.0.0.1") -> tuple[int, dict]:
@@ -62,7 +52,7 @@ async def _until_no_sessions(server, timeout_secs: float = 15) -> None:
 
 
 async def test_concurrent_offers_never_take_more_slots_than_there_are(small_server):
-    sdps = await asyncio.gather(*(_offer_sdp() for _ in range(6)))
+    sdps = await asyncio.gather(*(audio_offer_sdp() for _ in range(6)))
     replies = await asyncio.gather(*(call(small_server, "POST", {"sdp": s, "type": "offer"})
                                      for s in sdps))
     statuses = sorted(status for status, _ in replies)
@@ -71,13 +61,13 @@ async def test_concurrent_offers_never_take_more_slots_than_there_are(small_serv
     assert small_server.host.live <= 2
     # Neither peer ever connects: both are hung up on after the connect timeout, slots freed.
     await _until_no_sessions(small_server, CONNECT_TIMEOUT_SECS + 10)
-    status, _ = await call(small_server, "POST", {"sdp": await _offer_sdp(), "type": "offer"})
+    status, _ = await call(small_server, "POST", {"sdp": await audio_offer_sdp(), "type": "offer"})
     assert status == 200
     await _until_no_sessions(small_server, CONNECT_TIMEOUT_SECS + 10)
 
 
 async def test_a_peer_id_reaches_only_its_own_live_session(small_server):
-    sdp = await _offer_sdp()
+    sdp = await audio_offer_sdp()
     started = small_server.worker.bus.subscribe(lambda e: isinstance(e, SessionStarted))
     status, answer = await call(small_server, "POST", {"sdp": sdp, "type": "offer"})
     assert status == 200
@@ -122,12 +112,12 @@ async def test_per_address_cap_on_live_sessions(models):
                                      "connect_timeout_secs": CONNECT_TIMEOUT_SECS})
     server = await RunningServer(settings, models).start()
     try:
-        status, _ = await call(server, "POST", {"sdp": await _offer_sdp(), "type": "offer"})
+        offer = {"sdp": await audio_offer_sdp(), "type": "offer"}
+        status, _ = await call(server, "POST", offer)
         assert status == 200
-        status, reply = await call(server, "POST", {"sdp": await _offer_sdp(), "type": "offer"})
+        status, reply = await call(server, "POST", offer)
         assert (status, reply["error"]) == (429, "too_many_sessions"), reply
-        status, _ = await call(server, "POST", {"sdp": await _offer_sdp(), "type": "offer"},
-                               source="127.0.0.2")
+        status, _ = await call(server, "POST", offer, source="127.0.0.2")
         assert status == 200  # another address
         await _until_no_sessions(server, CONNECT_TIMEOUT_SECS + 10)
     finally:
