@@ -152,6 +152,7 @@ class ServiceStatus(Event):
     uptime_secs: float
     sessions_active: int
     url: str = ""
+    stopping: bool = False  # its last status: it is shutting down and takes no new sessions
 
 
 class MetricsUpdate(Event):

@@ -25,6 +25,9 @@ CHANNEL_PREFIX = "voxline."
 BACKOFF_FIRST_SECS = 0.1
 BACKOFF_MAX_SECS = 5.0
 PING_EVERY_SECS = 1.0
+# At close, what is still queued (a session's end, the worker's last status) gets this long to
+# go out; Redis may be the reason for closing, so not longer.
+CLOSE_DRAIN_SECS = 1.0
 
 
 class RedisBus(EventBus):
@@ -93,11 +96,17 @@ class RedisBus(EventBus):
         ]
 
     async def close(self) -> None:
-        """Stop and disconnect."""
+        """Publish what is still queued (for up to `CLOSE_DRAIN_SECS`), stop, disconnect."""
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._client:
+            try:
+                async with asyncio.timeout(CLOSE_DRAIN_SECS):
+                    await self._drain()
+            except (TimeoutError, RedisError, OSError) as e:
+                logger.debug("bus: {} event(s) not published at close: {!r}", len(self._outbox),
+                             e)
             await self._client.aclose()
 
     async def _publish_task_handler(self) -> None:

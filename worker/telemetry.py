@@ -33,6 +33,7 @@ class WorkerTelemetry:
         self._process.cpu_percent()  # the first reading only starts the measurement
         self._task: asyncio.Task | None = None
         self._sink_id: int | None = None
+        self._stopping = False
 
     async def start(self) -> None:
         """Begin publishing (call from the running loop)."""
@@ -62,6 +63,12 @@ class WorkerTelemetry:
                 last_config = time.monotonic()
             await asyncio.sleep(STATUS_PERIOD_SECS)
 
+    def publish_stopping(self) -> None:
+        """The worker is shutting down: say so now, and in every status until it is gone,
+        rather than fall silent and be taken for lost once its statuses are overdue."""
+        self._stopping = True
+        self._publish_status()
+
     def _publish_status(self) -> None:
         host, models = self._host, self._host.models
         names = models.describe()
@@ -81,6 +88,7 @@ class WorkerTelemetry:
             uptime_secs=time.monotonic() - self._started_at,
             sessions_active=host.live,
             url=self._url,
+            stopping=self._stopping,
         )
         self._publish(
             events.MetricsUpdate,

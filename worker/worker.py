@@ -82,6 +82,7 @@ class Worker:
         """At shutdown, before the server drops the connections: end every session (each client
         with an event channel gets error `server_shutdown` first; `session.ended` says
         `server shutdown`), and wait a little for them to finish."""
+        self.telemetry.publish_stopping()
         count = await self.host.end_all("server shutdown", wait_secs=SESSION_END_TIMEOUT_SECS)
         if count:
             logger.info("voxline: shutting down; ended {} session(s)", count)

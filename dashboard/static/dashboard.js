@@ -233,10 +233,11 @@ function drawWorkers() {
   $("workers").replaceChildren(...Object.values(dash.workers).map((w) => {
     const card = el("div", "card worker");
     card.dataset.worker = w.id;
-    const stale = Date.now() / 1000 - (w.last_seen || 0) > STALE_SECS;
+    const stopped = Boolean(w.status?.stopping);  // it said it was shutting down
+    const stale = stopped || Date.now() / 1000 - (w.last_seen || 0) > STALE_SECS;
     const head = el("div", "session-head");
     head.append(el("b", "", w.id));
-    const pill = el("span", "pill", stale ? "down" : "up");
+    const pill = el("span", "pill", stopped ? "stopped" : stale ? "down" : "up");
     pill.dataset.state = stale ? "down" : "ok";
     head.append(pill);
     card.append(head);

@@ -177,6 +177,16 @@ async def test_a_worker_stopped_mid_conversation(idle, speech):
         reasons = [s.get("reason") for s in snapshot["sessions"].values()
                    if f":{stopping.port}" in s["worker"]]
         assert "server shutdown" in reasons, snapshot["sessions"]
+        statuses = {worker_id: w["status"] for worker_id, w in snapshot["workers"].items()}
+        assert [s["stopping"] for i, s in statuses.items() if i.endswith(f":{stopping.port}")] \
+            == [True], statuses
+        assert [s["stopping"] for i, s in statuses.items() if i.endswith(f":{other.port}")] \
+            == [False], statuses
+        async with chromium(None) as browser:  # and the page (Services) says so at once
+            page = await browser.new_page()
+            await page.goto(f"http://127.0.0.1:{idle.dashboard.port}/")
+            pill = page.locator(f'[data-worker$=":{stopping.port}"] .pill')
+            await pill.filter(has_text="stopped").wait_for(state="attached", timeout=10000)
     finally:
         await stopping.start()  # the next test's deployment has both workers again
 
