@@ -111,31 +111,38 @@ class SpeakerInput(BaseInputTransport):
 
     async def _feed_task_handler(self):
         loop = asyncio.get_running_loop()
-        silence = bytes(int(PIPELINE_SAMPLE_RATE * PACKET_SECS) * 2)
         heard_at: float | None = None  # when the member's last packet was pushed
         filled_secs = 0.0  # silence pushed since
         while True:
-            if self._queue.empty():
-                self._fed.clear()
-                if heard_at is None or filled_secs >= self._silence_fill_secs:
-                    heard_at = None
-                    await self._fed.wait()
-                else:
-                    next_due = heard_at + max(STOPPED_SENDING_SECS, filled_secs + PACKET_SECS)
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout_at(next_due):
-                            await self._fed.wait()
-                    if self._queue.empty():
-                        # Whole packets of silence up to now, the first time the whole stall.
-                        due = round((loop.time() - heard_at - filled_secs) / PACKET_SECS)
-                        for _ in range(max(1, due)):
-                            await self.push_audio_frame(InputAudioRawFrame(
-                                audio=silence, sample_rate=PIPELINE_SAMPLE_RATE,
-                                num_channels=1))
-                            filled_secs += PACKET_SECS
-                        continue
-            await self.push_audio_frame(self._queue.get_nowait())
-            heard_at, filled_secs = loop.time(), 0.0
+            if not self._queue.empty():
+                await self.push_audio_frame(self._queue.get_nowait())
+                heard_at, filled_secs = loop.time(), 0.0
+                continue
+            self._fed.clear()
+            if heard_at is None or filled_secs >= self._silence_fill_secs:
+                heard_at = None  # quiet long enough: nothing until the member speaks again
+                await self._fed.wait()
+                continue
+            next_due = heard_at + max(STOPPED_SENDING_SECS, filled_secs + PACKET_SECS)
+            if await self._fed_before(next_due):
+                continue
+            # Whole packets of silence up to now: the first time, the whole stall.
+            packets = max(1, round((loop.time() - heard_at - filled_secs) / PACKET_SECS))
+            await self._push_silence(packets)
+            filled_secs += packets * PACKET_SECS
+
+    async def _fed_before(self, deadline: float) -> bool:
+        """Whether the member's audio arrived before `deadline` (loop time)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout_at(deadline):
+                await self._fed.wait()
+        return not self._queue.empty()
+
+    async def _push_silence(self, packets: int) -> None:
+        silence = bytes(int(PIPELINE_SAMPLE_RATE * PACKET_SECS) * 2)
+        for _ in range(packets):
+            await self.push_audio_frame(InputAudioRawFrame(
+                audio=silence, sample_rate=PIPELINE_SAMPLE_RATE, num_channels=1))
 
 
 class SpeakerOutput(BaseOutputTransport):
