@@ -66,19 +66,12 @@ async def test_an_event_reaches_the_other_process_once_and_its_own_once():
 async def test_what_a_process_publishes_as_it_closes_still_goes_out():
     """Regression: a worker's last events (its sessions' ends, its stopping status) were
     dropped when its bus closed before the publisher had woken up."""
-    async with RedisServer() as server:
-        a = RedisBus(server.url, queue_size=1000, origin="a", secret=SECRET)
-        b = RedisBus(server.url, queue_size=1000, origin="b", secret=SECRET)
-        await a.start(), await b.start()
-        try:
-            await _until(lambda: a.health == b.health == "healthy")
-            at_b = b.subscribe()
-            a.publish_nowait(TranscriptPartial(session_id="s1", source="a", text="last words"))
-            await a.close()
-            await _until(lambda: not at_b.empty())
-            assert _texts(at_b) == ["last words"]
-        finally:
-            await b.close()
+    async with two_processes() as (_, a, b):
+        at_b = b.subscribe()
+        a.publish_nowait(TranscriptPartial(session_id="s1", source="a", text="last words"))
+        await a.close()  # closing again at the end is harmless
+        await _until(lambda: not at_b.empty())
+        assert _texts(at_b) == ["last words"]
 
 
 async def test_redis_outage_degrades_then_recovers_without_losing_or_doubling():
