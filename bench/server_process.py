@@ -32,7 +32,8 @@ def _get_json(url: str) -> dict | None:
         return None
 
 
-async def _is_listening(port: int) -> bool:
+async def is_listening(port: int) -> bool:
+    """Whether something accepts TCP connections on 127.0.0.1:`port`."""
     try:
         _, writer = await asyncio.open_connection("127.0.0.1", port)
     except OSError:
@@ -85,7 +86,7 @@ class ServerProcess:
         while time.monotonic() < deadline:
             if self.process.returncode is not None:
                 raise RuntimeError(f"{self.name} server exited with {self.process.returncode}")
-            if ready_path is None and await _is_listening(self.port):
+            if ready_path is None and await is_listening(self.port):
                 return
             if ready_path is not None and await asyncio.to_thread(
                     _get_json, f"http://127.0.0.1:{self.port}{ready_path}"):

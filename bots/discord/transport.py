@@ -32,6 +32,7 @@ from voxline.config.voice import AgentSettings, VADSettings
 DISCORD_SAMPLE_RATE = 48000
 MAX_QUEUED_INPUT_FRAMES = 250  # ~5 s of 20 ms packets; older audio is dropped if the loop lags
 PACKET_SECS = 0.02
+SILENCE_PACKET = bytes(int(PIPELINE_SAMPLE_RATE * PACKET_SECS) * 2)  # 16 kHz mono s16
 # No packet for this long: the member's client stopped transmitting (it does after five Opus
 # silence frames, when its voice activity ends), so silence stands in for what it no longer
 # sends. Long enough that ordinary network jitter does not insert silence into speech.
@@ -139,10 +140,9 @@ class SpeakerInput(BaseInputTransport):
         return not self._queue.empty()
 
     async def _push_silence(self, packets: int) -> None:
-        silence = bytes(int(PIPELINE_SAMPLE_RATE * PACKET_SECS) * 2)
         for _ in range(packets):
             await self.push_audio_frame(InputAudioRawFrame(
-                audio=silence, sample_rate=PIPELINE_SAMPLE_RATE, num_channels=1))
+                audio=SILENCE_PACKET, sample_rate=PIPELINE_SAMPLE_RATE, num_channels=1))
 
 
 class SpeakerOutput(BaseOutputTransport):

@@ -121,10 +121,15 @@ class ListeningVoiceClient(discord.VoiceClient):
         """The DAVE group's privacy code while the call is end-to-end encrypted, else None.
         discord.py's `voice_privacy_code` still shows the old group's code after the call went
         back to transport encryption only (a member without DAVE joined)."""
+        return self.voice_privacy_code if self._media_protocol_version else None
+
+    @property
+    def _media_protocol_version(self) -> int:
+        """The DAVE version the call's media uses now; 0: transport encryption only. discord.py
+        counts a call as downgraded from a downgrade's execution until an upgrade executes;
+        before that, members send plain frames even though the version says 1."""
         state = self._connection
-        if not state.dave_protocol_version or state.dave_downgraded:
-            return None
-        return self.voice_privacy_code
+        return 0 if state.dave_downgraded else state.dave_protocol_version
 
     def final_close_reason(self) -> str | None:
         """Why Discord said not to come back, if it did: a final close code (4014 only when
@@ -185,11 +190,8 @@ class ListeningVoiceClient(discord.VoiceClient):
         secret_key = state.secret_key
         if state.mode != SUPPORTED_MODE or not secret_key or secret_key is discord.utils.MISSING:
             return None
-        # discord.py counts a call as downgraded from a downgrade's execution until an upgrade
-        # executes; before that, members send plain frames even though the version says 1.
-        version = 0 if state.dave_downgraded else state.dave_protocol_version
         return ReceiveKeys(secret_key=bytes(secret_key), dave_session=state.dave_session,
-                           dave_protocol_version=version)
+                           dave_protocol_version=self._media_protocol_version)
 
     async def _on_voice_ws_message(self, ws: DiscordVoiceWebSocket, msg: dict[str, Any]) -> None:
         op, data = msg.get("op"), msg.get("d") or {}

@@ -8,14 +8,14 @@ import re
 import secrets
 import shutil
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.loopback_tls import LOOPBACK, LoopbackCertificate
 from tests.redis_server import RedisServer
-from voxline.bench.server_process import ServerProcess, free_port
+from voxline.bench.server_process import ServerProcess, free_port, is_listening
 
 REPO = Path(__file__).resolve().parents[2]
 SITE = REPO / "deploy" / "nginx" / "voxline.conf"
@@ -85,7 +85,6 @@ class Deployment:
     port: int  # nginx's
     certificate: LoopbackCertificate
     folder: Path
-    logs: list[Path] = field(default_factory=list)
 
     @property
     def https_url(self) -> str:
@@ -94,9 +93,6 @@ class Deployment:
     @property
     def wss_url(self) -> str:
         return f"wss://{LOOPBACK}:{self.port}/ws"
-
-    def nginx_log(self) -> str:
-        return (self.folder / "error.log").read_text(errors="replace")
 
 
 async def start_nginx(folder: Path, site_text: str, port: int) -> asyncio.subprocess.Process:
@@ -113,14 +109,9 @@ async def start_nginx(folder: Path, site_text: str, port: int) -> asyncio.subpro
     process = await asyncio.create_subprocess_exec(NGINX, "-c", str(conf), "-p", str(folder),
                                                    stderr=asyncio.subprocess.DEVNULL)
     for _ in range(int(NGINX_START_SECS / 0.05)):
-        try:
-            _, writer = await asyncio.open_connection(LOOPBACK, port)
-        except OSError:
-            await asyncio.sleep(0.05)
-            continue
-        writer.close()
-        await writer.wait_closed()
-        return process
+        if await is_listening(port):
+            return process
+        await asyncio.sleep(0.05)
     process.kill()
     await process.wait()
     raise RuntimeError(f"nginx did not listen on {port}: {(folder / 'error.log').read_text()}")
