@@ -24,7 +24,7 @@ class Event(BaseModel):
 
 class SessionStarted(Event):
     topic: ClassVar[str] = "session.started"
-    transport: Literal["websocket", "webrtc", "discord"]
+    transport: Literal["websocket", "webrtc", "discord", "wyoming", "openai-audio", "realtime"]
     client: str = ""
     output_sample_rate: int = Field(default=16000, description="Hz of the bot audio it is sent")
     guild: str = Field(default="", description="Discord: the server's name")
@@ -119,6 +119,18 @@ class TurnMetrics(Event):
     echo_guard_hits: int = Field(default=0, description="Openings the echo guard kept back")
 
 
+class SpeechServed(Event):
+    """One speech-to-text or text-to-speech request served outside a conversation (Wyoming,
+    the OpenAI-compatible /v1/audio endpoints)."""
+
+    topic: ClassVar[str] = "speech.served"
+    kind: Literal["stt", "tts"]
+    transport: str = Field(default="", max_length=40)
+    audio_secs: float = Field(description="stt: of the audio heard; tts: of the audio made")
+    processing_secs: float = Field(
+        description="stt: end of the audio → transcript; tts: request → first audio")
+
+
 class SessionError(Event):
     topic: ClassVar[str] = "session.error"
     code: str
@@ -209,6 +221,6 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     SessionStarted, SessionEnded, TranscriptPartial, TranscriptFinal, LLMResponseReady,
     BotSpoken, BotStartedSpeaking, BotStoppedSpeaking, TurnInterrupted, TurnMetrics, SessionError,
     LLMProgress, EchoGuarded, BotPaused, BotResumed, ServiceStatus, MetricsUpdate, WorkerConfig,
-    LogLine, ControlCommand, ControlAck,
+    LogLine, ControlCommand, ControlAck, SpeechServed,
 )
 EVENT_BY_TOPIC: dict[str, type[Event]] = {cls.topic: cls for cls in ALL_EVENTS}

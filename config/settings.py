@@ -258,6 +258,35 @@ class DiscordSettings(Section):
     )
 
 
+class OpenAISettings(Section):
+    """The OpenAI-compatible endpoints of `voxline serve` (/v1/audio/transcriptions,
+    /v1/audio/speech, /v1/models), behind the same API keys and limits as /ws."""
+
+    enabled: bool = Field(default=True, description="Serve the /v1 endpoints")
+    max_upload_bytes: int = Field(
+        default=25 * 1024 * 1024, ge=1024, description="The largest file a transcription "
+                                                       "takes (413 above it; OpenAI's is 25 MB)")
+    max_audio_secs: float = Field(
+        default=600.0, gt=0, le=7200, description="The longest audio a transcription takes")
+
+
+class WyomingSettings(Section):
+    """The Wyoming server for Home Assistant's voice pipeline (`voxline wyoming`). Wyoming has
+    no authentication: anyone who can reach the port can use it."""
+
+    host: str = Field(default="127.0.0.1", description="Bind address; loopback unless the "
+                                                       "network in between is trusted")
+    port: int = Field(default=10300, ge=0, le=65535, description="TCP port (0: a free one)")
+    metrics_port: int | None = Field(
+        default=None, ge=0, le=65535,
+        description="Serve /health and /metrics over HTTP on this port (same host); off if unset")
+    max_audio_secs: float = Field(
+        default=60.0, gt=0, le=600, description="The most audio one transcription takes")
+    interim_interval_secs: float = Field(
+        default=1.0, gt=0, description="Seconds of new audio between partial transcripts "
+                                       "(transcript-chunk) while audio streams in")
+
+
 class ModelStoreSettings(Section):
     """Where joined model files (split across several packages) are written."""
 
@@ -290,6 +319,8 @@ class VoxlineSettings(BaseSettings):
     bus: BusSettings = BusSettings()
     dashboard: DashboardSettings = DashboardSettings()
     discord: DiscordSettings = Field(default_factory=DiscordSettings)
+    openai: OpenAISettings = OpenAISettings()
+    wyoming: WyomingSettings = WyomingSettings()
     models: ModelStoreSettings = ModelStoreSettings()
 
     def redacted(self) -> dict:

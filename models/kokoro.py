@@ -258,8 +258,9 @@ class KokoroSynthesizer:
         logger.info("Loaded {} in {:.2f} s ({} threads)", self.name,
                     time.perf_counter() - started, options.intra_op_num_threads)
 
-    def synthesize(self, text: str) -> Iterator[bytes]:
-        """Speak `text`: yields 16-bit LE mono PCM at `sample_rate`, one chunk per sentence."""
+    def synthesize(self, text: str, speed: float = 1.0) -> Iterator[bytes]:
+        """Speak `text`, `speed` times the voice's set speed: yields 16-bit LE mono PCM at
+        `sample_rate`, one chunk per sentence."""
         for sentence in split_sentences(text):
             phonemes = self._phonemizer.phonemize(sentence)
             symbols = self._to_symbols(phonemes)
@@ -267,7 +268,7 @@ class KokoroSynthesizer:
                 continue
             pieces = split_phonemes(symbols)
             for i, piece in enumerate(pieces):
-                audio = _trim(self._infer(piece))
+                audio = _trim(self._infer(piece, speed))
                 if audio.size == 0:
                     continue
                 final = i == len(pieces) - 1 and sentence[-1] in _SENTENCE_END
@@ -289,7 +290,7 @@ class KokoroSynthesizer:
             logger.debug("Kokoro: dropping phonemes not in the vocab: {}", "".join(sorted(unknown)))
         return "".join(c for c in phonemes if c in self._vocab).strip()
 
-    def _infer(self, symbols: str) -> np.ndarray:
+    def _infer(self, symbols: str, speed: float = 1.0) -> np.ndarray:
         """Run the model on one phoneme string of at most MAX_TOKENS symbols -> float audio."""
         tokens = [self._vocab[c] for c in symbols]
         style = self._style[min(len(tokens), len(self._style)) - 1].reshape(1, STYLE_DIM)
@@ -299,7 +300,7 @@ class KokoroSynthesizer:
             {
                 "tokens": np.array([[0, *tokens, 0]], dtype=np.int64),
                 "style": style,
-                "speed": self._speed,
+                "speed": self._speed * np.float32(speed),
             },
         )
         audio = np.asarray(audio, dtype=np.float32).reshape(-1)

@@ -26,8 +26,8 @@ class SpeechSynthesizer(Protocol):
     name: str
     sample_rate: int
 
-    def synthesize(self, text: str) -> "object":  # Iterator[bytes] of 16-bit mono PCM
-        ...
+    def synthesize(self, text: str, speed: float = 1.0) -> "object":
+        """Iterator[bytes] of 16-bit mono PCM, at `speed` times the configured speed."""
 
     def warm_up(self) -> None: ...
 

@@ -1,5 +1,6 @@
 """Piper text to speech (piper-tts, GPL-3.0: an optional extra), shared by all sessions."""
 
+import dataclasses
 import json
 import threading
 from collections.abc import Iterator
@@ -42,9 +43,12 @@ class PiperSynthesizer:
         self.name = f"piper:{Path(model_path).stem}"
         self.sample_rate: int = self._voice.config.sample_rate
 
-    def synthesize(self, text: str) -> Iterator[bytes]:
-        """16-bit mono PCM at `sample_rate`. Blocking: iterate it in a worker thread."""
-        for chunk in self._voice.synthesize(text, syn_config=self._config):
+    def synthesize(self, text: str, speed: float = 1.0) -> Iterator[bytes]:
+        """16-bit mono PCM at `sample_rate`, `speed` times the voice's set speed. Blocking:
+        iterate it in a worker thread."""
+        config = self._config if speed == 1.0 else dataclasses.replace(
+            self._config, length_scale=self._config.length_scale / speed)
+        for chunk in self._voice.synthesize(text, syn_config=config):
             yield chunk.audio_int16_bytes
 
     def warm_up(self) -> None:

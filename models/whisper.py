@@ -3,6 +3,7 @@
 import asyncio
 import re
 import threading
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,20 @@ WINDOW_MARGIN_SECS = 3.0  # encoded past the clip's end: less hallucinates on wh
 # A segment's text tokens stop this short of `max_new_tokens` (the bound also counts the
 # decoder's start tokens): at least this many means the decoder was cut, not finished.
 BOUND_SLACK_TOKENS = 4
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A stretch of a file's transcript, seconds from the file's start."""
+
+    start: float
+    end: float
+    text: str
+    tokens: tuple[int, ...] = ()
+    avg_logprob: float = 0.0
+    compression_ratio: float = 0.0
+    no_speech_prob: float = 0.0
+    temperature: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -174,6 +189,45 @@ class WhisperEngine:
         elapsed = time.perf_counter() - started
         logger.trace("whisper: {:.2f}s audio in {:.3f}s -> {!r}", audio_secs, elapsed, text)
         return Transcript(text, audio_secs, elapsed)
+
+    async def decode_file(self, pcm16: bytes, *, prompt: str | None = None,
+                          work: Work = Work.USER_WAITING) -> AsyncIterator[Segment]:
+        """A whole recording's segments as they are decoded, from the event loop: Whisper's own
+        file decoding (30 s windows, beam search, timestamps, `prompt` as the initial prompt),
+        as faster-whisper does with its defaults, with the silence phrases dropped."""
+        loop = asyncio.get_running_loop()
+        segments = self._segments(pcm16, prompt)
+        with self._queued_lock:
+            self._queued += 1
+        try:
+            while (segment := await loop.run_in_executor(
+                    self.executor, self._next_in_turn, segments, work)) is not None:
+                yield segment
+        finally:
+            with self._queued_lock:
+                self._queued -= 1
+
+    def _segments(self, pcm16: bytes, prompt: str | None) -> Iterator[Segment]:
+        audio = np.frombuffer(pcm16, dtype=np.int16).astype(np.float32) / 32768.0
+        if audio.size == 0:
+            return
+        rms = float(np.sqrt(np.mean(audio**2)))
+        self._model.window_frames = FULL_WINDOW_SECS * FRAMES_PER_SEC
+        segments, _ = self._model.transcribe(audio, language=self._language,
+                                             initial_prompt=prompt or None, vad_filter=False)
+        for s in segments:
+            if not is_silence_hallucination(s.text, rms, s.no_speech_prob):
+                yield Segment(round(s.start, 2), round(s.end, 2), s.text.strip(),
+                              tokens=tuple(s.tokens), avg_logprob=s.avg_logprob,
+                              compression_ratio=s.compression_ratio,
+                              no_speech_prob=s.no_speech_prob, temperature=s.temperature or 0.0)
+
+    def _next_in_turn(self, segments: Iterator[Segment], work: Work) -> Segment | None:
+        # The window length is the engine's, set per decode: a file's decode and a session's
+        # short ones take turns on this one thread, so set it again for each step.
+        self._model.window_frames = FULL_WINDOW_SECS * FRAMES_PER_SEC
+        with self._compute.turn(work):
+            return next(segments, None)
 
     def warm_up(self) -> None:
         """First call pays one-off allocation costs; pay them at start-up instead."""

@@ -103,7 +103,7 @@ class LocalTTSService(TTSService):
         executor = self._first_executor if is_first_piece else self._executor
         if is_first_piece:
             self._audio_until = 0.0
-        while (chunk := await loop.run_in_executor(executor, self._next_chunk, chunks,
+        while (chunk := await loop.run_in_executor(executor, next_chunk, chunks,
                                                    self._urgency_of(is_first_piece))) is not None:
             is_first_piece = False
             chunk_secs = len(chunk) / 2 / self._engine.sample_rate
@@ -127,9 +127,10 @@ class LocalTTSService(TTSService):
             return Work.RUNNING_DRY if lead < SHORT_LEAD_SECS else Work.PLAYBACK
         return urgency
 
-    @staticmethod
-    def _next_chunk(chunks: Iterator[bytes], work: Urgency) -> bytes | None:
-        # The engine takes the turn around its inference only: finding that the sentence had
-        # no more audio must not wait for a turn (the reply's next sentence waits on it).
-        with working_on(work):
-            return next(chunks, None)
+
+def next_chunk(chunks: Iterator[bytes], work: Urgency) -> bytes | None:
+    """The engine's next chunk, or None at its end: blocking, call it on a TTS executor.
+    The engine takes the turn around its inference only: finding that the sentence had no
+    more audio must not wait for a turn (the reply's next sentence waits on it)."""
+    with working_on(work):
+        return next(chunks, None)

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import wave
 from pathlib import Path
 
@@ -67,7 +68,8 @@ def unused_port():
 @pytest.mark.parametrize("command, described", [
     ((), {"--config": "YAML config file", "--log-level": "TRACE, DEBUG",
           "serve": "load the models and serve /ws", "talk": "speak a wav file",
-          "models": "list each model", "discord": "run the Discord voice bot"}),
+          "models": "list each model", "discord": "run the Discord voice bot",
+          "wyoming": "for Home Assistant"}),
     (("serve",), {"--host": "bind address", "--port": "0 picks a free one",
                   "--ssl-certfile": "TLS certificate", "--ssl-keyfile": "TLS private key"}),
     (("talk",), {"--wav": "16-bit mono PCM wav", "--out": "reply audio",
@@ -76,6 +78,8 @@ def unused_port():
                  "--input-device": "microphone", "--output-device": "speakers",
                  "--no-echo-cancellation": "headphones"}),
     (("models",), {"-h, --help": "show this help message"}),
+    (("wyoming",), {"--host": "no authentication", "--port": "default 10300",
+                    "--metrics-port": "/health and /metrics"}),
 ])
 def test_help_describes_every_option(command, described):
     result = voxline(*command, "--help")
@@ -275,3 +279,51 @@ async def test_sigterm_during_a_conversation_ends_it_cleanly_and_exits_0_within_
     assert error["type"] == "error" and error["code"] == "server_shutdown", messages
     assert "(server shutdown) after" in log, log[-3000:]
     assert "Traceback" not in log, log[-3000:]
+
+
+# --- wyoming ------------------------------------------------------------------------------------
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read().decode()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def test_wyoming_serves_home_assistant_and_its_metrics_then_exits_0_on_sigterm():
+    from wyoming.client import AsyncTcpClient
+    from wyoming.info import Describe, Info
+
+    port, metrics_port = _free_port(), _free_port()
+    env = {**os.environ, "VOXLINE_LLM__MODEL": "smollm2-135m"}
+    process = await asyncio.create_subprocess_exec(
+        str(VOXLINE), "wyoming", "--port", str(port), "--metrics-port", str(metrics_port),
+        env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    log = bytearray()
+    try:
+        async with asyncio.timeout(120):
+            while b"listening on http" not in log:
+                line = await process.stderr.readline()
+                assert line, f"voxline wyoming exited early:\n{log.decode()[-3000:]}"
+                log += line
+        async with AsyncTcpClient("127.0.0.1", port) as client:
+            await client.write_event(Describe().event())
+            info = Info.from_event(await asyncio.wait_for(client.read_event(), 30))
+        assert info.asr[0].models[0].name == "whisper-tiny.en"
+        metrics = await asyncio.to_thread(_get, f"http://127.0.0.1:{metrics_port}/metrics")
+        assert 'voxline_sessions_started_total{transport="wyoming"} 1.0' in metrics
+        process.send_signal(signal.SIGTERM)
+        rest = await asyncio.wait_for(process.stderr.read(), 10)
+        rc = await asyncio.wait_for(process.wait(), 5)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    output = (log + rest).decode(errors="replace")
+    assert rc == 0, output[-3000:]
+    assert f"Wyoming listening on tcp://127.0.0.1:{port}" in output
+    assert "Traceback" not in output, output[-3000:]

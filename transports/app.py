@@ -16,6 +16,8 @@ from voxline.auth import AccessGuard, Refusal, client_address
 from voxline.config.settings import WebRTCSettings
 from voxline.dashboard.app import create_dashboard_app
 from voxline.dashboard.auth import dashboard_access
+from voxline.transports.http_body import BodyTooLarge, read_body
+from voxline.transports.openai_audio import mount_openai_audio
 from voxline.transports.webrtc import Caller, SignallingError, WebRTCGateway
 from voxline.transports.websocket import websocket_endpoint
 from voxline.worker import Worker
@@ -67,6 +69,8 @@ def create_app(worker: Worker) -> FastAPI:
 
     if gateway:
         _mount_webrtc(app, gateway, worker.access)
+    if settings.openai.enabled:
+        mount_openai_audio(app, worker)
     if worker.collector:
         app.mount("/dashboard", create_dashboard_app(
             worker.collector, worker.bus, source=worker.worker_id,
@@ -130,12 +134,10 @@ async def _signalling(request: Request, access: AccessGuard, webrtc: WebRTCSetti
 
 async def _read_json(request: Request, max_bytes: int) -> object:
     """The JSON body, read no further than `max_bytes` (whatever Content-Length claims)."""
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > max_bytes:
-            raise SignallingError(413, "body_too_large",
-                                  f"the request body is over {max_bytes} bytes")
+    try:
+        body = await read_body(request, max_bytes)
+    except BodyTooLarge as e:
+        raise SignallingError(413, "body_too_large", str(e)) from None
     try:
         return json.loads(body)
     except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack

@@ -1,4 +1,4 @@
-"""The `voxline` command: serve, talk, dashboard, discord, bench, keys, models."""
+"""The `voxline` command: serve, talk, dashboard, discord, wyoming, bench, keys, models."""
 
 import argparse
 import asyncio
@@ -41,6 +41,11 @@ DESCRIPTIONS = {
         "Run the Discord voice bot: load the models, log in with DISCORD_TOKEN, and answer "
         "/join, /leave, /persona and /status; each member who speaks in the bot's voice channel "
         "gets their own conversation."
+    ),
+    "wyoming": (
+        "Serve speech to text and text to speech to Home Assistant's voice pipeline over "
+        "Wyoming (add the Wyoming Protocol integration with this host and port). Wyoming has no "
+        "authentication: it listens on loopback unless told otherwise."
     ),
     "models": (
         "List every packaged model with its source package, size and whether its sha256 "
@@ -108,6 +113,17 @@ def _parser() -> argparse.ArgumentParser:
         description=DESCRIPTIONS["discord"],
     )
     discord_bot.set_defaults(run=_discord)
+
+    wyoming = sub.add_parser(
+        "wyoming", help="serve speech to text and speech for Home Assistant (Wyoming)",
+        description=DESCRIPTIONS["wyoming"],
+    )
+    wyoming.add_argument("--host", help="bind address (default 127.0.0.1; Wyoming has no "
+                                        "authentication, see docs/operations.md)")
+    wyoming.add_argument("--port", type=int, help="TCP port (default 10300)")
+    wyoming.add_argument("--metrics-port", type=int,
+                         help="also serve /health and /metrics over HTTP on this port")
+    wyoming.set_defaults(run=_wyoming)
 
     add_keys_parser(sub)
 
@@ -194,6 +210,23 @@ def _discord(args: argparse.Namespace) -> int:
         raise UserFacingError(str(e)) from None
     except OSError as e:
         raise UserFacingError(f"cannot reach Discord: {e}") from None
+    return 0
+
+
+def _wyoming(args: argparse.Namespace) -> int:
+    from voxline.models import ModelFileError
+    from voxline.wyoming_server import run_wyoming
+
+    settings = settings_from(args, wyoming__host=args.host, wyoming__port=args.port,
+                             wyoming__metrics_port=args.metrics_port)
+    try:
+        run_loop(run_wyoming(settings))
+    except ModelFileError as e:
+        raise UserFacingError(str(e)) from None
+    except OSError as e:
+        raise UserFacingError(
+            f"cannot listen on {settings.wyoming.host}:{settings.wyoming.port}: "
+            f"{e.strerror or e}; pick another --port") from None
     return 0
 
 

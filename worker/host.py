@@ -7,7 +7,8 @@ failure so that the others go on, and ends sessions on request (an operator, a s
 """
 
 import asyncio
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Protocol
@@ -17,7 +18,7 @@ from pipecat.transports.base_transport import BaseTransport
 
 from voxline.agent import CircuitBreaker, Persona, SessionOptions
 from voxline.agent.session import Session
-from voxline.bus import EventBus
+from voxline.bus import EventBus, SessionBus, events
 from voxline.bus.events import Event
 from voxline.config.settings import VoxlineSettings
 from voxline.models import ModelSet
@@ -66,7 +67,8 @@ class Slot:
 
 @dataclass
 class _LiveSession:
-    session: Session
+    session_id: str
+    end: Callable[[str], Awaitable[None]]  # end it now, saying why
     client: SessionClient | None
 
 
@@ -135,7 +137,8 @@ class SessionHost:
             try:
                 session = Session(transport, self.models, self.settings, self.bus, options,
                                   llm_breaker=self.llm_breaker)
-                async with (self._running(_LiveSession(session, client), slot),
+                live = _LiveSession(session_id, session.end, client)
+                async with (self._running(live, slot),
                             forwarding_session_events(self.bus, session_id, client)):
                     return await session.run()
             except Exception:  # one session's boundary: log once, keep the worker up
@@ -149,6 +152,25 @@ class SessionHost:
                 if client is not None:
                     await client.close()
 
+    @asynccontextmanager
+    async def serving(self, *, session_id: str, transport: str, client: str, slot: Slot,
+                      stop: Callable[[], Awaitable[None]]) -> AsyncIterator["ServedConnection"]:
+        """Count a connection that serves speech requests without a conversation (a Wyoming
+        client, a /v1/audio request) as one of this worker's sessions while it lasts: it holds
+        `slot`, is bracketed by session.started/ended on the bus, and an operator or a shutdown
+        ends it through `stop` (which closes the connection)."""
+        served = ServedConnection(SessionBus(self.bus, session_id=session_id,
+                                             source=self.worker_id), stop)
+        started = time.monotonic()
+        served.bus.publish(events.SessionStarted, transport=transport, client=client)
+        try:
+            async with self._running(_LiveSession(session_id, served.end, None), slot):
+                yield served
+        finally:
+            served.ended_because("ended")
+            served.bus.publish(events.SessionEnded, reason=served.end_reason,
+                               duration_secs=time.monotonic() - started)
+
     async def wait_idle(self) -> None:
         """Until no session runs."""
         await self._none_live.wait()
@@ -158,7 +180,7 @@ class SessionHost:
         live = self._live.get(session_id)
         if live is None:
             return False
-        await live.session.end(reason)
+        await live.end(reason)
         return True
 
     async def end_all(self, reason: str, *, wait_secs: float) -> int:
@@ -168,7 +190,7 @@ class SessionHost:
         await asyncio.gather(*(live.client.say_shutting_down() for live in sessions
                                if live.client is not None))
         for live in sessions:
-            await live.session.end(reason)
+            await live.end(reason)
         try:
             async with asyncio.timeout(wait_secs):
                 await self.wait_idle()
@@ -185,7 +207,7 @@ class SessionHost:
     async def _running(self, live: _LiveSession, slot: Slot) -> AsyncIterator[None]:
         """Count the session while it runs, then free its slot; after it, give the memory it
         freed back to the OS (and while sessions run, see `HeapTrimmer`)."""
-        self._live[live.session.options.session_id] = live
+        self._live[live.session_id] = live
         self.total += 1
         self._none_live.clear()
         self._heap_trimmer.start()
@@ -193,11 +215,30 @@ class SessionHost:
             yield
         finally:
             slot.release()
-            del self._live[live.session.options.session_id]
+            del self._live[live.session_id]
             if not self._live:
                 self._none_live.set()
                 self._heap_trimmer.stop()
             await asyncio.to_thread(release_freed_memory)
+
+
+class ServedConnection:
+    """A connection counted as a session by `SessionHost.serving`: publishes on the bus as its
+    session; `end_reason` is the first reason it was given to end."""
+
+    def __init__(self, session_bus: SessionBus, stop: Callable[[], Awaitable[None]]):
+        self.bus = session_bus
+        self.end_reason: str | None = None
+        self._stop = stop
+
+    def ended_because(self, reason: str) -> None:
+        if self.end_reason is None:
+            self.end_reason = reason
+
+    async def end(self, reason: str) -> None:
+        """End it now (an operator, a shutdown)."""
+        self.ended_because(reason)
+        await self._stop()
 
 
 @asynccontextmanager

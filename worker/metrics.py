@@ -49,6 +49,16 @@ class WorkerMetrics:
         self.llm_circuit_open = Gauge(
             "voxline_llm_circuit_open", "1 while the remote LLM's circuit is open or half-open",
             registry=r)
+        self.sessions_started = Counter(
+            "voxline_sessions_started", "Sessions started, by transport", ["transport"],
+            registry=r)
+        self.speech_requests = Counter(
+            "voxline_speech_requests", "Speech-to-text and text-to-speech requests served "
+            "outside a conversation (Wyoming, /v1/audio)", ["transport", "kind"], registry=r)
+        self.speech_processing = Histogram(
+            "voxline_speech_processing_seconds",
+            "stt: end of the audio → transcript; tts: request → first audio", ["kind"],
+            buckets=STAGE_BUCKETS, registry=r)
         r.register(ComputeUsageCollector(host.models.compute))
         # The same counts as plain numbers, for the dashboard's telemetry.
         self.turns_total = 0
@@ -60,7 +70,8 @@ class WorkerMetrics:
         worker_id = self._host.worker_id
         subscription = self._host.bus.subscribe(
             lambda e: e.source == worker_id
-            and isinstance(e, events.TurnMetrics | events.SessionError | events.EchoGuarded)
+            and isinstance(e, events.TurnMetrics | events.SessionError | events.EchoGuarded
+                           | events.SessionStarted | events.SpeechServed)
         )
         self._task = asyncio.create_task(self._follow(subscription), name="voxline-metrics")
 
@@ -89,6 +100,13 @@ class WorkerMetrics:
                 if isinstance(event, events.SessionError):
                     self.errors.labels(kind=event.code).inc()
                     self.errors_total += 1
+                    continue
+                if isinstance(event, events.SessionStarted):
+                    self.sessions_started.labels(transport=event.transport).inc()
+                    continue
+                if isinstance(event, events.SpeechServed):
+                    self.speech_requests.labels(transport=event.transport, kind=event.kind).inc()
+                    self.speech_processing.labels(kind=event.kind).observe(event.processing_secs)
                     continue
                 if isinstance(event, events.EchoGuarded):
                     outcome = "written_again" if event.attempt == 1 else "fallback"
