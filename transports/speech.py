@@ -10,6 +10,7 @@ from voxline.bus import events
 from voxline.models import ModelSet
 from voxline.models.compute import Work
 from voxline.models.whisper import WHISPER_SAMPLE_RATE, Segment
+from voxline.pipeline.text_aggregation import FirstClauseAggregator
 from voxline.pipeline.tts import next_chunk
 from voxline.worker.host import ServedConnection
 
@@ -77,9 +78,10 @@ class SpeechRequests:
                 processing_secs=time.monotonic() - started)
 
     async def synthesize(self, text: str, *, speed: float = 1.0) -> AsyncIterator[bytes]:
-        """`text` spoken (at `speed` times the voice's speed), sentence by sentence as the
-        engine makes it: the first sentence's audio comes before the next is synthesized.
-        Raises `TextTooLong` before any audio."""
+        """`text` spoken (at `speed` times the voice's speed) piece by piece as the engine makes
+        it, cut as the bot's replies are (`FirstClauseAggregator`: a short opening, then
+        whole sentences), so the first audio comes after the first few words are synthesized,
+        not the whole first sentence. Raises `TextTooLong` before any audio."""
         if len(text) > self._max_text_chars:
             raise TextTooLong(f"the text has {len(text)} characters; at most "
                               f"{self._max_text_chars} (tts.max_text_chars) are spoken at once")
@@ -87,15 +89,16 @@ class SpeechRequests:
         first_audio_secs: float | None = None
         audio_bytes = 0
         loop = asyncio.get_running_loop()
-        chunks = self._models.tts.synthesize(text, speed)
         executor, work = self._models.tts_first_executor, Work.USER_WAITING
         try:
-            while (chunk := await loop.run_in_executor(executor, next_chunk, chunks, work)):
-                if first_audio_secs is None:
-                    first_audio_secs = time.monotonic() - started
-                executor, work = self._models.tts_executor, Work.PLAYBACK
-                audio_bytes += len(chunk)
-                yield chunk
+            async for piece in _pieces(text):
+                chunks = self._models.tts.synthesize(piece, speed)
+                while chunk := await loop.run_in_executor(executor, next_chunk, chunks, work):
+                    if first_audio_secs is None:
+                        first_audio_secs = time.monotonic() - started
+                    executor, work = self._models.tts_executor, Work.PLAYBACK
+                    audio_bytes += len(chunk)
+                    yield chunk
         finally:
             if text.strip():
                 self._served.bus.publish(events.BotSpoken, text=text.strip())
@@ -104,3 +107,11 @@ class SpeechRequests:
                 audio_secs=audio_bytes / BYTES_PER_SAMPLE / self.sample_rate,
                 processing_secs=first_audio_secs if first_audio_secs is not None
                 else time.monotonic() - started)
+
+
+async def _pieces(text: str) -> AsyncIterator[str]:
+    aggregator = FirstClauseAggregator()
+    async for aggregation in aggregator.aggregate(text):
+        yield aggregation.text
+    if (rest := await aggregator.flush()) is not None and rest.text.strip():
+        yield rest.text

@@ -56,6 +56,11 @@ def add_bench_parser(sub) -> None:
                             "(silence keeps coming) and as a Discord client (nothing after "
                             "the speech); --turns passes over the prompts (needs the discord "
                             "extra)")
+    bench.add_argument("--speech-endpoints", action="store_true",
+                       help="measure the OpenAI-compatible audio endpoints and the Wyoming "
+                            "server instead: first bytes of /v1/audio/speech, transcription "
+                            "time and WER of uploaded files, Wyoming's audio-stop → transcript "
+                            "(--short: fewer sentences and prompts)")
     bench.add_argument("--echo-cancellation-field", action="store_true",
                        help='--turn-taking: send "echo_cancellation": true in the echo '
                             "scenario's start (dropped if the server refuses it)")
@@ -132,8 +137,31 @@ def _bench_discord_turns(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_speech_endpoints(args: argparse.Namespace) -> int:
+    from voxline.bench.prompts import PromptError
+    from voxline.bench.report import write_json
+    from voxline.bench.speech_endpoints import (
+        SpeechEndpointsOptions,
+        run_speech_endpoints,
+        speech_endpoints_table,
+    )
+
+    options = SpeechEndpointsOptions(short=args.short, llm_model=args.llm,
+                                     server_logs=args.server_logs)
+    try:
+        report = asyncio.run(run_speech_endpoints(options))
+    except (PromptError, RuntimeError, OSError) as e:
+        raise UserFacingError(str(e)) from None
+    print(speech_endpoints_table(report))
+    if args.json:
+        write_json(report, args.json)
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     require_extra("bench")
+    if args.speech_endpoints:
+        return _bench_speech_endpoints(args)
     if args.replies:
         return _bench_replies(args)
     if args.turn_taking:

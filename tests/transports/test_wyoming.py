@@ -24,7 +24,7 @@ from wyoming.tts import (
 )
 
 from tests.conftest import make_settings
-from tests.helpers import transcribe, wer, words
+from tests.helpers import cer, transcribe, wer, words
 from voxline.bench.turn_audio import ESPEAK_VOICES, Speaker
 from voxline.bus import events
 from voxline.transports.wyoming import WyomingServer
@@ -213,7 +213,8 @@ async def test_a_synthesis_transcribes_back_to_its_words(wyoming, models):
         pcm, rate, types = await _audio_until(client, lambda e: AudioStop.is_type(e.type))
     assert types[0] == "audio-start" and types.count("audio-chunk") >= 2
     assert rate == models.tts.sample_rate
-    assert wer(text, transcribe(models, pcm, rate)) <= 0.2
+    # Character error rate: tiny Whisper writes near-homophones differently ("door's lock").
+    assert cer(text, transcribe(models, pcm, rate)) <= 0.15
     await wyoming.wait_for(events.SessionEnded)
     assert [e.text for e in wyoming.of_type(events.BotSpoken)] == [text]
     served = wyoming.of_type(events.SpeechServed)
