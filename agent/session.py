@@ -51,7 +51,7 @@ class SessionOptions:
     """What the transport knows about this conversation."""
 
     session_id: str
-    transport: Literal["websocket", "webrtc", "discord"]
+    transport: Literal["websocket", "webrtc", "discord", "realtime"]
     persona: Persona
     worker_id: str = "worker"
     client: str = ""
@@ -64,6 +64,10 @@ class SessionOptions:
     record: bool = False  # the client asked; recorded only if privacy.allow_recording too
     # The client's loudspeaker may leak into its microphone and it does not cancel that itself.
     echo_cancellation: bool = False
+    # A client's own turn-taking settings (the Realtime API's turn_detection), over the
+    # server's `vad.stop_secs` and `agent.incomplete_grace_secs`.
+    vad_stop_secs: float | None = None
+    incomplete_grace_secs: float | None = None
 
 
 class Session:
@@ -83,6 +87,7 @@ class Session:
                  llm_breaker: CircuitBreaker | None = None):
         self.options = options
         self.end_reason: str | None = None
+        settings = with_client_turn_taking(settings, options)
         self._bus = SessionBus(bus, session_id=options.session_id, source=options.worker_id)
         vad = _vad_analyzer(models, settings.vad)
         context = LLMContext()
@@ -189,6 +194,17 @@ async def run_session(transport: BaseTransport, models: ModelSet, settings: Voxl
     with logger.contextualize(session_id=options.session_id):
         return await Session(transport, models, settings, bus, options,
                              llm_breaker=llm_breaker).run()
+
+
+def with_client_turn_taking(settings: VoxlineSettings,
+                             options: SessionOptions) -> VoxlineSettings:
+    """`settings` with the client's turn-taking choices in place of the server's."""
+    vad, agent = settings.vad, settings.agent
+    if options.vad_stop_secs is not None:
+        vad = vad.model_copy(update={"stop_secs": options.vad_stop_secs})
+    if options.incomplete_grace_secs is not None:
+        agent = agent.model_copy(update={"incomplete_grace_secs": options.incomplete_grace_secs})
+    return settings.model_copy(update={"vad": vad, "agent": agent})
 
 
 def _recorder(privacy: PrivacySettings, options: SessionOptions) -> list[AudioBufferProcessor]:

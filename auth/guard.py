@@ -158,6 +158,12 @@ class AccessGuard:
             return Grant(key_id=found.id, role=found.role, credential="key")
         return None
 
+    def sessions_left(self, connection: HTTPConnection) -> tuple[int, int, float]:
+        """This client address's new-session limit a minute (0: none), how many it has left now,
+        and seconds until it has them all again."""
+        left, refill = self._per_ip.remaining(client_address(connection))
+        return self._per_ip.per_minute, left, refill
+
     def take_session(self, connection: HTTPConnection, grant: Grant) -> Refusal | None:
         """Count a new session against its client IP and key, or refuse it if either has used
         up its sessions for now (then nothing is counted)."""

@@ -23,6 +23,13 @@ class RateLimiter:
         tokens = self._tokens(name)
         return 0.0 if tokens >= 1 else (1 - tokens) / self._rate_per_sec
 
+    def remaining(self, name: str) -> tuple[int, float]:
+        """Events `name` may still have now (whole ones), and seconds until it has them all
+        again."""
+        tokens = self._tokens(name) if self.per_minute else 0.0
+        refill = (self.per_minute - tokens) / self._rate_per_sec if self.per_minute else 0.0
+        return int(tokens), refill
+
     def take(self, name: str) -> None:
         """Count one event for `name` (after `retry_after_secs` said it may go)."""
         if not self.per_minute:

@@ -18,6 +18,7 @@ from voxline.dashboard.app import create_dashboard_app
 from voxline.dashboard.auth import dashboard_access
 from voxline.transports.http_body import BodyTooLarge, read_body
 from voxline.transports.openai_audio import mount_openai_audio
+from voxline.transports.realtime import realtime_endpoint
 from voxline.transports.webrtc import Caller, SignallingError, WebRTCGateway
 from voxline.transports.websocket import websocket_endpoint
 from voxline.worker import Worker
@@ -71,6 +72,10 @@ def create_app(worker: Worker) -> FastAPI:
         _mount_webrtc(app, gateway, worker.access)
     if settings.openai.enabled:
         mount_openai_audio(app, worker)
+
+        @app.websocket("/v1/realtime")
+        async def realtime(websocket: WebSocket):
+            await realtime_endpoint(websocket, host, worker.access)
     if worker.collector:
         app.mount("/dashboard", create_dashboard_app(
             worker.collector, worker.bus, source=worker.worker_id,
