@@ -117,7 +117,7 @@ async def run_session(url: str, prompts: list[Prompt], *, session: int, turns: i
                 prompt = prompts[(session + turn) % len(prompts)]
                 result = TurnResult(session, turn, prompt.id, prompt.text)
                 try:
-                    await _one_turn(mic, listener, prompt, result,
+                    await one_turn(mic, listener, prompt, result,
                                     answer_timeout_secs=turn_timeout_secs + prompt.duration_secs)
                 except TimeoutError as e:
                     result.error = str(e)
@@ -130,7 +130,7 @@ async def run_session(url: str, prompts: list[Prompt], *, session: int, turns: i
     return results
 
 
-async def _one_turn(mic: Microphone, listener: Listener, prompt: Prompt, result: TurnResult,
+async def one_turn(mic: Microphone, listener: Listener, prompt: Prompt, result: TurnResult,
                     *, answer_timeout_secs: float) -> None:
     """Say the prompt, then take events until the bot has answered and stopped. The answer
     must start within `answer_timeout_secs`; a long answer (a story) may then take as long as

@@ -36,6 +36,8 @@ def table(report: dict) -> str:
                          f" idle at start → {soak['tasks_end']} at end")
         if "webrtc" in result:
             lines += _webrtc_lines(result["webrtc"])
+        if "realtime" in result:
+            lines += _realtime_lines(result["realtime"], result)
     if "ratio" in report:
         ratio = report["ratio"]
         lines.append(f"voxline is {_x(ratio['v2v_p50'])} faster at p50, "
@@ -75,6 +77,18 @@ def _webrtc_lines(webrtc: dict) -> list[str]:
              _row("    voice-to-voice", webrtc["v2v_secs"])]
     if webrtc["stages"]["total_secs"]["n"]:
         lines.append(_row("    total (server)", webrtc["stages"]["total_secs"]))
+    return lines
+
+
+def _realtime_lines(realtime: dict, ws: dict) -> list[str]:
+    """The same sessions over /v1/realtime (--protocol realtime), against /ws's."""
+    lines = [f"  realtime (/v1/realtime, same prompts) — {realtime['answered']}/"
+             f"{realtime['turns']} turns answered, STT WER {_pct(realtime['stt_wer'])}, "
+             f"underruns {realtime['underruns']}",
+             _row("    voice-to-voice", realtime["v2v_secs"])]
+    if realtime["v2v_secs"]["n"] and ws["v2v_secs"]["n"]:
+        gap = realtime["v2v_secs"]["p50"] - ws["v2v_secs"]["p50"]
+        lines.append(f"    realtime minus /ws, p50: {gap:+.2f} s")
     return lines
 
 

@@ -13,6 +13,7 @@ from loguru import logger
 from voxline.bench.baseline import baseline_server
 from voxline.bench.client import TurnResult, run_session
 from voxline.bench.prompts import Prompt, built_in_prompts, manifest_prompts, pick_prompts
+from voxline.bench.realtime_client import run_realtime_session
 from voxline.bench.server_process import (
     ResourceSampler,
     ServerProcess,
@@ -37,6 +38,9 @@ class BenchOptions:
     soak_minutes: float = 0.0
     llm_model: str = "qwen2.5-0.5b"
     webrtc: bool = False  # one more session, from headless Chromium over WebRTC
+    # "realtime": the same sessions again over /v1/realtime (OpenAI's Realtime API), after
+    # the /ws ones, on the same server.
+    protocol: str = "ws"
     # Session i starts i × stagger seconds after the first: independent users do not end their
     # sentences on the same 20 ms frame (0 = all at once, the worst case).
     stagger_secs: float = 0.7
@@ -55,7 +59,8 @@ async def run_bench(options: BenchOptions) -> dict:
         report: dict = {"options": {k: str(v) for k, v in asdict(options).items()},
                         "started": time.time(), "prompts": len(prompts)}
         report["voxline"] = await _measure(_voxline(options), options, prompts,
-                                           with_webrtc=options.webrtc)
+                                           with_webrtc=options.webrtc,
+                                           with_realtime=options.protocol == "realtime")
         if options.baseline == "pipecat":
             report["baseline"] = await _measure(
                 baseline_server(free_port(), options.llm_model,
@@ -85,7 +90,8 @@ def _log_path(options: BenchOptions, name: str) -> Path | None:
 
 
 async def _measure(server: ServerProcess | str, options: BenchOptions,
-                   prompts: list[Prompt], *, with_webrtc: bool = False) -> dict:
+                   prompts: list[Prompt], *, with_webrtc: bool = False,
+                   with_realtime: bool = False) -> dict:
     """Run every session against one server and summarise (the WebRTC session, if any, in its
     own block under "webrtc")."""
     own = isinstance(server, ServerProcess)
@@ -105,6 +111,8 @@ async def _measure(server: ServerProcess | str, options: BenchOptions,
         result = summarise(turns)
         if webrtc is not None:
             result["webrtc"] = webrtc
+        if with_realtime:
+            result["realtime"] = await _realtime_sessions(url, prompts, options)
         if sampler:
             await sampler.stop()
             result["resources"] = _resources(sampler, rss_idle, options.sessions, rss_one)
@@ -151,6 +159,14 @@ async def _sessions(url: str, prompts: list[Prompt], options: BenchOptions,
             await soak.sample()
         if time.monotonic() >= deadline:
             return results, webrtc
+
+
+async def _realtime_sessions(url: str, prompts: list[Prompt], options: BenchOptions) -> dict:
+    """The same sessions over /v1/realtime, and their p50 against /ws's."""
+    rounds = await asyncio.gather(*(
+        run_realtime_session(http_origin(url), prompts, session=i, turns=options.turns)
+        for i in range(options.sessions)))
+    return summarise([turn for session in rounds for turn in session])
 
 
 async def _webrtc_session(url: str, prompts: list[Prompt], options: BenchOptions) -> dict:

@@ -53,8 +53,11 @@ from voxline.transports.serializer import AudioBudget
 from voxline.worker import NoSlot, SessionHost
 from voxline.worker.host import Slot
 
-MAX_APPEND_BYTES = 15 * 1024 * 1024  # OpenAI's own limit on one append's audio
-MAX_EVENT_BYTES = 2 * MAX_APPEND_BYTES  # base64 and JSON around it
+# One append's audio (11 s of pcm16): OpenAI takes up to 15 MiB, but the server's WebSocket
+# frames end at 16 × server.max_frame_bytes (1 MiB by default: uvicorn closes with 1009 above
+# it); appends are meant to be the audio as it is captured.
+MAX_APPEND_BYTES = 512 * 1024
+MAX_EVENT_BYTES = 1024 * 1024
 MAX_HELD_SECS = 120  # push-to-talk: the most audio one turn holds
 ROLES = ("user", "assistant", "system")
 

@@ -64,6 +64,9 @@ def add_bench_parser(sub) -> None:
     bench.add_argument("--echo-cancellation-field", action="store_true",
                        help='--turn-taking: send "echo_cancellation": true in the echo '
                             "scenario's start (dropped if the server refuses it)")
+    bench.add_argument("--protocol", choices=["ws", "realtime"], default="ws",
+                       help="realtime: run the same sessions again over /v1/realtime (OpenAI's "
+                            "Realtime API) on the same server and compare voice-to-voice")
     bench.add_argument("--webrtc", action="store_true",
                        help="add one session over WebRTC from headless Chromium (needs chromium "
                             "and the playwright package)")
@@ -177,6 +180,7 @@ def _bench(args: argparse.Namespace) -> int:
                            prompt_ids=prompt_ids,
                            url=args.url, baseline=args.baseline, soak_minutes=args.soak,
                            llm_model=args.llm, webrtc=args.webrtc, stagger_secs=args.stagger,
+                           protocol=args.protocol,
                            server_logs=args.server_logs, log_level=args.log_level)
     try:
         report = asyncio.run(run_bench(options))

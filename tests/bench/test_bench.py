@@ -1,6 +1,7 @@
 """`voxline bench` in CI's short mode: every field filled with plausible values (figures are
 not asserted here; they belong to the benchmark's own report). The short run includes the
-`--webrtc` browser session, which runs alongside the WebSocket session (no extra server start)."""
+`--webrtc` browser session, which runs alongside the WebSocket session (no extra server start),
+and the same sessions over /v1/realtime (`--protocol realtime`)."""
 
 import asyncio
 import json
@@ -23,7 +24,8 @@ async def bench_report(tmp_path_factory):
     process = await asyncio.create_subprocess_exec(
         str(voxline), "--log-level", "INFO", "bench", "--turns", "3", "--llm", "smollm2-135m",
         "--prompts", "capital,dragon,book",
-        "--baseline", "pipecat", "--webrtc", "--json", str(folder / "bench.json"),
+        "--baseline", "pipecat", "--webrtc", "--protocol", "realtime",
+        "--json", str(folder / "bench.json"),
         "--plot", str(folder / "bench.html"), "--server-logs", str(folder / "logs"),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
@@ -73,6 +75,17 @@ async def test_webrtc_session_has_its_own_block(bench_report):
         assert turn["transcript"] and turn["reply"] and turn["bot_audio_secs"] > 0, turn
         assert turn["session"] == 1  # after the WebSocket session 0: distinguishable
     assert all(t["session"] == 0 for t in report["voxline"]["per_turn"])
+
+
+async def test_realtime_sessions_have_their_own_block(bench_report):
+    """--protocol realtime: the same prompts over /v1/realtime, timed the same way."""
+    report, printed, _ = bench_report
+    realtime = report["voxline"]["realtime"]
+    assert realtime["turns"] == 3 and realtime["answered"] == 3, realtime["errors"]
+    assert realtime["v2v_secs"]["p50"] > 0
+    for turn in realtime["per_turn"]:
+        assert turn["transcript"] and turn["reply"] and turn["bot_audio_secs"] > 0, turn
+    assert "realtime minus /ws, p50" in printed
 
 
 async def test_table_and_plot_are_written(bench_report):

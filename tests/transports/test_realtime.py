@@ -215,6 +215,9 @@ async def test_bad_events_get_error_events_and_the_session_goes_on(server):
                          "item": {"type": "function_call_output", "output": "{}"}}),
              "unsupported_item", "item"),
             (json.dumps({"type": "input_audio_buffer.commit"}), "not_needed", None),
+            (json.dumps({"type": "input_audio_buffer.append",
+                         "audio": base64.b64encode(bytes(600_000)).decode()}),
+             "audio_too_large", "audio"),
         ]
         for text, code, param in cases:
             await ws.send(text)
