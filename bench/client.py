@@ -105,32 +105,40 @@ async def run_session(url: str, prompts: list[Prompt], *, session: int, turns: i
                       turn_timeout_secs: float = 30.0,
                       start_delay_secs: float = 0.0) -> list[TurnResult]:
     """Talk `turns` times on one connection; one result per turn (errors recorded, not raised)."""
-    results: list[TurnResult] = []
     await asyncio.sleep(start_delay_secs)
     async with websockets.connect(url, max_size=None, open_timeout=20) as ws:
         await ws.send(json.dumps({"type": "start", "sample_rate": SAMPLE_RATE}))
         json.loads(await asyncio.wait_for(ws.recv(), 20))  # ready
-        mic, listener = Microphone(ws), Listener(ws)
-        tasks = [asyncio.create_task(mic.run()), asyncio.create_task(listener.run())]
-        try:
-            for turn in range(turns):
-                prompt = prompts[(session + turn) % len(prompts)]
-                result = TurnResult(session, turn, prompt.id, prompt.text)
-                try:
-                    await one_turn(mic, listener, prompt, result,
-                                    answer_timeout_secs=turn_timeout_secs + prompt.duration_secs)
-                except TimeoutError as e:
-                    result.error = str(e)
-                results.append(result)
-                await asyncio.sleep(PAUSE_BETWEEN_TURNS_SECS)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        return await talk_turns(ws, prompts, session=session, turns=turns,
+                                turn_timeout_secs=turn_timeout_secs)
+
+
+async def talk_turns(wire, prompts: list[Prompt], *, session: int, turns: int,
+                     turn_timeout_secs: float) -> list[TurnResult]:
+    """The turns of one session on an open connection (`wire`: sends 16 kHz PCM frames and
+    yields the server's messages as /ws has them)."""
+    results: list[TurnResult] = []
+    mic, listener = Microphone(wire), Listener(wire)
+    tasks = [asyncio.create_task(mic.run()), asyncio.create_task(listener.run())]
+    try:
+        for turn in range(turns):
+            prompt = prompts[(session + turn) % len(prompts)]
+            result = TurnResult(session, turn, prompt.id, prompt.text)
+            try:
+                await _one_turn(mic, listener, prompt, result,
+                               answer_timeout_secs=turn_timeout_secs + prompt.duration_secs)
+            except TimeoutError as e:
+                result.error = str(e)
+            results.append(result)
+            await asyncio.sleep(PAUSE_BETWEEN_TURNS_SECS)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
     return results
 
 
-async def one_turn(mic: Microphone, listener: Listener, prompt: Prompt, result: TurnResult,
+async def _one_turn(mic: Microphone, listener: Listener, prompt: Prompt, result: TurnResult,
                     *, answer_timeout_secs: float) -> None:
     """Say the prompt, then take events until the bot has answered and stopped. The answer
     must start within `answer_timeout_secs`; a long answer (a story) may then take as long as

@@ -9,7 +9,6 @@ voice-to-voice is measured identically: end of the user's speech in the sent aud
 audible bot audio received.
 """
 
-import asyncio
 import base64
 import json
 
@@ -17,13 +16,7 @@ import numpy as np
 import soxr
 import websockets
 
-from voxline.bench.client import (
-    PAUSE_BETWEEN_TURNS_SECS,
-    Listener,
-    Microphone,
-    TurnResult,
-    one_turn,
-)
+from voxline.bench.client import TurnResult, talk_turns
 from voxline.bench.prompts import SAMPLE_RATE, Prompt
 
 REALTIME_RATE = 24000
@@ -77,24 +70,6 @@ async def run_realtime_session(http_url: str, prompts: list[Prompt], *, session:
                                turns: int, turn_timeout_secs: float = 30.0) -> list[TurnResult]:
     """Talk `turns` times on one Realtime connection; one result per turn (as `run_session`)."""
     url = http_url.replace("http", "ws", 1) + "/v1/realtime?model=bench"
-    results: list[TurnResult] = []
     async with websockets.connect(url, max_size=None, open_timeout=20) as ws:
-        wire = RealtimeWire(ws)
-        mic, listener = Microphone(wire), Listener(wire)
-        tasks = [asyncio.create_task(mic.run()), asyncio.create_task(listener.run())]
-        try:
-            for turn in range(turns):
-                prompt = prompts[(session + turn) % len(prompts)]
-                result = TurnResult(session, turn, prompt.id, prompt.text)
-                try:
-                    await one_turn(mic, listener, prompt, result,
-                                    answer_timeout_secs=turn_timeout_secs + prompt.duration_secs)
-                except TimeoutError as e:
-                    result.error = str(e)
-                results.append(result)
-                await asyncio.sleep(PAUSE_BETWEEN_TURNS_SECS)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-    return results
+        return await talk_turns(RealtimeWire(ws), prompts, session=session, turns=turns,
+                                turn_timeout_secs=turn_timeout_secs)

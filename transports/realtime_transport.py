@@ -8,8 +8,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from pipecat.frames.frames import (
-    CancelFrame,
-    EndFrame,
     Frame,
     InputAudioRawFrame,
     InterruptionFrame,
@@ -19,9 +17,10 @@ from pipecat.frames.frames import (
     UserStoppedSpeakingFrame,
 )
 from pipecat.processors.frame_processor import FrameDirection
-from pipecat.transports.base_input import BaseInputTransport
 from pipecat.transports.base_output import BaseOutputTransport
-from pipecat.transports.base_transport import BaseTransport, TransportParams
+from pipecat.transports.base_transport import TransportParams
+
+from voxline.pipeline.fed_input import FedInputTransport, FedTransport
 
 PIPELINE_SAMPLE_RATE = 16000
 OUTPUT_SAMPLE_RATE = 24000  # the Realtime API's pcm16
@@ -38,14 +37,12 @@ class RealtimeCallbacks:
     interrupted: Callable[[], None]
 
 
-class RealtimeInput(BaseInputTransport):
+class RealtimeInput(FedInputTransport):
     """Pushes what the connection feeds (16 kHz audio, control frames) into the pipeline."""
 
     def __init__(self, params: TransportParams, *, on_started, **kwargs):
-        super().__init__(params, **kwargs)
-        self._on_started = on_started
+        super().__init__(params, on_started=on_started, **kwargs)
         self._queue: asyncio.Queue[Frame] = asyncio.Queue(MAX_QUEUED_INPUT_FRAMES)
-        self._task: asyncio.Task | None = None
 
     def feed(self, frame: Frame) -> None:
         """Queue a frame for the pipeline (from the first message on, so nothing is lost while
@@ -57,29 +54,6 @@ class RealtimeInput(BaseInputTransport):
     async def interrupt(self) -> None:
         """Cut the bot's reply now (`response.cancel`)."""
         await self.broadcast_interruption()
-
-    async def start(self, frame: StartFrame):
-        await super().start(frame)
-        await self.set_transport_ready(frame)
-        self._task = self.create_task(self._feed_task_handler())
-        self.create_task(self._on_started(), name=f"{self}::on_started")
-
-    async def stop(self, frame: EndFrame):
-        await self._stop_feeding()
-        await super().stop(frame)
-
-    async def cancel(self, frame: CancelFrame):
-        await self._stop_feeding()
-        await super().cancel(frame)
-
-    async def cleanup(self):
-        await self._stop_feeding()
-        await super().cleanup()
-
-    async def _stop_feeding(self):
-        if self._task:
-            await self.cancel_task(self._task)
-            self._task = None
 
     async def _feed_task_handler(self):
         while True:
@@ -124,7 +98,7 @@ class RealtimeOutput(BaseOutputTransport):
         return True
 
 
-class RealtimeTransport(BaseTransport):
+class RealtimeTransport(FedTransport):
     """`Session`'s transport for one Realtime connection; `disconnect()` ends that session."""
 
     def __init__(self, *, callbacks: RealtimeCallbacks, name: str):
@@ -136,21 +110,9 @@ class RealtimeTransport(BaseTransport):
         self._input = RealtimeInput(params, on_started=self._on_input_started,
                                     name=f"{name}#input")
         self._output = RealtimeOutput(params, callbacks=callbacks, name=f"{name}#output")
-        self._disconnect_reason: str | None = None
-        self._register_event_handler("on_client_disconnected")
 
     def input(self) -> RealtimeInput:
         return self._input
 
     def output(self) -> RealtimeOutput:
         return self._output
-
-    async def disconnect(self, reason: str) -> None:
-        """The client left: end the session."""
-        self._disconnect_reason = reason
-        await self._call_event_handler("on_client_disconnected", reason)
-
-    async def _on_input_started(self) -> None:
-        # A client that left while the session was still being built went unheard: tell it now.
-        if self._disconnect_reason is not None:
-            await self._call_event_handler("on_client_disconnected", self._disconnect_reason)

@@ -100,21 +100,14 @@ def _bench_replies(args: argparse.Namespace) -> int:
 
 def _bench_turn_taking(args: argparse.Namespace) -> int:
     from voxline.bench.prompts import PromptError
-    from voxline.bench.report import write_json
     from voxline.bench.turn_report import turn_taking_table
     from voxline.bench.turn_taking import TurnTakingOptions, run_turn_taking
 
     options = TurnTakingOptions(short=args.short, url=args.url, llm_model=args.llm,
                                 send_echo_cancellation=args.echo_cancellation_field,
                                 server_logs=args.server_logs, log_level=args.log_level)
-    try:
-        report = asyncio.run(run_turn_taking(options))
-    except (PromptError, RuntimeError, OSError) as e:
-        raise UserFacingError(str(e)) from None
-    print(turn_taking_table(report))
-    if args.json:
-        write_json(report, args.json)
-    return 0
+    return _run_and_report(args, run_turn_taking(options), turn_taking_table,
+                           (PromptError, RuntimeError, OSError))
 
 
 def _bench_discord_turns(args: argparse.Namespace) -> int:
@@ -125,24 +118,16 @@ def _bench_discord_turns(args: argparse.Namespace) -> int:
         run_discord_turns,
     )
     from voxline.bench.prompts import PromptError
-    from voxline.bench.report import write_json
     from voxline.models.registry import ModelFileError
 
     options = DiscordTurnsOptions(turns=args.turns, manifest=args.manifest)
-    try:
-        report = asyncio.run(run_discord_turns(settings_from(args, llm__model=args.llm),
-                                               options))
-    except (PromptError, ModelFileError, RuntimeError, OSError) as e:
-        raise UserFacingError(str(e)) from None
-    print(discord_turns_table(report))
-    if args.json:
-        write_json(report, args.json)
-    return 0
+    return _run_and_report(
+        args, run_discord_turns(settings_from(args, llm__model=args.llm), options),
+        discord_turns_table, (PromptError, ModelFileError, RuntimeError, OSError))
 
 
 def _bench_speech_endpoints(args: argparse.Namespace) -> int:
     from voxline.bench.prompts import PromptError
-    from voxline.bench.report import write_json
     from voxline.bench.speech_endpoints import (
         SpeechEndpointsOptions,
         run_speech_endpoints,
@@ -151,11 +136,20 @@ def _bench_speech_endpoints(args: argparse.Namespace) -> int:
 
     options = SpeechEndpointsOptions(short=args.short, llm_model=args.llm,
                                      server_logs=args.server_logs)
+    return _run_and_report(args, run_speech_endpoints(options), speech_endpoints_table,
+                           (PromptError, RuntimeError, OSError))
+
+
+def _run_and_report(args: argparse.Namespace, measuring, table, errors: tuple) -> int:
+    """Run a bench mode's coroutine, print its table, write its JSON (--json); its `errors`
+    end in one line."""
+    from voxline.bench.report import write_json
+
     try:
-        report = asyncio.run(run_speech_endpoints(options))
-    except (PromptError, RuntimeError, OSError) as e:
+        report = asyncio.run(measuring)
+    except errors as e:
         raise UserFacingError(str(e)) from None
-    print(speech_endpoints_table(report))
+    print(table(report))
     if args.json:
         write_json(report, args.json)
     return 0

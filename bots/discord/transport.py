@@ -21,13 +21,13 @@ from pipecat.frames.frames import (
     UserStartedSpeakingFrame,
 )
 from pipecat.processors.frame_processor import FrameDirection
-from pipecat.transports.base_input import BaseInputTransport
 from pipecat.transports.base_output import BaseOutputTransport
-from pipecat.transports.base_transport import BaseTransport, TransportParams
+from pipecat.transports.base_transport import TransportParams
 
 from voxline.bots.discord.floor import PlaybackFloor
 from voxline.bots.discord.receive import PIPELINE_SAMPLE_RATE
 from voxline.config.voice import AgentSettings, VADSettings
+from voxline.pipeline.fed_input import FedInputTransport, FedTransport
 
 DISCORD_SAMPLE_RATE = 48000
 MAX_QUEUED_INPUT_FRAMES = 250  # ~5 s of 20 ms packets; older audio is dropped if the loop lags
@@ -58,7 +58,7 @@ def speaker_transport_params() -> TransportParams:
     )
 
 
-class SpeakerInput(BaseInputTransport):
+class SpeakerInput(FedInputTransport):
     """Pushes the member's audio, fed from the loop by the channel, into the pipeline.
 
     A Discord client sends nothing while its member is quiet, but the VAD ends a turn on
@@ -69,12 +69,10 @@ class SpeakerInput(BaseInputTransport):
 
     def __init__(self, params: TransportParams, *, on_started, silence_fill_secs: float,
                  **kwargs):
-        super().__init__(params, **kwargs)
-        self._on_started = on_started
+        super().__init__(params, on_started=on_started, **kwargs)
         self._silence_fill_secs = silence_fill_secs
         self._queue: asyncio.Queue[InputAudioRawFrame] = asyncio.Queue(MAX_QUEUED_INPUT_FRAMES)
         self._fed = asyncio.Event()
-        self._feed_task: asyncio.Task | None = None
 
     def feed(self, pcm: bytes) -> None:
         """16 kHz mono s16 from the receiver. Queued from the first packet, so the member's
@@ -85,30 +83,6 @@ class SpeakerInput(BaseInputTransport):
             InputAudioRawFrame(audio=pcm, sample_rate=PIPELINE_SAMPLE_RATE, num_channels=1)
         )
         self._fed.set()
-
-    async def start(self, frame: StartFrame):
-        await super().start(frame)
-        await self.set_transport_ready(frame)
-        self._feed_task = self.create_task(self._feed_task_handler())
-        # Not awaited here: the session may be cancelled from it, and start must finish first.
-        self.create_task(self._on_started(), name=f"{self}::on_started")
-
-    async def stop(self, frame: EndFrame):
-        await self._stop_feeding()
-        await super().stop(frame)
-
-    async def cancel(self, frame: CancelFrame):
-        await self._stop_feeding()
-        await super().cancel(frame)
-
-    async def cleanup(self):
-        await self._stop_feeding()  # also when the session is cancelled before it fully started
-        await super().cleanup()
-
-    async def _stop_feeding(self):
-        if self._feed_task:
-            await self.cancel_task(self._feed_task)
-            self._feed_task = None
 
     async def _feed_task_handler(self):
         loop = asyncio.get_running_loop()
@@ -199,20 +173,18 @@ class SpeakerOutput(BaseOutputTransport):
         self.create_task(self.push_frame(InterruptionWorkerFrame(), FrameDirection.UPSTREAM))
 
 
-class SpeakerTransport(BaseTransport):
+class SpeakerTransport(FedTransport):
     """`run_session`'s transport for one member; `disconnect()` ends that session."""
 
     def __init__(self, *, floor: PlaybackFloor, name: str,
                  silence_fill: float | None = None):
         super().__init__(name=name)
         params = speaker_transport_params()
-        self._disconnect_reason: str | None = None
         if silence_fill is None:  # as the default settings would have it
             silence_fill = silence_fill_secs(VADSettings(), AgentSettings())
         self._input = SpeakerInput(params, on_started=self._on_input_started,
                                    silence_fill_secs=silence_fill, name=f"{name}#input")
         self._output = SpeakerOutput(params, floor=floor, name=f"{name}#output")
-        self._register_event_handler("on_client_disconnected")
 
     def input(self) -> SpeakerInput:
         return self._input
@@ -222,14 +194,3 @@ class SpeakerTransport(BaseTransport):
 
     def feed(self, pcm: bytes) -> None:
         self._input.feed(pcm)
-
-    async def disconnect(self, reason: str) -> None:
-        """The member left (or the bot did): end their session."""
-        self._disconnect_reason = reason
-        await self._call_event_handler("on_client_disconnected", reason)
-
-    async def _on_input_started(self) -> None:
-        # A member who left while their session was still being built: `run_session` had not
-        # yet registered its handler, so that disconnect went unheard. Tell it now.
-        if self._disconnect_reason is not None:
-            await self._call_event_handler("on_client_disconnected", self._disconnect_reason)
