@@ -2,6 +2,7 @@
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -45,6 +46,9 @@ from voxline.pipeline.turn_end import TranscriptTurnStopStrategy
 from voxline.pipeline.turn_metrics import TurnMetricsObserver
 from voxline.pipeline.vad import PausingSileroVADAnalyzer, PausingVADProcessor
 
+# A client runs the functions the LLM calls (the Realtime API): it may take a while.
+FUNCTION_CALL_TIMEOUT_SECS = 120.0
+
 
 @dataclass(frozen=True)
 class SessionOptions:
@@ -68,6 +72,10 @@ class SessionOptions:
     # server's `vad.stop_secs` and `agent.incomplete_grace_secs`.
     vad_stop_secs: float | None = None
     incomplete_grace_secs: float | None = None
+    # Functions the LLM may call (pipecat FunctionSchemas), answered by `function_call_handler`
+    # (a client that runs them: the Realtime API's function calls).
+    tools: tuple = ()
+    function_call_handler: Callable | None = None
 
 
 class Session:
@@ -90,9 +98,12 @@ class Session:
         settings = with_client_turn_taking(settings, options)
         self._bus = SessionBus(bus, session_id=options.session_id, source=options.worker_id)
         vad = _vad_analyzer(models, settings.vad)
-        context = LLMContext()
+        context = LLMContext(tools=list(options.tools)) if options.tools else LLMContext()
         llm = build_llm(models, settings.llm, settings.agent,
                         system_prompt=options.persona.system_prompt, breaker=llm_breaker)
+        if options.function_call_handler is not None:
+            llm.register_function(None, options.function_call_handler,
+                                  timeout_secs=FUNCTION_CALL_TIMEOUT_SECS)
         recorder = _recorder(settings.privacy, options)
         canceller = _echo_canceller(options)
         hold, bot_words = PlaybackHold(), RecentBotWords()

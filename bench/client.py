@@ -9,7 +9,7 @@ import numpy as np
 import websockets
 
 from voxline.bench.prompts import SAMPLE_RATE, Prompt
-from voxline.transports.protocol import ReplyEnd
+from voxline.transports.reply_end import ReplyEnd
 
 FRAME_SECS = 0.02
 FRAME_BYTES = int(SAMPLE_RATE * FRAME_SECS) * 2

@@ -23,7 +23,7 @@ from voxline.bench.turn_scoring import (
     last_audible,
 )
 from voxline.room import LeakyRoom, Room
-from voxline.transports.protocol import ReplyEnd
+from voxline.transports.reply_end import ReplyEnd
 
 FRAME_SAMPLES = int(SAMPLE_RATE * FRAME_SECS)
 CONNECT_TIMEOUT_SECS = 20.0

@@ -15,10 +15,17 @@ class FakeOpenAIServer:
 
     healthy: streams `ANSWER` as SSE chunks; error: HTTP 500; hang: accepts and never answers
     (until the client gives up or the server stops). `requests` counts every completion request.
+
+    Function calling, as OpenAI streams it: with `call_tool` set to (name, arguments) and tools
+    in the request, the answer is that call (`delta.tool_calls`, arguments in pieces,
+    `finish_reason: tool_calls`); once the request's last message is the tool's result, the
+    answer reads it back ("The result is <content>."). `last_request` is the latest body.
     """
 
     def __init__(self):
         self.mode: Mode = "healthy"
+        self.call_tool: tuple[str, dict] | None = None
+        self.last_request: dict = {}
         self.requests = 0
         self.request_seen = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -40,7 +47,7 @@ class FakeOpenAIServer:
         await self._runner.cleanup()
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
-        await request.json()
+        body = self.last_request = await request.json()
         self.requests += 1
         self.request_seen.set()
         if self.mode == "error":
@@ -50,18 +57,36 @@ class FakeOpenAIServer:
             return web.json_response({}, status=503)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
-        for word in ANSWER.split(" "):
-            await response.write(_sse(word + " "))
-        await response.write(_sse(None, finish="stop"))
+        last = body["messages"][-1]
+        if self.call_tool and body.get("tools") and last.get("role") != "tool":
+            await _stream_tool_call(response, *self.call_tool)
+        else:
+            answer = f"The result is {last['content']}." if last.get("role") == "tool" \
+                else ANSWER
+            for word in answer.split(" "):
+                await response.write(_sse(word + " "))
+            await response.write(_sse(None, finish="stop"))
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
 
 
-def _sse(content: str | None, finish: str | None = None) -> bytes:
+async def _stream_tool_call(response: web.StreamResponse, name: str, arguments: dict) -> None:
+    text = json.dumps(arguments)
+    await response.write(_sse(None, delta={"role": "assistant", "tool_calls": [{
+        "index": 0, "id": "call_fake1", "type": "function",
+        "function": {"name": name, "arguments": ""}}]}))
+    for start in range(0, len(text), 8):
+        await response.write(_sse(None, delta={"tool_calls": [{
+            "index": 0, "function": {"arguments": text[start:start + 8]}}]}))
+    await response.write(_sse(None, finish="tool_calls"))
+
+
+def _sse(content: str | None, finish: str | None = None, delta: dict | None = None) -> bytes:
+    if delta is None:
+        delta = {"content": content} if content else {}
     chunk = {
         "id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0,
-        "model": "fake", "choices": [{"index": 0, "delta": {"content": content} if content
-                                      else {}, "finish_reason": finish}],
+        "model": "fake", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
     }
     return f"data: {json.dumps(chunk)}\n\n".encode()

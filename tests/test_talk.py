@@ -1,6 +1,6 @@
 """`ReplyEnd`: when a client may consider the bot's answer over."""
 
-from voxline.transports.protocol import ReplyEnd
+from voxline.transports.reply_end import ReplyEnd
 
 REPLY = {"type": "bot.reply", "text": "Paris. It is big.", "interrupted": False}
 

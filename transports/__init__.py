@@ -1,2 +1,3 @@
-"""How clients reach a session: the WebSocket protocol, WebRTC and the talk page (the Discord
-bot's transport lives in bots/discord/)."""
+"""How clients reach a session: the WebSocket protocol, WebRTC and the talk page, OpenAI's
+Realtime API and audio endpoints, and Wyoming (the Discord bot's transport lives in
+bots/discord/)."""

@@ -26,18 +26,9 @@ from voxline.auth import AccessGuard, Refusal, client_address
 from voxline.bus import SessionBus, events
 from voxline.transports.client_events import ClientOutbox
 from voxline.transports.model_names import OPENAI_VOICES, ModelNames
-from voxline.transports.protocol import (
-    CLOSE_NORMAL,
-    CLOSE_TRY_AGAIN_LATER,
-    ReplyEnd,
-    client_message,
-)
-from voxline.transports.realtime_events import (
-    EventNamer,
-    assistant_item,
-    response,
-    user_item,
-)
+from voxline.transports.protocol import CLOSE_NORMAL, CLOSE_TRY_AGAIN_LATER
+from voxline.transports.realtime_conversation import BadEvent, RealtimeConversation
+from voxline.transports.realtime_events import EventNamer
 from voxline.transports.realtime_session import (
     FORMAT_RATES,
     RealtimeSession,
@@ -58,6 +49,7 @@ from voxline.worker.host import Slot
 # it); appends are meant to be the audio as it is captured.
 MAX_APPEND_BYTES = 512 * 1024
 MAX_EVENT_BYTES = 1024 * 1024
+FUNCTION_OUTPUT_WAIT_SECS = 5.0
 MAX_HELD_SECS = 120  # push-to-talk: the most audio one turn holds
 ROLES = ("user", "assistant", "system")
 
@@ -94,19 +86,6 @@ async def _refuse(websocket: WebSocket, namer: EventNamer, close_code: int, code
         pass
 
 
-class _Response:
-    """The bot's reply being spoken: a response with one assistant audio item. It is over when
-    `/ws`'s reply is (`ReplyEnd`): the reply written, spoken and its audio stopped (the audio
-    also stops for a moment when synthesis falls behind between sentences)."""
-
-    def __init__(self, namer: EventNamer):
-        self.id, self.item_id = namer.new_id("resp"), namer.new_id("item")
-        self.transcript: list[str] = []
-        self.output_tokens = 0
-        self.end = ReplyEnd()
-        self.end.see({"type": "bot.started_speaking"})
-
-
 class RealtimeConnection:
     """One client: its events in, the session's events out. The session is built on the first
     event that needs it (audio, an item, a response), so that a `session.update` sent first
@@ -133,14 +112,11 @@ class RealtimeConnection:
         self._run: asyncio.Task | None = None
         self._bad_events = 0
         self._audio_ms = 0  # of the user's audio fed so far
-        self._user_item: str | None = None  # the user's spoken turn in progress
-        self._transcript: str | None = None  # its final transcript, if it came first
-        self._partial = ""
-        self._last_item: str | None = None
-        self._response: _Response | None = None
-        self._stopped_item: str | None = None  # a committed turn still waiting for its words
-        self._written: dict | None = None  # a reply written before its response opened
         self._held = bytearray()  # push-to-talk: the user's audio until the commit
+        self._conversation = RealtimeConversation(
+            namer, self._outbox.put, audio_ms=lambda: self._audio_ms,
+            encode=self._from_pipeline_pcm, after_response=self._say_rate_limits)
+        self._emit = self._conversation.emit
 
     async def run(self) -> None:
         self._emit("session.created", session=self._config.shape(beta=self._namer.beta))
@@ -182,7 +158,7 @@ class RealtimeConnection:
                                               f"{event['type'][:60]!r}", event_id=event_id)
         try:
             await handler(event)
-        except _BadEvent as e:
+        except BadEvent as e:
             self._bad(e.code, e.message, event_id=event_id, param=e.param)
 
     def _handlers(self):
@@ -198,16 +174,22 @@ class RealtimeConnection:
         }
 
     async def _session_update(self, event: dict) -> None:
+        update = event.get("session")
+        if isinstance(update, dict) and update.get("tools") and \
+                self._host.settings.llm.provider != "openai":
+            raise BadEvent("tools_need_remote_llm", "function tools need a remote "
+                            "OpenAI-compatible LLM (llm.provider: openai); the local model does "
+                            "not call functions", "session.tools")
         try:
             self._config = self._config.updated(event.get("session"), voices=self._voices,
                                                 started=self._transport is not None)
         except SessionUpdateError as e:
-            raise _BadEvent(e.code, e.message, e.param) from None
+            raise BadEvent(e.code, e.message, e.param) from None
         if self._config.instructions != self._host.persona.system_prompt and \
                 not self._host.settings.agent.allow_client_prompt:
             self._config = RealtimeSession(**{**self._config.__dict__,
                                               "instructions": self._host.persona.system_prompt})
-            raise _BadEvent("client_prompt_not_allowed", "this server keeps its own "
+            raise BadEvent("client_prompt_not_allowed", "this server keeps its own "
                             "instructions (agent.allow_client_prompt is false)",
                             "session.instructions")
         self._emit("session.updated", session=self._config.shape(beta=self._namer.beta))
@@ -215,17 +197,17 @@ class RealtimeConnection:
     async def _append(self, event: dict) -> None:
         audio = event.get("audio")
         if not isinstance(audio, str):
-            raise _BadEvent("invalid_value", "audio must be base64 text", "audio")
+            raise BadEvent("invalid_value", "audio must be base64 text", "audio")
         try:
             data = base64.b64decode(audio, validate=True)
         except (binascii.Error, ValueError):
-            raise _BadEvent("invalid_audio", "audio is not valid base64", "audio") from None
+            raise BadEvent("invalid_audio", "audio is not valid base64", "audio") from None
         if len(data) > MAX_APPEND_BYTES:
-            raise _BadEvent("audio_too_large", f"one append carries at most {MAX_APPEND_BYTES}"
+            raise BadEvent("audio_too_large", f"one append carries at most {MAX_APPEND_BYTES}"
                             " bytes of audio", "audio")
         fmt = self._config.input_format
         if fmt == "pcm16" and len(data) % 2:
-            raise _BadEvent("invalid_audio", "pcm16 audio is whole 16-bit samples", "audio")
+            raise BadEvent("invalid_audio", "pcm16 audio is whole 16-bit samples", "audio")
         rate = FORMAT_RATES[fmt]
         samples = len(data) // 2 if fmt == "pcm16" else len(data)
         if not data:
@@ -241,7 +223,7 @@ class RealtimeConnection:
         self._audio_ms += round(samples * 1000 / rate)
         if self._config.turn_detection is None:  # push-to-talk: held until the commit
             if len(self._held) + len(pcm) > MAX_HELD_SECS * PIPELINE_SAMPLE_RATE * 2:
-                raise _BadEvent("buffer_full", f"the input buffer holds at most "
+                raise BadEvent("buffer_full", f"the input buffer holds at most "
                                 f"{MAX_HELD_SECS} s: commit or clear it", "audio")
             self._held += pcm
             return
@@ -259,25 +241,20 @@ class RealtimeConnection:
         """Push-to-talk: the held audio is the user's turn, transcribed whole; the client asks
         for the answer (`response.create`)."""
         if self._config.turn_detection is not None:
-            raise _BadEvent("not_needed", "with server_vad or semantic_vad the server commits "
+            raise BadEvent("not_needed", "with server_vad or semantic_vad the server commits "
                             "each turn itself; set turn_detection to null for push-to-talk")
         if not self._held:
-            raise _BadEvent("input_audio_buffer_commit_empty", "the input buffer is empty")
+            raise BadEvent("input_audio_buffer_commit_empty", "the input buffer is empty")
         pcm, self._held = bytes(self._held), bytearray()
         transport = self._ensure_session()
-        item_id = self._namer.new_id("item")
-        self._emit("input_audio_buffer.committed", previous_item_id=self._last_item,
-                   item_id=item_id)
-        self._emit("conversation.item.added", previous_item_id=self._last_item,
-                   item=user_item(item_id, transcript=None))
-        self._last_item = item_id
+        item_id = self._conversation.commit_audio()
         transcript = await self._host.models.stt.decode(pcm)
         SessionBus(self._host.bus, session_id=self._session_id,
                    source=self._host.worker_id).publish(events.TranscriptFinal,
                                                         text=transcript.text)
         transport.input().feed(LLMMessagesAppendFrame(
             messages=[{"role": "user", "content": transcript.text}], run_llm=False))
-        self._transcribed(item_id, transcript.text)
+        self._conversation.transcribed(item_id, transcript.text)
 
     async def _clear(self, _event: dict) -> None:
         self._held = bytearray()
@@ -285,26 +262,25 @@ class RealtimeConnection:
 
     async def _item_create(self, event: dict) -> None:
         item = event.get("item")
+        if isinstance(item, dict) and item.get("type") == "function_call_output":
+            return self._conversation.function_output(item)
         if not isinstance(item, dict) or item.get("type") != "message" or \
                 item.get("role") not in ROLES:
-            raise _BadEvent("unsupported_item", "conversation.item.create takes a message item "
-                            "(role user, assistant or system) with input_text content; "
-                            "function_call_output and audio items are not supported yet", "item")
+            raise BadEvent("unsupported_item", "conversation.item.create takes a message item "
+                            "(role user, assistant or system) with input_text content, or a "
+                            "function_call_output; audio items are not supported yet", "item")
         content = item.get("content")
         texts = [part.get("text") for part in content or []
                  if isinstance(part, dict) and part.get("type") in ("input_text", "text",
                                                                      "output_text")]
         if not texts or not all(isinstance(t, str) for t in texts):
-            raise _BadEvent("unsupported_item", "the item's content must be input_text parts",
+            raise BadEvent("unsupported_item", "the item's content must be input_text parts",
                             "item.content")
         text = " ".join(texts)
-        item_id = item.get("id") if isinstance(item.get("id"), str) else self._namer.new_id("item")
         self._ensure_session().input().feed(LLMMessagesAppendFrame(
             messages=[{"role": item["role"], "content": text}], run_llm=False))
-        created = user_item(item_id, text=text) | {"role": item["role"]}
-        self._emit("conversation.item.added", previous_item_id=self._last_item, item=created)
-        self._emit("conversation.item.done", previous_item_id=self._last_item, item=created)
-        self._last_item = item_id
+        self._conversation.add_text(item["role"], text,
+                                    item.get("id") if isinstance(item.get("id"), str) else None)
 
     async def _truncate(self, event: dict) -> None:
         # The server already keeps only what was played of an interrupted reply.
@@ -313,11 +289,13 @@ class RealtimeConnection:
                    audio_end_ms=event.get("audio_end_ms", 0))
 
     async def _response_create(self, _event: dict) -> None:
+        # A function's output just given must be in the LLM's context before it runs again.
+        await self._conversation.function_outputs_delivered(FUNCTION_OUTPUT_WAIT_SECS)
         self._ensure_session().input().feed(LLMRunFrame())
 
     async def _response_cancel(self, _event: dict) -> None:
-        if self._response is None or self._transport is None:
-            raise _BadEvent("response_cancel_not_active", "no response is in progress")
+        if not self._conversation.is_responding or self._transport is None:
+            raise BadEvent("response_cancel_not_active", "no response is in progress")
         await self._transport.input().interrupt()
 
     def _bad(self, code: str, message: str, *, event_id: str | None = None,
@@ -334,9 +312,10 @@ class RealtimeConnection:
             return self._transport
         host = self._host
         self._transport = RealtimeTransport(
-            callbacks=RealtimeCallbacks(audio=self._bot_audio, user_started=self._user_started,
-                                        user_stopped=self._user_stopped,
-                                        interrupted=self._interrupted),
+            callbacks=RealtimeCallbacks(audio=self._conversation.bot_audio,
+                                        user_started=self._conversation.user_started,
+                                        user_stopped=self._conversation.user_stopped,
+                                        interrupted=self._conversation.interrupted),
             name=f"realtime-{self._session_id}")
         client = self._ws.client
         options = SessionOptions(
@@ -347,7 +326,10 @@ class RealtimeConnection:
             audio_in_sample_rate=PIPELINE_SAMPLE_RATE, audio_out_sample_rate=OUTPUT_SAMPLE_RATE,
             echo_cancellation=host.settings.audio.echo_cancellation,
             vad_stop_secs=self._config.vad_stop_secs,
-            incomplete_grace_secs=self._config.incomplete_grace_secs)
+            incomplete_grace_secs=self._config.incomplete_grace_secs,
+            tools=self._config.function_schemas(),
+            function_call_handler=self._conversation.function_call if self._config.tools
+            else None)
         self._run = asyncio.create_task(
             host.run(self._transport, options, client=self, slot=self._slot),
             name=f"voxline-realtime-{self._session_id}")
@@ -361,91 +343,12 @@ class RealtimeConnection:
         except (RuntimeError, WebSocketDisconnect, OSError):
             pass
 
-    # What the pipeline says (in pipeline order)
-
-    def _user_started(self) -> None:
-        self._user_item, self._transcript, self._partial = self._namer.new_id("item"), None, ""
-        self._emit("input_audio_buffer.speech_started", audio_start_ms=self._audio_ms,
-                   item_id=self._user_item)
-
-    def _user_stopped(self) -> None:
-        item_id = self._user_item or self._namer.new_id("item")
-        self._emit("input_audio_buffer.speech_stopped", audio_end_ms=self._audio_ms,
-                   item_id=item_id)
-        self._emit("input_audio_buffer.committed", previous_item_id=self._last_item,
-                   item_id=item_id)
-        item = user_item(item_id, transcript=self._transcript)
-        self._emit("conversation.item.added", previous_item_id=self._last_item, item=item)
-        self._last_item = item_id
-        self._user_item = None
-        if self._transcript is not None:
-            self._transcribed(item_id, self._transcript)
-        else:
-            self._stopped_item = item_id
-
-    def _transcribed(self, item_id: str, transcript: str) -> None:
-        self._stopped_item = None
-        self._emit("conversation.item.input_audio_transcription.completed", item_id=item_id,
-                   content_index=0, transcript=transcript)
-        self._emit("conversation.item.done", previous_item_id=None,
-                   item=user_item(item_id, transcript=transcript))
-
-    async def _bot_audio(self, pcm: bytes) -> None:
-        if self._response is None:
-            self._open_response()
-        reply = self._response
-        audio = await self._from_pipeline_pcm(pcm)
-        self._emit("response.output_audio.delta", response_id=reply.id, item_id=reply.item_id,
-                   output_index=0, content_index=0, delta=base64.b64encode(audio).decode())
-
     async def _from_pipeline_pcm(self, pcm: bytes) -> bytes:
         fmt = self._config.output_format
         if fmt == "pcm16":
             return pcm
         convert = pcm_to_ulaw if fmt == "g711_ulaw" else pcm_to_alaw  # a phone bridge: 8 kHz
         return await convert(pcm, OUTPUT_SAMPLE_RATE, 8000, self._out_resampler)
-
-    def _open_response(self) -> None:
-        reply = self._response = _Response(self._namer)
-        if self._written is not None and not self._written["interrupted"]:
-            reply.end.see(self._written)
-        self._written = None
-        self._emit("response.created", response=response(reply.id, status="in_progress",
-                                                          output=[]))
-        item = assistant_item(reply.item_id, transcript="", status="in_progress")
-        self._emit("response.output_item.added", response_id=reply.id, output_index=0,
-                   item=item)
-        self._emit("conversation.item.added", previous_item_id=self._last_item, item=item)
-        self._last_item = reply.item_id
-        self._emit("response.content_part.added", response_id=reply.id, item_id=reply.item_id,
-                   output_index=0, content_index=0,
-                   part={"type": "audio", "transcript": ""})
-
-    def _interrupted(self) -> None:
-        self._written = None
-        if self._response is not None:
-            self._close_response("cancelled")
-
-    def _close_response(self, status: str) -> None:
-        reply, self._response = self._response, None
-        transcript = " ".join(reply.transcript)
-        ids = {"response_id": reply.id, "item_id": reply.item_id, "output_index": 0,
-               "content_index": 0}
-        self._emit("response.output_audio.done", **ids)
-        self._emit("response.output_audio_transcript.done", **ids, transcript=transcript)
-        self._emit("response.content_part.done", **ids,
-                   part={"type": "audio", "transcript": transcript})
-        item_status = "completed" if status == "completed" else "incomplete"
-        item = assistant_item(reply.item_id, transcript=transcript, status=item_status)
-        self._emit("response.output_item.done", response_id=reply.id, output_index=0,
-                   item=item)
-        self._emit("conversation.item.done", previous_item_id=None, item=item)
-        details = None if status == "completed" else {"type": "cancelled",
-                                                      "reason": "turn_detected"}
-        self._emit("response.done", response=response(
-            reply.id, status=status, output=[item], status_details=details,
-            output_tokens=reply.output_tokens))
-        self._say_rate_limits()
 
     def _say_rate_limits(self) -> None:
         """`rate_limits.updated`: the new sessions (connections) this client may still open
@@ -456,43 +359,12 @@ class RealtimeConnection:
                 "name": "requests", "limit": limit, "remaining": left,
                 "reset_seconds": round(refill_secs, 1)}])
 
-    def _emit(self, ga_type: str, **fields) -> None:
-        if (event := self._namer.event(ga_type, **fields)) is not None:
-            self._outbox.put(event)
-
     # The session host's client (worker/host.py SessionClient)
 
     def deliver(self, event: events.Event) -> None:
-        match event:
-            case events.TranscriptPartial(text=text) if self._user_item is not None:
-                if text.startswith(self._partial) and len(text) > len(self._partial):
-                    self._emit("conversation.item.input_audio_transcription.delta",
-                               item_id=self._user_item, content_index=0,
-                               delta=text[len(self._partial):])
-                    self._partial = text
-            case events.TranscriptFinal(text=text):
-                if self._user_item is not None:
-                    self._transcript = text  # said once the turn is committed
-                elif (item_id := self._stopped_item) is not None:
-                    self._transcribed(item_id, text)
-            case events.BotSpoken(text=text) if self._response is not None:
-                delta = text if not self._response.transcript else " " + text
-                self._response.transcript.append(text)
-                self._emit("response.output_audio_transcript.delta",
-                           response_id=self._response.id, item_id=self._response.item_id,
-                           output_index=0, content_index=0, delta=delta)
-            case events.LLMProgress(tokens=tokens) if self._response is not None:
-                self._response.output_tokens = tokens
-            case events.SessionError(code=code, message=message):
-                self._outbox.put(self._namer.error(code, message, kind="server_error"))
-        said = client_message(event)
-        if said is None:
-            return
-        if self._response is None:
-            if said["type"] == "bot.reply":  # a short reply is written before it plays
-                self._written = said
-        elif self._response.end.see(said):
-            self._close_response("completed")
+        if isinstance(event, events.SessionError):
+            self._outbox.put(self._namer.error(event.code, event.message, kind="server_error"))
+        self._conversation.deliver(event)
 
     def error(self, code: str, message: str) -> None:
         self._outbox.put(self._namer.error(code, message, kind="server_error"))
@@ -504,10 +376,3 @@ class RealtimeConnection:
 
     async def close(self) -> None:
         await self._outbox.close()
-
-
-class _BadEvent(Exception):
-    def __init__(self, code: str, message: str, param: str | None = None):
-        super().__init__(message)
-        self.code, self.message, self.param = code, message, param
-

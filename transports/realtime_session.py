@@ -1,7 +1,10 @@
 """A Realtime connection's session settings: what `session.update` may change, checked, and
 the session object `session.created`/`session.updated` send back, in GA or beta shape."""
 
+import re
 from dataclasses import dataclass, field, replace
+
+from pipecat.adapters.llm.schemas.function_schema import FunctionSchema
 
 # GA's format types ↔ the beta's names (and ours).
 GA_FORMATS = {"audio/pcm": "pcm16", "audio/pcmu": "g711_ulaw", "audio/pcma": "g711_alaw"}
@@ -12,6 +15,8 @@ MIN_SILENCE_MS, MAX_SILENCE_MS = 100, 3000
 # semantic_vad's eagerness → how long unfinished words wait ("auto", "medium": the server's).
 EAGERNESS_GRACE_SECS = {"low": 3.0, "high": 0.75}
 MAX_INSTRUCTIONS_CHARS = 4000
+MAX_TOOLS = 64
+TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class SessionUpdateError(ValueError):
@@ -34,6 +39,7 @@ class RealtimeSession:
     output_format: str = "pcm16"
     # None: push-to-talk (the client commits each turn); else server_vad or semantic_vad.
     turn_detection: dict | None = field(default_factory=lambda: {"type": "server_vad"})
+    tools: tuple[dict, ...] = ()  # function tools, as the client gave them
 
     @property
     def vad_stop_secs(self) -> float | None:
@@ -93,15 +99,26 @@ class RealtimeSession:
                                          "only before the conversation starts",
                                          "session.turn_detection")
             changes["turn_detection"] = detection
-        if update.get("tools"):
-            raise SessionUpdateError("unsupported_value", "tools are not supported yet",
-                                     "session.tools")
+        if "tools" in update:
+            tools = _checked_tools(update["tools"])
+            if started and tools != self.tools:
+                raise SessionUpdateError("tools_locked", "tools can change only before the "
+                                         "conversation starts", "session.tools")
+            changes["tools"] = tools
         return replace(self, **changes)
+
+    def function_schemas(self) -> tuple[FunctionSchema, ...]:
+        """The tools as pipecat passes them to the LLM."""
+        return tuple(FunctionSchema(
+            name=tool["name"], description=tool.get("description", ""),
+            properties=tool.get("parameters", {}).get("properties", {}),
+            required=tool.get("parameters", {}).get("required", [])) for tool in self.tools)
 
     def shape(self, *, beta: bool) -> dict:
         """The session object in the client's generation."""
         common = {"id": self.id, "object": "realtime.session", "model": self.model,
-                  "instructions": self.instructions, "tools": [], "tool_choice": "auto"}
+                  "instructions": self.instructions, "tools": list(self.tools),
+                  "tool_choice": "auto"}
         if beta:
             return {**common, "modalities": ["audio", "text"], "voice": self.voice,
                     "input_audio_format": self.input_format,
@@ -113,6 +130,26 @@ class RealtimeSession:
                       "transcription": {"model": "whisper-1"},
                       "turn_detection": self.turn_detection},
             "output": {"format": _ga_format(self.output_format), "voice": self.voice}}}
+
+
+def _checked_tools(tools) -> tuple[dict, ...]:
+    """Function tools ({"type": "function", "name", "description", "parameters"}), checked."""
+    if not isinstance(tools, list) or len(tools) > MAX_TOOLS:
+        raise SessionUpdateError("invalid_value", f"tools is a list of at most {MAX_TOOLS} "
+                                 "function tools", "session.tools")
+    for i, tool in enumerate(tools):
+        parameters = tool.get("parameters", {}) if isinstance(tool, dict) else None
+        if not (isinstance(tool, dict) and tool.get("type") == "function"
+                and isinstance(tool.get("name"), str) and TOOL_NAME.fullmatch(tool["name"])
+                and isinstance(tool.get("description", ""), str)
+                and isinstance(parameters, dict)
+                and isinstance(parameters.get("properties", {}), dict)
+                and isinstance(parameters.get("required", []), list)):
+            raise SessionUpdateError(
+                "invalid_value", "each tool is {\"type\": \"function\", \"name\" (letters, "
+                "digits, _ and -, up to 64), \"description\", \"parameters\" (a JSON schema "
+                "object)}", f"session.tools[{i}]")
+    return tuple(tools)
 
 
 def _check_turn_detection(detection) -> None:

@@ -14,7 +14,7 @@ import websockets
 
 from voxline.audio_devices import AudioDevice
 from voxline.logs import redact_secrets
-from voxline.transports.protocol import ReplyEnd
+from voxline.transports.reply_end import ReplyEnd
 
 CHUNK_SECS = 0.02
 TRAILING_SILENCE_SECS = 1.5  # lets the server's VAD hear the end of the question

@@ -51,6 +51,14 @@ async def _speak(connection, pcm24: bytes, *, silence_secs: float = 2.0) -> None
         await asyncio.sleep(APPEND_SECS)
 
 
+async def _ask(connection, text: str) -> list:
+    """Type `text` as the user's message, ask for a response; its events to response.done."""
+    await connection.conversation.item.create(item={
+        "type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]})
+    await connection.response.create()
+    return await _until(connection, lambda e: e.type == "response.done")
+
+
 async def _next_of(connection, kind: str):
     """The next event of type `kind` (others, such as rate_limits.updated, are skipped)."""
     return (await _until(connection, lambda e: e.type == kind))[-1]
@@ -122,11 +130,7 @@ async def test_a_typed_question_is_answered_in_g711(client, models):
                       "output": {"format": {"type": "audio/pcmu"}}}})
         updated = await _next_of(connection, "session.updated")
         assert updated.session.audio.output.format.type == "audio/pcmu"
-        await connection.conversation.item.create(item={
-            "type": "message", "role": "user",
-            "content": [{"type": "input_text", "text": "What color is the sky on a clear day?"}]})
-        await connection.response.create()
-        seen = await _until(connection, lambda e: e.type == "response.done")
+        seen = await _ask(connection, "What color is the sky on a clear day?")
     added = next(e for e in seen if e.type == "conversation.item.added")
     assert added.item.role == "user" and added.item.content[0].text.startswith("What color")
     assert seen[-1].response.status == "completed"
@@ -210,10 +214,14 @@ async def test_bad_events_get_error_events_and_the_session_goes_on(server):
              "unknown_voice", "session.voice"),
             (json.dumps({"type": "session.update", "session": {"tools": [{"type": "function",
                                                                             "name": "f"}]}}),
-             "unsupported_value", "session.tools"),
+             "tools_need_remote_llm", "session.tools"),
             (json.dumps({"type": "conversation.item.create",
                          "item": {"type": "function_call_output", "output": "{}"}}),
-             "unsupported_item", "item"),
+             "invalid_value", "item"),
+            (json.dumps({"type": "conversation.item.create",
+                         "item": {"type": "message", "role": "user",
+                                  "content": [{"type": "input_audio", "audio": "AAAA"}]}}),
+             "unsupported_item", "item.content"),
             (json.dumps({"type": "input_audio_buffer.commit"}), "not_needed", None),
             (json.dumps({"type": "input_audio_buffer.append",
                          "audio": base64.b64encode(bytes(600_000)).decode()}),

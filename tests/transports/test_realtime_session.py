@@ -45,9 +45,28 @@ def test_turn_detection_becomes_the_sessions_turn_taking(turn_detection, stop_se
     ({"audio": {"output": {"format": {"type": "audio/pcm", "rate": 16000}}}},
      "session.audio.output_format"),
     ({"instructions": "x" * 5000}, "session.instructions"),
+    ({"tools": "get_weather"}, "session.tools"),
+    ({"tools": [{"type": "function", "name": "get weather!"}]}, "session.tools[0]"),
+    ({"tools": [{"type": "function", "name": "f", "parameters": []}]}, "session.tools[0]"),
 ])
 def test_bad_settings_name_their_field(update, param):
     with pytest.raises(SessionUpdateError) as raised:
         RealtimeSession(id="s", model="m", voice="alloy").updated(update, voices=VOICES,
                                                                   started=False)
     assert raised.value.param == param
+
+
+def test_tools_become_function_schemas():
+    tool = {"type": "function", "name": "get_weather", "description": "Weather now",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                           "required": ["city"]}}
+    session = RealtimeSession(id="s", model="m", voice="alloy").updated(
+        {"tools": [tool]}, voices=VOICES, started=False)
+    (schema,) = session.function_schemas()
+    assert (schema.name, schema.description, schema.required) == ("get_weather", "Weather now",
+                                                                  ["city"])
+    assert schema.properties == {"city": {"type": "string"}}
+    assert session.shape(beta=False)["tools"] == [tool]
+    with pytest.raises(SessionUpdateError) as locked:
+        session.updated({"tools": []}, voices=VOICES, started=True)
+    assert locked.value.code == "tools_locked"
