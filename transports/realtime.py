@@ -195,13 +195,7 @@ class RealtimeConnection:
         self._emit("session.updated", session=self._config.shape(beta=self._namer.beta))
 
     async def _append(self, event: dict) -> None:
-        audio = event.get("audio")
-        if not isinstance(audio, str):
-            raise BadEvent("invalid_value", "audio must be base64 text", "audio")
-        try:
-            data = base64.b64decode(audio, validate=True)
-        except (binascii.Error, ValueError):
-            raise BadEvent("invalid_audio", "audio is not valid base64", "audio") from None
+        data = _decoded(event.get("audio"))
         if len(data) > MAX_APPEND_BYTES:
             raise BadEvent("audio_too_large", f"one append carries at most {MAX_APPEND_BYTES}"
                             " bytes of audio", "audio")
@@ -219,7 +213,7 @@ class RealtimeConnection:
             await self._outbox.close()
             await self._ws.close(code=1008, reason="audio too fast")
             return
-        pcm = await self._to_pipeline_pcm(data, fmt)
+        pcm = await self._to_pipeline_pcm(data, fmt, self._resampler)
         self._audio_ms += round(samples * 1000 / rate)
         if self._config.turn_detection is None:  # push-to-talk: held until the commit
             if len(self._held) + len(pcm) > MAX_HELD_SECS * PIPELINE_SAMPLE_RATE * 2:
@@ -230,12 +224,13 @@ class RealtimeConnection:
         self._ensure_session().input().feed(
             InputAudioRawFrame(audio=pcm, sample_rate=PIPELINE_SAMPLE_RATE, num_channels=1))
 
-    async def _to_pipeline_pcm(self, data: bytes, fmt: str) -> bytes:
+    @staticmethod
+    async def _to_pipeline_pcm(data: bytes, fmt: str, resampler) -> bytes:
         if fmt == "g711_ulaw":
-            return await ulaw_to_pcm(data, 8000, PIPELINE_SAMPLE_RATE, self._resampler)
+            return await ulaw_to_pcm(data, 8000, PIPELINE_SAMPLE_RATE, resampler)
         if fmt == "g711_alaw":
-            return await alaw_to_pcm(data, 8000, PIPELINE_SAMPLE_RATE, self._resampler)
-        return await self._resampler.resample(data, 24000, PIPELINE_SAMPLE_RATE)
+            return await alaw_to_pcm(data, 8000, PIPELINE_SAMPLE_RATE, resampler)
+        return await resampler.resample(data, 24000, PIPELINE_SAMPLE_RATE)
 
     async def _commit(self, _event: dict) -> None:
         """Push-to-talk: the held audio is the user's turn, transcribed whole; the client asks
@@ -246,8 +241,11 @@ class RealtimeConnection:
         if not self._held:
             raise BadEvent("input_audio_buffer_commit_empty", "the input buffer is empty")
         pcm, self._held = bytes(self._held), bytearray()
+        await self._spoken_turn(pcm, self._conversation.add_audio(committed=True))
+
+    async def _spoken_turn(self, pcm: bytes, item_id: str) -> None:
+        """A user audio item, transcribed whole, into the conversation (no answer yet)."""
         transport = self._ensure_session()
-        item_id = self._conversation.commit_audio()
         transcript = await self._host.models.stt.decode(pcm)
         SessionBus(self._host.bus, session_id=self._session_id,
                    source=self._host.worker_id).publish(events.TranscriptFinal,
@@ -269,18 +267,32 @@ class RealtimeConnection:
             raise BadEvent("unsupported_item", "conversation.item.create takes a message item "
                             "(role user, assistant or system) with input_text content, or a "
                             "function_call_output; audio items are not supported yet", "item")
-        content = item.get("content")
-        texts = [part.get("text") for part in content or []
+        content = item.get("content") if isinstance(item.get("content"), list) else []
+        given_id = item.get("id") if isinstance(item.get("id"), str) else None
+        audio = [part.get("audio") for part in content
+                 if isinstance(part, dict) and part.get("type") == "input_audio"]
+        if audio and item["role"] == "user":
+            pcm = b"".join([await self._item_audio(a) for a in audio])
+            return await self._spoken_turn(pcm, self._conversation.add_audio(item_id=given_id))
+        texts = [part.get("text") for part in content
                  if isinstance(part, dict) and part.get("type") in ("input_text", "text",
                                                                      "output_text")]
         if not texts or not all(isinstance(t, str) for t in texts):
-            raise BadEvent("unsupported_item", "the item's content must be input_text parts",
-                            "item.content")
+            raise BadEvent("unsupported_item", "the item's content must be input_text parts, "
+                           "or input_audio parts for a user item", "item.content")
         text = " ".join(texts)
         self._ensure_session().input().feed(LLMMessagesAppendFrame(
             messages=[{"role": item["role"], "content": text}], run_llm=False))
-        self._conversation.add_text(item["role"], text,
-                                    item.get("id") if isinstance(item.get("id"), str) else None)
+        self._conversation.add_text(item["role"], text, given_id)
+
+    async def _item_audio(self, audio) -> bytes:
+        """An audio item's base64 audio (in the session's input format) as pipeline PCM."""
+        data = _decoded(audio)
+        fmt = self._config.input_format
+        if fmt == "pcm16" and len(data) % 2:
+            raise BadEvent("invalid_audio", "pcm16 audio is whole 16-bit samples",
+                           "item.content")
+        return await self._to_pipeline_pcm(data, fmt, create_stream_resampler())
 
     async def _truncate(self, event: dict) -> None:
         # The server already keeps only what was played of an interrupted reply.
@@ -376,3 +388,13 @@ class RealtimeConnection:
 
     async def close(self) -> None:
         await self._outbox.close()
+
+
+def _decoded(audio) -> bytes:
+    """Base64 audio from a client event, or `BadEvent`."""
+    if not isinstance(audio, str):
+        raise BadEvent("invalid_value", "audio must be base64 text", "audio")
+    try:
+        return base64.b64decode(audio, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadEvent("invalid_audio", "audio is not valid base64", "audio") from None

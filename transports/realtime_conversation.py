@@ -76,11 +76,13 @@ class RealtimeConversation:
         created = user_item(item_id, text=text) | {"role": role}
         self._add_item(item_id, created)
 
-    def commit_audio(self) -> str:
-        """Push-to-talk: the held audio is the user's turn; its id (the transcript follows)."""
-        item_id = self._namer.new_id("item")
-        self.emit("input_audio_buffer.committed", previous_item_id=self._last_item,
-                  item_id=item_id)
+    def add_audio(self, *, committed: bool = False, item_id: str | None = None) -> str:
+        """A user audio item (push-to-talk's committed buffer, or an item the client created);
+        its id (the transcript follows)."""
+        item_id = item_id or self._namer.new_id("item")
+        if committed:
+            self.emit("input_audio_buffer.committed", previous_item_id=self._last_item,
+                      item_id=item_id)
         self.emit("conversation.item.added", previous_item_id=self._last_item,
                   item=user_item(item_id, transcript=None))
         self._last_item = item_id

@@ -174,6 +174,14 @@ async def test_speed_changes_the_length(client):
     assert lengths[2.0] < 0.7 * lengths[1.0]
 
 
+async def test_requests_are_counted_in_metrics(client, server):
+    await client.audio.speech.create(model="tts-1", voice="alloy", input="Counting.",
+                                     response_format="pcm")
+    metrics = server.worker.metrics.render().decode()
+    assert 'voxline_speech_requests_total{kind="tts",transport="openai-audio"}' in metrics
+    assert 'voxline_sessions_started_total{transport="openai-audio"}' in metrics
+
+
 async def test_models_lists_what_is_loaded(client):
     listed = [m.id async for m in client.models.list()]
     assert listed[:2] == ["whisper-tiny.en", "piper-en_US-joe-medium"]

@@ -117,6 +117,8 @@ async def test_a_spoken_question_is_transcribed_and_answered_aloud(client, speak
     started = await asyncio.wait_for(anext(aiter(subscription)), 5)
     subscription.close()
     assert started.output_sample_rate == 24000
+    assert 'voxline_sessions_started_total{transport="realtime"}' in \
+        server.worker.metrics.render().decode()
 
 
 async def test_a_typed_question_is_answered_in_g711(client, models):
@@ -221,6 +223,10 @@ async def test_bad_events_get_error_events_and_the_session_goes_on(server):
             (json.dumps({"type": "conversation.item.create",
                          "item": {"type": "message", "role": "user",
                                   "content": [{"type": "input_audio", "audio": "AAAA"}]}}),
+             "invalid_audio", "item.content"),
+            (json.dumps({"type": "conversation.item.create",
+                         "item": {"type": "message", "role": "user",
+                                  "content": [{"type": "input_image"}]}}),
              "unsupported_item", "item.content"),
             (json.dumps({"type": "input_audio_buffer.commit"}), "not_needed", None),
             (json.dumps({"type": "input_audio_buffer.append",
@@ -336,3 +342,21 @@ async def test_turn_detection_settings_are_taken_and_locked_once_talking(client)
             "turn_detection": {"type": "server_vad", "silence_duration_ms": 300}}}})
         error = await _next_of(connection, "error")
     assert error.error.code == "turn_detection_locked"
+
+
+async def test_an_audio_item_is_transcribed_into_the_conversation(client, speaker):
+    """A recorded question sent whole as a user item (no streaming), then a response."""
+    question = "What is the tallest mountain in the world?"
+    pcm24 = at_24k(speaker.say(question, ESPEAK_VOICES[0]).pcm)
+    async with client.realtime.connect(model="gpt-realtime") as connection:
+        await connection.conversation.item.create(item={
+            "type": "message", "role": "user",
+            "content": [{"type": "input_audio", "audio": base64.b64encode(pcm24).decode()}]})
+        seen = await _until(connection, lambda e: e.type ==
+                            "conversation.item.input_audio_transcription.completed")
+        added = next(e for e in seen if e.type == "conversation.item.added")
+        assert added.item.content[0].type == "input_audio"
+        assert wer(question, seen[-1].transcript) <= 0.5, seen[-1].transcript
+        await connection.response.create()
+        answer = await _until(connection, lambda e: e.type == "response.done")
+    assert answer[-1].response.status == "completed" and _audio(answer)
