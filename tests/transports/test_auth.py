@@ -396,3 +396,25 @@ async def test_a_listed_proxy_passes_the_clients_address_on(models):
         assert status == 429, answer
     finally:
         await server.stop()
+
+
+async def test_the_openai_endpoints_take_the_same_keys_as_bearer_tokens(keyed, keys):
+    """What OpenAI's SDKs send: `Authorization: Bearer <key>`, on /v1 and /v1/realtime."""
+    import openai
+    from openai import AsyncOpenAI
+
+    base = f"{keyed.http_url}/v1"
+    async with AsyncOpenAI(base_url=base, api_key="vxl_live_nope", max_retries=0) as client:
+        with pytest.raises(openai.AuthenticationError) as refused:
+            await client.models.list()
+        assert refused.value.code == "unauthorized"
+        with pytest.raises(openai.AuthenticationError):
+            await client.audio.speech.create(model="tts-1", voice="alloy", input="Hi.")
+        async with client.realtime.connect(model="gpt-realtime") as connection:
+            error = await connection.recv()
+            assert error.type == "error" and error.error.code == "unauthorized"
+    async with AsyncOpenAI(base_url=base, api_key=keys["live"], max_retries=0) as client:
+        assert [m.id async for m in client.models.list()]
+        async with client.realtime.connect(model="gpt-realtime") as connection:
+            created = await connection.recv()
+            assert created.type == "session.created" and created.session.model == "gpt-realtime"
