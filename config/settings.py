@@ -259,8 +259,9 @@ class DiscordSettings(Section):
 
 
 class OpenAISettings(Section):
-    """The OpenAI-compatible endpoints of `voxline serve` (/v1/audio/transcriptions,
-    /v1/audio/speech, /v1/models), behind the same API keys and limits as /ws."""
+    """The OpenAI-compatible endpoints of `voxline serve` (/v1/realtime,
+    /v1/audio/transcriptions, /v1/audio/speech, /v1/models), behind the same API keys and
+    limits as /ws."""
 
     enabled: bool = Field(default=True, description="Serve the /v1 endpoints")
     max_upload_bytes: int = Field(
