@@ -5,6 +5,7 @@ from pipecat.services.llm_service import LLMService
 from voxline.config.voice import AgentSettings, LLMSettings, STTSettings, TTSSettings
 from voxline.models import ModelSet
 from voxline.pipeline.circuit_breaker import CircuitBreaker
+from voxline.pipeline.playback_hold import PlaybackHold
 from voxline.pipeline.llm import LlamaCppLLMService
 from voxline.pipeline.remote_llm import RemoteLLMService
 from voxline.pipeline.reply_writer import ReplyStyle
@@ -74,8 +75,10 @@ def build_llm(
     )
 
 
-def build_tts(models: ModelSet, tts: TTSSettings) -> LocalTTSService:
-    """Sentence-by-sentence synthesis on the shared engine."""
+def build_tts(models: ModelSet, tts: TTSSettings,
+              hold: PlaybackHold | None = None) -> LocalTTSService:
+    """Sentence-by-sentence synthesis on the shared engine (waiting while `hold` holds the
+    bot's audio)."""
     return LocalTTSService(engine=models.tts, executor=models.tts_executor,
                            first_executor=models.tts_first_executor,
-                           max_text_chars=tts.max_text_chars)
+                           max_text_chars=tts.max_text_chars, hold=hold)

@@ -122,7 +122,7 @@ class Session:
             aggregators.user(),
             ContextWindowProcessor(max_messages=settings.agent.max_history_messages),
             llm,
-            build_tts(models, settings.tts),
+            build_tts(models, settings.tts, hold),
             BotWordsProcessor(bot_words=bot_words),  # its echo is not the user's
             StaleReplyFilter(hold=hold),  # an interrupted reply's last audio is not played
             transport.output(),

@@ -50,6 +50,7 @@ class Transcript:
     text: str
     audio_secs: float
     decode_secs: float
+    is_quick: bool = False  # decoded with a window shorter than the engine's (it may loop)
 
 
 def is_silence_hallucination(text: str, rms: float, no_speech_prob: float) -> bool:
@@ -86,6 +87,11 @@ def without_repetition_loop(text: str) -> str:
         if repeats >= 3:
             return " ".join(words[: len(words) - (repeats - 1) * size])
     return text
+
+
+def repeats_itself(text: str) -> bool:
+    """Whether `text` ends in a loop `without_repetition_loop` would cut."""
+    return without_repetition_loop(text) != text.strip()
 
 
 def _bare(word: str) -> str:
@@ -134,37 +140,42 @@ class WhisperEngine:
         """A decode is running or waiting: an optional one (an interim) would delay it."""
         return self._queued > 0
 
-    def decode(self, pcm16: bytes, work: Work = Work.USER_WAITING) -> "asyncio.Future[Transcript]":
+    def decode(self, pcm16: bytes, work: Work = Work.USER_WAITING, *,
+               min_window_secs: float | None = None) -> "asyncio.Future[Transcript]":
         """`transcribe` on the engine's thread, in its turn on the CPU, from the event loop;
         awaitable (shieldable)."""
         with self._queued_lock:
             self._queued += 1
         future = asyncio.get_running_loop().run_in_executor(
-            self.executor, self._transcribe_in_turn, pcm16, work
+            self.executor, self._transcribe_in_turn, pcm16, work, min_window_secs
         )
         future.add_done_callback(self._decoded)
         return future
 
-    def _transcribe_in_turn(self, pcm16: bytes, work: Work) -> Transcript:
+    def _transcribe_in_turn(self, pcm16: bytes, work: Work,
+                            min_window_secs: float | None) -> Transcript:
         with self._compute.turn(work):
-            return self.transcribe(pcm16)
+            return self.transcribe(pcm16, min_window_secs=min_window_secs)
 
     def _decoded(self, _future) -> None:
         with self._queued_lock:
             self._queued -= 1
 
-    def transcribe(self, pcm16: bytes) -> Transcript:
-        """Decode 16 kHz 16-bit mono PCM. Blocking: call it on `self.executor`."""
+    def transcribe(self, pcm16: bytes, *, min_window_secs: float | None = None) -> Transcript:
+        """Decode 16 kHz 16-bit mono PCM. Blocking: call it on `self.executor`.
+        `min_window_secs` overrides the engine's shortest window for this decode."""
         import time
 
         started = time.perf_counter()
         audio = np.frombuffer(pcm16, dtype=np.int16).astype(np.float32) / 32768.0
         if audio.size == 0:
             return Transcript("", 0.0, 0.0)
+        is_quick = min_window_secs is not None and min_window_secs < self._min_window_secs
         rms = float(np.sqrt(np.mean(audio**2)))
         audio_secs = audio.size / WHISPER_SAMPLE_RATE
         token_bound = max_new_tokens(audio_secs)
-        self._model.window_frames = encoder_frames(audio_secs, self._min_window_secs)
+        self._model.window_frames = encoder_frames(
+            audio_secs, min_window_secs or self._min_window_secs)
         segments, _ = self._model.transcribe(
             audio,
             language=self._language,
@@ -188,7 +199,7 @@ class WhisperEngine:
         text = " ".join(t for t in kept if t)
         elapsed = time.perf_counter() - started
         logger.trace("whisper: {:.2f}s audio in {:.3f}s -> {!r}", audio_secs, elapsed, text)
-        return Transcript(text, audio_secs, elapsed)
+        return Transcript(text, audio_secs, elapsed, is_quick)
 
     async def decode_file(self, pcm16: bytes, *, prompt: str | None = None,
                           work: Work = Work.USER_WAITING) -> AsyncIterator[Segment]:

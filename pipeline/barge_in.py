@@ -36,6 +36,8 @@ from voxline.pipeline.vad import UserSpeechPausedFrame, UserSpeechResumedFrame
 # What Whisper writes for sounds that are not words: "(coughs)", "[laughter]", "*sighs*".
 _SOUND_TAG = re.compile(r"[(\[*][^)\]*]*[)\]*]")
 _NOT_A_LETTER = re.compile(r"[^a-z' ]+")
+# A hum, however Whisper spells it: "Mmmmm", "M M M", "Mm-mm", "hmmm", "M-H-M".
+_HUM = re.compile(r"[mh]*m[mh]*|h")
 
 
 def _words(text: str) -> list[str]:
@@ -49,12 +51,17 @@ class Backchannels:
     def __init__(self, phrases: Iterable[str]):
         self._phrases = sorted({tuple(_words(p)) for p in phrases if _words(p)},
                                key=len, reverse=True)
+        # A listed hum ("mm", "hmm") stands for every spelling of one.
+        self._takes_hums = any(_HUM.fullmatch(w) for p in self._phrases for w in p)
 
     def covers(self, text: str) -> bool:
         """True when `text` says nothing but backchannels ("Yeah, okay.", "Mm-hmm."), or no
         words at all (a cough Whisper wrote as "(coughs)")."""
         words, at = _words(text), 0
         while at < len(words):
+            if self._takes_hums and _HUM.fullmatch(words[at]):
+                at += 1
+                continue
             match = next((p for p in self._phrases if tuple(words[at: at + len(p)]) == p), None)
             if match is None:
                 return False
@@ -179,6 +186,7 @@ class BargeInUserTurnStartStrategy(BaseUserTurnStartStrategy):
     async def cleanup(self):
         """Stop the judge's timer; never leave the bot held."""
         await self._cancel_judge()
+        self._hold.judging(False)
         self._hold.release()
         await super().cleanup()
 
@@ -209,6 +217,7 @@ class BargeInUserTurnStartStrategy(BaseUserTurnStartStrategy):
             await self.trigger_user_turn_started()
             return
         self._is_judging, self._is_user_pausing = True, False
+        self._hold.judging(True)
         self._onset = onset
         await self._restart_judge(self._until(self._hold_after_secs), self._held_too_long)
 
@@ -270,6 +279,7 @@ class BargeInUserTurnStartStrategy(BaseUserTurnStartStrategy):
 
     async def _end_judging(self):
         self._is_judging = self._is_user_pausing = False
+        self._hold.judging(False)
         await self._cancel_judge()
 
     def _until(self, secs_from_onset: float) -> float:

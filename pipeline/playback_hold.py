@@ -36,6 +36,8 @@ class PlaybackHold:
     def __init__(self):
         self._released = asyncio.Event()
         self._released.set()
+        self._judged = asyncio.Event()  # no speech over the bot is being judged
+        self._judged.set()
         self._dropping_until = 0.0
         self._playing_reply: str | None = None  # the TTS context of the audio sent last
         self._dropped_replies: deque[str] = deque(maxlen=DROPPED_REPLIES_KEPT)
@@ -52,6 +54,13 @@ class PlaybackHold:
     def release(self) -> None:
         """Play on from where the hold stopped."""
         self._released.set()
+
+    def judging(self, is_judging: bool) -> None:
+        """Speech over the bot is being judged (a hold may follow), or no longer."""
+        if is_judging:
+            self._judged.clear()
+        else:
+            self._judged.set()
 
     def drop(self) -> None:
         """An interruption follows: what was held, and what of the old reply still comes,
@@ -72,6 +81,20 @@ class PlaybackHold:
         if isinstance(frame, TTSAudioRawFrame):
             self._playing_reply = reply
         return True
+
+    @property
+    def is_deciding(self) -> bool:
+        """Speech over the bot is being judged, or its audio held for it."""
+        return not (self._released.is_set() and self._judged.is_set())
+
+    async def wait_decided(self, timeout_secs: float) -> None:
+        """Wait until nothing is judged or held, or `timeout_secs`."""
+        try:
+            async with asyncio.timeout(timeout_secs):
+                await self._judged.wait()
+                await self._released.wait()
+        except TimeoutError:
+            pass
 
     async def admit(self) -> bool:
         """Wait while held; whether the chunk may be played."""

@@ -5,6 +5,8 @@ from collections.abc import AsyncGenerator
 
 from loguru import logger
 from pipecat.frames.frames import (
+    BotStartedSpeakingFrame,
+    BotStoppedSpeakingFrame,
     Frame,
     InterimTranscriptionFrame,
     TranscriptionFrame,
@@ -18,12 +20,25 @@ from pipecat.utils.time import time_now_iso8601
 
 from voxline.models.compute import Work
 from voxline.models.smart_turn import SmartTurnModel
-from voxline.models.whisper import WHISPER_SAMPLE_RATE, Transcript, WhisperEngine
+from voxline.models.whisper import (
+    WHISPER_SAMPLE_RATE,
+    Transcript,
+    WhisperEngine,
+    repeats_itself,
+    without_repetition_loop,
+)
 from voxline.pipeline.frames import EchoFoundFrame, NoWordsFrame
 from voxline.pipeline.turn_end import VoiceVerdict, sounds_finished, sounds_unfinished
 from voxline.pipeline.vad import UserSpeechPausedFrame, UserSpeechResumedFrame
 
 INTERIM_POLL_SECS = 0.05
+# Speech that began over the bot and pauses soon is judged on its words (a backchannel or an
+# interruption) while the bot is paused: decoded with a shorter window, about twice as fast,
+# with the same words on short clips (docs/performance.md#judging-speech-over-the-bot).
+OVER_THE_BOT_WINDOW_SECS = 5.0
+# Audio held at such a pause: pipecat keeps up to 1 s from before the speech was detected,
+# then a backchannel's 1.2 s at most.
+OVER_THE_BOT_QUICK_SECS = 2.5
 
 
 class StreamingWhisperSTTService(SegmentedSTTService):
@@ -62,6 +77,8 @@ class StreamingWhisperSTTService(SegmentedSTTService):
         # A pause's decode not yet shown as an interim: it serves as the next one.
         self._unreported_pause: tuple[asyncio.Future[Transcript], int] | None = None
         self._is_speaking = False
+        self._is_bot_speaking = False
+        self._is_over_the_bot = False  # this speech began while the bot was talking
         self._finals = 0  # final transcripts pushed: an interim started before one is stale
 
     @property
@@ -76,10 +93,13 @@ class StreamingWhisperSTTService(SegmentedSTTService):
     async def process_frame(self, frame: Frame, direction: FrameDirection):
         """Start interims with the user's speech and stop them when it ends."""
         await super().process_frame(frame, direction)
-        if isinstance(frame, VADUserStartedSpeakingFrame):
+        if isinstance(frame, (BotStartedSpeakingFrame, BotStoppedSpeakingFrame)):
+            self._is_bot_speaking = isinstance(frame, BotStartedSpeakingFrame)
+        elif isinstance(frame, VADUserStartedSpeakingFrame):
             await self._stop_interims()
             self._unreported_pause = None  # the last utterance's: never this one's partial
             self._is_speaking = True
+            self._is_over_the_bot = self._is_bot_speaking
             self._interim_task = self.create_task(self._interim_task_handler())
         elif isinstance(frame, VADUserStoppedSpeakingFrame):
             # The interim task finishes the decode it may have in flight (its partial still
@@ -88,13 +108,20 @@ class StreamingWhisperSTTService(SegmentedSTTService):
             self._is_speaking = False
         elif isinstance(frame, UserSpeechPausedFrame) and self._is_speaking:
             # Padded like the final segment: Whisper needs some silence after the last word.
-            self._speculative = self._engine.decode(bytes(self._audio_buffer) +
-                                                    self._trailing_silence())
+            self._speculative = self._engine.decode(
+                bytes(self._audio_buffer) + self._trailing_silence(),
+                min_window_secs=self._pause_window_secs())
             self._unreported_pause = (self._speculative, len(self._audio_buffer))
         elif isinstance(frame, UserSpeechResumedFrame):
             self._speculative = None
         elif isinstance(frame, EchoFoundFrame):
             await self._forget_audio_so_far()
+
+    def _pause_window_secs(self) -> float | None:
+        """A short window for the pause of short speech over the bot (its verdict keeps the
+        bot paused); the engine's own for everything else."""
+        is_short = len(self._audio_buffer) <= OVER_THE_BOT_QUICK_SECS * self.sample_rate * 2
+        return OVER_THE_BOT_WINDOW_SECS if self._is_over_the_bot and is_short else None
 
     async def _forget_audio_so_far(self):
         """The audio heard until the echo canceller started holds the bot's own voice: what
@@ -124,15 +151,26 @@ class StreamingWhisperSTTService(SegmentedSTTService):
         """Final transcript of one utterance (called by the base class after VAD stop)."""
         await self.start_processing_metrics()
         speculative, self._speculative_final = self._speculative_final, None
+        result, source = None, "decoded after the stop"
         if speculative is not None:
-            transcript = (await speculative).text
-        else:
-            transcript = (await self._engine.decode(audio)).text
+            result, source = await speculative, "decoded at the pause"
+            if result.is_quick and repeats_itself(result.text):
+                # A short window can loop ("wait wait wait"): its words, once, go out now (speech
+                # over the bot is judged on them); the words the LLM reads are decoded with the
+                # engine's window.
+                yield InterimTranscriptionFrame(without_repetition_loop(result.text),
+                                                self._user_id, time_now_iso8601())
+                # Most often a backchannel, which no one reads: the bot's next sentence, if it
+                # is needed soon, goes first (after an interruption nothing competes).
+                result = await self._engine.decode(audio, Work.PLAYBACK)
+                source = "decoded again: the pause's short window looped"
+        if result is None:
+            result = await self._engine.decode(audio)
+        transcript = result.text
         await self.stop_processing_metrics()
         self._finals += 1  # interims of this utterance arriving later are stale
         if transcript:
-            logger.debug("{}: final transcript {!r} ({})", self, transcript,
-                         "decoded at the pause" if speculative else "decoded after the stop")
+            logger.debug("{}: final transcript {!r} ({})", self, transcript, source)
             if self._needs_voice_verdict(transcript):
                 # The words go out now, the verdict (~80-170 ms) with the final: speech over
                 # the bot is judged on its words, and "Wait" must not wait for smart-turn.
@@ -178,7 +216,8 @@ class StreamingWhisperSTTService(SegmentedSTTService):
                 decoded = self._engine.decode(audio, Work.SPECULATIVE)
             # Shielded: a pause's decode may also be the final transcript; cancelling this
             # task (the next utterance starting) must not cancel it.
-            text = (await asyncio.shield(decoded)).text
+            result = await asyncio.shield(decoded)
+            text = without_repetition_loop(result.text) if result.is_quick else result.text
             if finals != self._finals:
                 continue
             if text:

@@ -13,6 +13,7 @@ from pipecat.utils.text.transforms.strip_markdown import strip_markdown
 
 from voxline.models.compute import Urgency, Work, working_on
 from voxline.models.loader import SpeechSynthesizer
+from voxline.pipeline.playback_hold import MAX_HOLD_SECS, PlaybackHold
 from voxline.pipeline.text_aggregation import FirstClauseAggregator
 
 CHUNK_SECS = 0.04
@@ -25,6 +26,7 @@ SHORT_LEAD_SECS = 1.5
 # included: ranked after them, gaps were still heard when four sessions' turns collided
 # (docs/performance.md#four-long-replies-at-once).
 GAP_IMMINENT_SECS = 0.5
+JUDGED_POLL_SECS = 0.05  # how often a sentence waiting on a judgement checks the audio ahead
 
 
 class LocalTTSService(TTSService):
@@ -36,7 +38,7 @@ class LocalTTSService(TTSService):
 
     def __init__(self, *, engine: SpeechSynthesizer, executor: Executor,
                  first_executor: Executor | None = None, max_text_chars: int = 1000,
-                 **kwargs):
+                 hold: PlaybackHold | None = None, **kwargs):
         super().__init__(
             push_start_frame=True,
             push_stop_frames=True,
@@ -50,6 +52,7 @@ class LocalTTSService(TTSService):
         self._executor = executor
         self._first_executor = first_executor or executor
         self._max_text_chars = max_text_chars
+        self._hold = hold
         self._last_context_id: str | None = None  # the reply whose first piece was synthesized
         # When that reply's audio synthesized so far will have played (time.monotonic(), read
         # from the engine's threads too), if it plays as soon as it is ready: audio ready after
@@ -103,14 +106,34 @@ class LocalTTSService(TTSService):
         executor = self._first_executor if is_first_piece else self._executor
         if is_first_piece:
             self._audio_until = 0.0
-        while (chunk := await loop.run_in_executor(executor, next_chunk, chunks,
-                                                   self._urgency_of(is_first_piece))) is not None:
+        while True:
+            await self._wait_while_judged()
+            chunk = await loop.run_in_executor(executor, next_chunk, chunks,
+                                               self._urgency_of(is_first_piece))
+            if chunk is None:
+                return
             is_first_piece = False
             chunk_secs = len(chunk) / 2 / self._engine.sample_rate
             self._audio_until = max(self._audio_until, time.monotonic()) + chunk_secs
             executor = self._executor
             for offset in range(0, len(chunk), piece):
                 yield chunk[offset: offset + piece]
+
+    async def _wait_while_judged(self) -> None:
+        """While speech over the bot is judged, and while its audio is held for it, the next
+        sentence waits unless the audio playing is about to run out: the CPU goes to the
+        decode that decides, whose words end the hold (a sentence begun just before the hold
+        delayed it by 0.3-0.5 s). The audio ahead does not play while held."""
+        if self._hold is None:
+            return
+        give_up_at = time.monotonic() + MAX_HOLD_SECS
+        while self._hold.is_deciding and time.monotonic() < give_up_at:
+            is_held, since = self._hold.is_held, time.monotonic()
+            if not is_held and self.audio_lead_secs() < GAP_IMMINENT_SECS:
+                return
+            await self._hold.wait_decided(JUDGED_POLL_SECS)
+            if is_held and self._audio_until > since:
+                self._audio_until += time.monotonic() - since
 
     def _urgency_of(self, is_first_piece: bool) -> Urgency:
         """A user waits for a reply's first words. The next ones are urgent as their audio is

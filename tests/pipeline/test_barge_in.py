@@ -30,9 +30,15 @@ BACKCHANNELS = Backchannels(DEFAULT_BACKCHANNELS)
 
 @pytest.mark.parametrize("text", ["Yeah.", "Okay", "Uh-huh.", "Mm-hmm.", "Right.", "I see.",
                                   "Sure!", "Oh, okay.", "Yeah, yeah, right.", "(coughs)",
-                                  "[laughter]", "", "MHM"])
+                                  "[laughter]", "", "MHM", "Mmmmm", "M M M M", "Mm-mm.",
+                                  "M-H-M", "Hmmm."])
 def test_backchannels_and_sounds(text):
     assert BACKCHANNELS.covers(text)
+
+
+def test_any_spelling_of_a_hum_counts_only_if_hums_are_listed():
+    assert not Backchannels(["yeah"]).covers("Mmmm.")
+    assert Backchannels(["yeah", "hmm"]).covers("Mmmm, yeah.")
 
 
 @pytest.mark.parametrize("text", ["Wait.", "Stop!", "Yeah, but what about Rome?", "Okay stop",
@@ -298,3 +304,22 @@ async def test_the_bots_echo_resumes_it_instead_of_interrupting():
         await judge.see(UserSpeechPausedFrame(), InterimTranscriptionFrame("a friendly dragon",
                                                                            "", ""))
         assert judge.turns == 0 and not judge.hold.is_held
+
+
+async def test_synthesis_waits_while_speech_over_the_bot_is_judged():
+    """The TTS waits on the hold before each sentence: from the moment speech over the bot is
+    judged until it is decided, dismissed or an interruption."""
+    async with Judge() as judge:
+        assert not judge.hold.is_deciding
+        await judge.see(BotStartedSpeakingFrame(), _speech())
+        assert judge.hold.is_deciding and not judge.hold.is_held  # judged, not yet held
+        await asyncio.sleep(0.15)
+        assert judge.hold.is_held and judge.hold.is_deciding
+        waiting = asyncio.create_task(judge.hold.wait_decided(5.0))
+        await judge.see(UserSpeechPausedFrame(), InterimTranscriptionFrame("Okay.", "", ""))
+        await asyncio.wait_for(waiting, 1.0)
+        assert not judge.hold.is_deciding
+    async with Judge() as judge:
+        await judge.see(BotStartedSpeakingFrame(), _speech())
+        await judge.see(InterimTranscriptionFrame("Wait, stop.", "", ""))
+        assert not judge.hold.is_deciding  # interrupted: nothing more to wait for

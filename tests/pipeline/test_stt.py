@@ -3,6 +3,7 @@
 import time
 
 from pipecat.frames.frames import (
+    BotStartedSpeakingFrame,
     InputAudioRawFrame,
     InterimTranscriptionFrame,
     TranscriptionFrame,
@@ -14,8 +15,9 @@ from pipecat.tests.utils import SleepFrame, run_test
 
 from tests.helpers import read_pcm, wer
 from voxline.agent.services import build_stt
+from voxline.models.whisper import Transcript
 from voxline.pipeline.frames import EchoFoundFrame, NoWordsFrame
-from voxline.pipeline.stt import StreamingWhisperSTTService
+from voxline.pipeline.stt import OVER_THE_BOT_WINDOW_SECS, StreamingWhisperSTTService
 from voxline.pipeline.vad import UserSpeechPausedFrame, UserSpeechResumedFrame
 
 SENTENCE = "Can you recommend a good book to read this weekend?"
@@ -70,10 +72,10 @@ async def test_interims_give_way_to_another_sessions_decode(models, speech, monk
     other_session = bytes(16000 * 2)
     original = models.stt.transcribe
 
-    def slow_for_the_other_session(audio):
+    def slow_for_the_other_session(audio, **kwargs):
         if audio == other_session:
             time.sleep(len(pcm) / 32000 + 0.5)
-        return original(audio)
+        return original(audio, **kwargs)
 
     monkeypatch.setattr(models.stt, "transcribe", slow_for_the_other_session)
     busy = models.stt.decode(other_session)
@@ -99,11 +101,13 @@ class _DecodeCounter:
 
     def __init__(self, engine, monkeypatch):
         self.count = 0
+        self.windows = []  # each decode's min_window_secs (None: the engine's)
         original = engine.transcribe
 
-        def counting(pcm):
+        def counting(pcm, **kwargs):
             self.count += 1
-            return original(pcm)
+            self.windows.append(kwargs.get("min_window_secs"))
+            return original(pcm, **kwargs)
 
         monkeypatch.setattr(engine, "transcribe", counting)
 
@@ -148,6 +152,42 @@ async def test_a_pause_decode_is_also_the_next_interim(models, speech, monkeypat
     finals = [f for f in down if isinstance(f, TranscriptionFrame)]
     assert interims and interims[0].text == finals[0].text
     assert decodes.count == 1, "the partial and the final both come from the pause's decode"
+
+
+async def test_a_backchannel_over_the_bot_is_decoded_with_the_short_window(models, speech,
+                                                                          monkeypatch):
+    """Speech that begins over the bot and pauses soon is what keeps the bot paused until its
+    words are read: its pause is decoded with the short window; other speech is not."""
+    decodes = _DecodeCounter(models.stt, monkeypatch)
+    short = _paused_utterance(read_pcm(speech("Uh-huh.")))
+    down = await _run(models, [BotStartedSpeakingFrame(), *short], interim_secs=5.0)
+    assert decodes.windows == [OVER_THE_BOT_WINDOW_SECS]
+    assert [f for f in down if isinstance(f, TranscriptionFrame | NoWordsFrame)]
+    await _run(models, short, interim_secs=5.0)  # the bot silent: a turn like any other
+    longer = _paused_utterance(read_pcm(speech(SENTENCE)))
+    await _run(models, [BotStartedSpeakingFrame(), *longer], interim_secs=5.0)
+    assert decodes.windows == [OVER_THE_BOT_WINDOW_SECS, None, None]
+
+
+async def test_a_short_window_that_loops_is_decoded_again_for_the_final(models, speech,
+                                                                         monkeypatch):
+    """A short window can loop ("wait wait wait …"): the judge reads its words once, and the
+    final transcript, which the LLM reads, comes from a decode with the engine's window."""
+    original = models.stt.transcribe
+
+    def looping_when_quick(pcm, **kwargs):
+        if kwargs.get("min_window_secs"):
+            return Transcript("Wait wait wait wait wait wait", 1.0, 0.1, is_quick=True)
+        return original(pcm, **kwargs)
+
+    monkeypatch.setattr(models.stt, "transcribe", looping_when_quick)
+    said = "Wait, stop."
+    down = await _run(models, [BotStartedSpeakingFrame(),
+                               *_paused_utterance(read_pcm(speech(said)))], interim_secs=0.4)
+    interims = [f.text for f in down if isinstance(f, InterimTranscriptionFrame)]
+    [final] = [f for f in down if isinstance(f, TranscriptionFrame)]
+    assert interims[0] == "Wait", interims
+    assert wer(said, final.text) <= 0.5 and "wait wait" not in final.text.lower(), final.text
 
 
 async def test_the_microphone_audio_goes_past_the_stt_only_for_a_recorder(models, settings, speech):

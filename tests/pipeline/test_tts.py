@@ -1,6 +1,8 @@
 """LocalTTSService on the real Piper voice: audio that Whisper hears as the text."""
 
+import asyncio
 import re
+import time
 
 import pytest
 from pipecat.frames.frames import (
@@ -18,6 +20,7 @@ from pipecat.tests.utils import SleepFrame, run_test
 from tests.helpers import rms, transcribe, wer
 from voxline.models.compute import Work
 from voxline.pipeline import tts as tts_module
+from voxline.pipeline.playback_hold import PlaybackHold
 from voxline.pipeline.tts import LocalTTSService
 
 TEXT = "Hello, how can I help you today?"
@@ -157,3 +160,30 @@ async def test_markdown_in_a_reply_is_not_read_out(models, monkeypatch):
     spoken = " ".join(said)
     assert "two ideas" in spoken and "Walk every day." in spoken, said
     assert not set("*#") & set(spoken) and "- " not in spoken, said
+
+
+async def test_no_sentence_is_synthesized_while_the_bot_is_held(models, monkeypatch):
+    """While speech over the bot is judged its audio is held: the next sentence is not needed
+    yet, and the CPU goes to the decode that decides. Released, the reply is spoken on."""
+    hold = PlaybackHold()
+    hold.hold()
+    released_at, synthesized_at = [], []
+    original = tts_module.next_chunk
+
+    def timed_next_chunk(chunks, work):
+        synthesized_at.append(time.monotonic())
+        return original(chunks, work)
+
+    def release():
+        released_at.append(time.monotonic())
+        hold.release()
+
+    monkeypatch.setattr(tts_module, "next_chunk", timed_next_chunk)
+    asyncio.get_running_loop().call_later(0.8, release)
+    tts = LocalTTSService(engine=models.tts, executor=models.tts_executor, hold=hold)
+    down, _ = await run_test(
+        tts, frames_to_send=[TTSSpeakFrame(TEXT), SleepFrame(sleep=2.0)],
+        pipeline_params=PipelineParams(audio_out_sample_rate=24000))
+    assert released_at and synthesized_at and synthesized_at[0] >= released_at[0]
+    pcm = b"".join(f.audio for f in down if isinstance(f, TTSAudioRawFrame))
+    assert wer(TEXT, transcribe(models, pcm, 24000)) <= 0.2
