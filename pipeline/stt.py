@@ -33,8 +33,8 @@ from voxline.pipeline.vad import UserSpeechPausedFrame, UserSpeechResumedFrame
 
 INTERIM_POLL_SECS = 0.05
 # Speech that began over the bot and pauses soon is judged on its words (a backchannel or an
-# interruption) while the bot is paused: decoded with a shorter window, about twice as fast,
-# with the same words on short clips (docs/performance.md#judging-speech-over-the-bot).
+# interruption) while the bot is paused: decoded with a shorter window, faster, with the same
+# words on short clips (docs/performance.md, "Judging speech over the bot").
 OVER_THE_BOT_WINDOW_SECS = 5.0
 # Audio held at such a pause: pipecat keeps up to 1 s from before the speech was detected,
 # then a backchannel's 1.2 s at most.

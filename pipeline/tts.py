@@ -122,8 +122,8 @@ class LocalTTSService(TTSService):
     async def _wait_while_judged(self) -> None:
         """While speech over the bot is judged, and while its audio is held for it, the next
         sentence waits unless the audio playing is about to run out: the CPU goes to the
-        decode that decides, whose words end the hold (a sentence begun just before the hold
-        delayed it by 0.3-0.5 s). The audio ahead does not play while held."""
+        decode that decides, whose words end the hold (docs/performance.md, "Judging speech
+        over the bot"). The audio ahead does not play while held."""
         if self._hold is None:
             return
         give_up_at = time.monotonic() + MAX_HOLD_SECS
