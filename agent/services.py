@@ -5,8 +5,8 @@ from pipecat.services.llm_service import LLMService
 from voxline.config.voice import AgentSettings, LLMSettings, STTSettings, TTSSettings
 from voxline.models import ModelSet
 from voxline.pipeline.circuit_breaker import CircuitBreaker
-from voxline.pipeline.playback_hold import PlaybackHold
 from voxline.pipeline.llm import LlamaCppLLMService
+from voxline.pipeline.playback_hold import PlaybackHold
 from voxline.pipeline.remote_llm import RemoteLLMService
 from voxline.pipeline.reply_writer import ReplyStyle
 from voxline.pipeline.stt import StreamingWhisperSTTService
