@@ -181,17 +181,17 @@ class RealtimeConnection:
                             "OpenAI-compatible LLM (llm.provider: openai); the local model does "
                             "not call functions", "session.tools")
         try:
-            self._config = self._config.updated(event.get("session"), voices=self._voices,
-                                                started=self._transport is not None)
+            updated = self._config.updated(event.get("session"), voices=self._voices,
+                                           started=self._transport is not None)
         except SessionUpdateError as e:
             raise BadEvent(e.code, e.message, e.param) from None
-        if self._config.instructions != self._host.persona.system_prompt and \
+        if updated.instructions != self._host.persona.system_prompt and \
                 not self._host.settings.agent.allow_client_prompt:
-            self._config = RealtimeSession(**{**self._config.__dict__,
-                                              "instructions": self._host.persona.system_prompt})
+            # Refused whole: none of the update's other fields are taken either.
             raise BadEvent("client_prompt_not_allowed", "this server keeps its own "
                             "instructions (agent.allow_client_prompt is false)",
                             "session.instructions")
+        self._config = updated
         self._emit("session.updated", session=self._config.shape(beta=self._namer.beta))
 
     async def _append(self, event: dict) -> None:

@@ -13,6 +13,7 @@ import websockets
 from openai import AsyncOpenAI
 from pipecat.audio.utils import create_stream_resampler, pcm_to_ulaw, ulaw_to_pcm
 
+from tests.conftest import RunningServer, make_settings
 from tests.helpers import transcribe, wer, words
 from voxline.bench.turn_audio import ESPEAK_VOICES, Speaker
 from voxline.bus import events
@@ -247,6 +248,40 @@ async def test_bad_events_get_error_events_and_the_session_goes_on(server):
         assert updated["session"]["audio"]["output"]["voice"] == "alloy"
     finally:
         await ws.close()
+
+
+async def test_instructions_are_refused_whole_where_the_operator_forbids_them(models):
+    """agent.allow_client_prompt off: an update with instructions is refused, and none of its
+    other fields are taken; the server's own instructions are not a change."""
+    server = await RunningServer(make_settings(agent={"allow_client_prompt": False}),
+                                 models).start()
+    try:
+        ws = await _raw(server)
+        try:
+            created = await _next_json(ws)
+            assert created["type"] == "session.created"
+            own = created["session"]["instructions"]
+            await ws.send(json.dumps({"type": "session.update", "session": {
+                "instructions": "You are a pirate.", "voice": "alloy"}}))
+            error = await _until_type(ws, "error")
+            assert error["error"]["code"] == "client_prompt_not_allowed"
+            await ws.send(json.dumps({"type": "session.update",
+                                      "session": {"instructions": own}}))
+            updated = (await _until_type(ws, "session.updated"))["session"]
+            assert updated["instructions"] == own
+            assert updated["audio"]["output"]["voice"] == created["session"]["audio"][
+                "output"]["voice"] != "alloy"
+        finally:
+            await ws.close()
+    finally:
+        await server.stop()
+
+
+async def _until_type(ws, kind: str) -> dict:
+    """The next event of type `kind` (others, such as rate_limits.updated, are skipped)."""
+    while (event := await _next_json(ws))["type"] != kind:
+        pass
+    return event
 
 
 async def test_a_beta_client_gets_the_beta_names(server, speaker):
